@@ -1,0 +1,36 @@
+# `make serve` and `make test` each set everything up on a fresh machine (Python 3.11 + pip), then run.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# The torch build that lies on disk here (a CUDA build that also runs on the CPU).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install serve test lint format clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/chexnet serve
+
+lint: $(STAMP)
+	$(BIN)/ruff check models app training tests chexnet_cli.py
+	$(BIN)/ruff format --check models app training tests chexnet_cli.py
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+format: $(STAMP)
+	$(BIN)/ruff format models app training tests chexnet_cli.py
+	$(BIN)/ruff check --fix models app training tests chexnet_cli.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,153 @@
+"""A self-describing checkpoint: weights + labels + preprocessing spec + config + metrics + provenance.
+
+Loadable with ``torch.load(..., weights_only=True)`` (plain containers, numbers, strings and tensors only),
+written atomically (temporary file in the same folder, fsync, rename), and loaded strictly: a missing,
+corrupt or incompatible file raises ``CheckpointError`` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models import __version__
+from models.errors import CheckpointError
+from models.labels import PATHOLOGIES
+from models.network import CheXNet, build_network
+from models.preprocessing import PreprocessSpec
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "chexnet-checkpoint"
+FORMAT_VERSION = 1
+ARCH = "densenet121"
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild, describe and (optionally) resume a model."""
+
+    state_dict: dict[str, torch.Tensor]
+    spec: PreprocessSpec
+    labels: tuple[str, ...] = PATHOLOGIES
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    training_state: dict[str, Any] | None = None
+
+    def build_model(self) -> CheXNet:
+        """The network with these weights, strictly loaded, in eval mode, on the CPU."""
+        model = CheXNet(num_classes=len(self.labels))
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as exc:
+            expected = set(model.state_dict())
+            missing, unexpected = expected - set(self.state_dict), set(self.state_dict) - expected
+            raise CheckpointError(
+                f"checkpoint weights do not fit DenseNet-121 with {len(self.labels)} outputs "
+                f"({len(missing)} missing keys, {len(unexpected)} unexpected keys, or mismatched shapes)"
+            ) from exc
+        return model.eval()
+
+    def to_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "arch": ARCH,
+            "labels": list(self.labels),
+            "preprocess": self.spec.to_dict(),
+            "state_dict": self.state_dict,
+            "config": self.config,
+            "metrics": self.metrics,
+            "provenance": {"chexnet_version": __version__, "torch_version": torch.__version__, **self.provenance},
+        }
+        if self.training_state is not None:
+            payload["training_state"] = self.training_state
+        return payload
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
+    """Write atomically: a crash leaves either the old file or the new one, never half of one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(checkpoint.to_payload(), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle, zip and EOF errors all mean the file is unusable
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt, truncated, or holds objects other than tensors and plain data "
+            f"({type(exc).__name__}); only weights_only checkpoints are accepted"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a chexnet checkpoint (no '{FORMAT}' format marker)")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint; raises ``CheckpointError`` saying what is wrong."""
+    path = Path(path)
+    payload = _read_payload(path, map_location)
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this code reads up to {FORMAT_VERSION}")
+    if payload.get("arch") != ARCH:
+        raise CheckpointError(f"{path} holds architecture {payload.get('arch')!r}, expected {ARCH!r}")
+    labels = tuple(payload.get("labels", ()))
+    if labels != PATHOLOGIES:
+        raise CheckpointError(f"{path} has labels that differ from the 14 ChestX-ray14 pathologies in order")
+    state_dict = payload.get("state_dict")
+    if not isinstance(state_dict, dict) or not state_dict:
+        raise CheckpointError(f"{path} has no weights")
+    try:
+        spec = PreprocessSpec.from_dict(payload.get("preprocess", {}))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has an invalid preprocessing spec: {exc}") from exc
+    return Checkpoint(
+        state_dict=state_dict,
+        spec=spec,
+        labels=labels,
+        config=payload.get("config", {}),
+        metrics=payload.get("metrics", {}),
+        provenance=payload.get("provenance", {}),
+        training_state=payload.get("training_state"),
+    )
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def initial_network(init: str) -> tuple[CheXNet, PreprocessSpec | None]:
+    """``imagenet`` | ``none`` | a checkpoint path -> the starting network (and that checkpoint's spec, if any)."""
+    if init in ("imagenet", "none"):
+        return build_network(init), None
+    checkpoint = load_checkpoint(init)
+    logger.info("initialised from a checkpoint (fine-tuning)")
+    return checkpoint.build_model().train(), checkpoint.spec

@@ -1,0 +1,167 @@
+"""Preprocessing as data: a PreprocessSpec travels in every checkpoint; the transforms are built from it.
+
+One code path from a decoded image to the model's input tensor, shared by training, evaluation,
+``chexnet predict`` and the service:  PIL image -> ``image_to_gray`` (H, W) float in [0, 1]
+-> ``eval_tensor`` / ``train_tensor`` (3, S, S) normalised.  The crop geometry is explicit so that
+Grad-CAM maps can be put back where the crop lies in the original image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# ITU-R 601-2 luma, the weights Pillow's convert("L") uses, applied in float so nothing is rounded.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How an image becomes the network's input: shorter side to ``resize``, crop ``image_size`` square."""
+
+    image_size: int = 224
+    resize: int = 256
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channels: int = 3
+    interpolation: str = "bilinear"
+    train_hflip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8 or self.resize < self.image_size:
+            raise ValueError(f"need 8 <= image_size <= resize, got image_size={self.image_size} resize={self.resize}")
+        if self.channels != 3 or len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError("the DenseNet-121 contract takes 3 channels with 3 means and 3 stds")
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise ValueError(f"unsupported interpolation {self.interpolation!r}")
+
+    @classmethod
+    def for_image_size(cls, image_size: int) -> PreprocessSpec:
+        """The seed's proportions (resize 256 for a 224 crop) at another crop size."""
+        return cls(image_size=image_size, resize=round(image_size * 256 / 224))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, so the spec can live in a ``weights_only`` checkpoint."""
+        data = asdict(self)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(float(x) for x in known[key])
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Where the model's crop lies: the image is scaled by ``scale`` to ``resized_hw``, then cropped."""
+
+    height: int
+    width: int
+    resized_hw: tuple[int, int]
+    top: int
+    left: int
+    size: int
+
+    def box_in_original(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) of the crop in original pixel coordinates (floats, right/bottom exclusive)."""
+        sy = self.height / self.resized_hw[0]
+        sx = self.width / self.resized_hw[1]
+        return (self.left * sx, self.top * sy, (self.left + self.size) * sx, (self.top + self.size) * sy)
+
+
+def resized_hw(spec: PreprocessSpec, height: int, width: int) -> tuple[int, int]:
+    """Shorter side to ``spec.resize``, longer side scaled and truncated (torchvision ``Resize(int)`` rule)."""
+    short, long = min(height, width), max(height, width)
+    new_long = int(spec.resize * long / short)
+    return (spec.resize, new_long) if height <= width else (new_long, spec.resize)
+
+
+def center_crop_geometry(spec: PreprocessSpec, height: int, width: int) -> CropGeometry:
+    """The eval crop: the centred ``image_size`` square of the resized image."""
+    rh, rw = resized_hw(spec, height, width)
+    top = int(round((rh - spec.image_size) / 2.0))
+    left = int(round((rw - spec.image_size) / 2.0))
+    return CropGeometry(height, width, (rh, rw), top, left, spec.image_size)
+
+
+def image_to_gray(image: Image.Image) -> np.ndarray:
+    """Any decoded PIL image -> (H, W) float32 in [0, 1]; 16-bit scaled by 65535, colour reduced to luma."""
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return (np.asarray(image, dtype=np.uint16).astype(np.float64) / 65535.0).astype(np.float32)
+    if mode == "I":  # 16-bit PNGs on some Pillow versions; values are 0..65535
+        return (np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 65535.0).astype(np.float32)
+    if mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if mode in ("L", "1"):
+        return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255.0)
+    if mode == "LA":
+        return np.asarray(image.getchannel("L"), dtype=np.float32) / np.float32(255.0)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)  # RGBA: alpha dropped; P/CMYK/YCbCr: to RGB first
+    return (rgb @ _LUMA / 255.0).astype(np.float32)
+
+
+def _resize(spec: PreprocessSpec, gray: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W) -> (h, w) with antialiasing (close to PIL's resize, which the seed used)."""
+    if tuple(gray.shape) == size:
+        return gray
+    out = F.interpolate(gray[None, None], size=size, mode=spec.interpolation, antialias=True, align_corners=False)
+    return out[0, 0]
+
+
+def _normalise(spec: PreprocessSpec, crop: torch.Tensor) -> torch.Tensor:
+    """(S, S) in [0, 1] -> (3, S, S): replicated to 3 channels, then per-channel mean/std."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(3, 1, 1)
+    return (crop.clamp(0.0, 1.0).expand(3, -1, -1) - mean) / std
+
+
+def eval_tensor(spec: PreprocessSpec, gray: np.ndarray) -> torch.Tensor:
+    """(H, W) float in [0, 1] -> (3, S, S) normalised: resize, centre crop (see ``center_crop_geometry``)."""
+    geometry = center_crop_geometry(spec, *gray.shape)
+    resized = _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), geometry.resized_hw)
+    crop = resized[geometry.top : geometry.top + spec.image_size, geometry.left : geometry.left + spec.image_size]
+    return _normalise(spec, crop)
+
+
+def train_tensor(spec: PreprocessSpec, gray: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """(H, W) float in [0, 1] -> (3, S, S): resize, random crop, random horizontal flip (never vertical)."""
+    rh, rw = resized_hw(spec, *gray.shape)
+    resized = _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), (rh, rw))
+    top = int(torch.randint(0, rh - spec.image_size + 1, (1,), generator=generator))
+    left = int(torch.randint(0, rw - spec.image_size + 1, (1,), generator=generator))
+    crop = resized[top : top + spec.image_size, left : left + spec.image_size]
+    if spec.train_hflip and bool(torch.rand(1, generator=generator) < 0.5):
+        crop = crop.flip(-1)
+    return _normalise(spec, crop)
+
+
+def denormalise(spec: PreprocessSpec, tensor: torch.Tensor) -> torch.Tensor:
+    """(3, S, S) normalised -> (S, S) in [0, 1]: the first channel with the normalisation undone (debugging)."""
+    return tensor[0] * spec.std[0] + spec.mean[0]
+
+
+
+def tencrop_tensor(spec: PreprocessSpec, gray: np.ndarray) -> torch.Tensor:
+    """(H, W) in [0, 1] -> (10, 3, S, S): four corners + centre of the resized image, and their mirrors."""
+    rh, rw = resized_hw(spec, *gray.shape)
+    resized = _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), (rh, rw))
+    s = spec.image_size
+    centre = center_crop_geometry(spec, *gray.shape)
+    offsets = [(0, 0), (0, rw - s), (rh - s, 0), (rh - s, rw - s), (centre.top, centre.left)]
+    crops = [resized[t : t + s, left : left + s] for t, left in offsets]
+    crops += [c.flip(-1) for c in crops]
+    return torch.stack([_normalise(spec, c) for c in crops])
