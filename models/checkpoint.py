@@ -66,7 +66,7 @@ class Checkpoint:
             "state_dict": self.state_dict,
             "config": self.config,
             "metrics": self.metrics,
-            "provenance": {"chexnet_version": __version__, "torch_version": torch.__version__, **self.provenance},
+            "provenance": {"chexnet_version": __version__, "torch_version": str(torch.__version__), **self.provenance},
         }
         if self.training_state is not None:
             payload["training_state"] = self.training_state

@@ -19,11 +19,12 @@ from models.preprocessing import CropGeometry
 
 def gradcam_maps(features: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
     """(N, C, h, w) pre-ReLU norm5 map and (K, C) classifier weight -> (N, K, h, w) raw Grad-CAM, >= 0."""
-    n, c, h, w = features.shape
-    active = (features > 0).to(features.dtype)
-    alpha = head_weight[None, :, :] * (active.mean(dim=(2, 3)) / (h * w))[:, None, :]  # (N, K, C)
-    cams = torch.einsum("nkc,nchw->nkhw", alpha, F.relu(features))
-    return F.relu(cams)
+    h, w = features.shape[-2:]
+    maps = features.double()  # the maps are small; float64 keeps the sum over 1024 channels exact enough
+    active = (maps > 0).double()
+    alpha = head_weight.double()[None, :, :] * (active.mean(dim=(2, 3)) / (h * w))[:, None, :]  # (N, K, C)
+    cams = torch.einsum("nkc,nchw->nkhw", alpha, F.relu(maps))
+    return F.relu(cams).to(features.dtype)
 
 
 def normalise_maps(cams: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,43 @@
+"""Shared fixtures: one tiny random-weight checkpoint (32 px) for the whole session, paths to shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import Checkpoint, save_checkpoint
+from models.network import build_network
+from models.preprocessing import PreprocessSpec
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_DATA = REPO.parent / "shared" / "data"
+TINY_SPEC = PreprocessSpec(image_size=32, resize=36)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight DenseNet-121 checkpoint with a 32 px spec (seeded, so results are repeatable)."""
+    torch.manual_seed(1234)
+    model = build_network("none")
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_checkpoint(
+        Checkpoint(
+            state_dict=model.state_dict(),
+            spec=TINY_SPEC,
+            metrics={"val_mean_auroc": 0.5},
+            provenance={"data": {"images": "synthetic"}, "command": "tests/conftest.py"},
+        ),
+        path,
+    )
+    return path
+
+
+def shared_or_skip(*parts: str) -> Path:
+    """A path under ../shared/data, or skip: a user's clone does not have it (CI does)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path.relative_to(REPO.parent)} is not present (only CI and developers have ../shared/data)")
+    return path

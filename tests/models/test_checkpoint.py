@@ -1,0 +1,130 @@
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import Checkpoint, file_sha256, initial_network, load_checkpoint, save_checkpoint
+from models.errors import CheckpointError
+from models.labels import PATHOLOGIES
+from models.network import build_network
+from models.preprocessing import PreprocessSpec
+
+SPEC = PreprocessSpec(image_size=32, resize=36)
+
+
+@pytest.fixture(scope="module")
+def weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return build_network("none").state_dict()
+
+
+def test_round_trip_keeps_everything(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
+    path = save_checkpoint(
+        Checkpoint(weights, SPEC, config={"lr": 1e-4}, metrics={"val_mean_auroc": 0.75}, provenance={"command": "x"}),
+        tmp_path / "c.pt",
+    )
+    loaded = load_checkpoint(path)
+    assert loaded.spec == SPEC
+    assert loaded.labels == PATHOLOGIES
+    assert loaded.config == {"lr": 1e-4}
+    assert loaded.metrics == {"val_mean_auroc": 0.75}
+    assert loaded.provenance["command"] == "x"
+    assert loaded.provenance["torch_version"] == torch.__version__
+    model = loaded.build_model()
+    assert not model.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+
+
+def test_file_loads_with_plain_weights_only(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
+    path = save_checkpoint(Checkpoint(weights, SPEC), tmp_path / "c.pt")
+    payload = torch.load(path, weights_only=True)
+    assert payload["format"] == "chexnet-checkpoint"
+    assert payload["labels"] == list(PATHOLOGIES)
+    assert payload["preprocess"]["image_size"] == 32
+
+
+def test_atomic_write_keeps_old_file_on_crash(
+    tmp_path: Path, weights: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(Checkpoint(weights, SPEC, metrics={"v": 1}), tmp_path / "c.pt")
+    before = file_sha256(path)
+
+    def crash(obj: object, handle: "os.PathLike[str]") -> None:
+        handle.write(b"half a checkpoint")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(Checkpoint(weights, SPEC, metrics={"v": 2}), path)
+    assert file_sha256(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_corrupt_and_truncated_files(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(garbage)
+    good = save_checkpoint(Checkpoint(weights, SPEC), tmp_path / "good.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(truncated)
+
+
+class Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("code ran",))
+
+
+def test_pickled_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "chexnet-checkpoint", "x": Payload()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"format": "something-else"}, "not a chexnet checkpoint"),
+        ({"format_version": 99}, "format version 99"),
+        ({"arch": "resnet50"}, "architecture"),
+        ({"labels": list(reversed(PATHOLOGIES))}, "labels"),
+        ({"preprocess": {"image_size": 64, "resize": 32}}, "preprocessing"),
+    ],
+)
+def test_incompatible_metadata(
+    tmp_path: Path, weights: dict[str, torch.Tensor], patch: dict[str, object], message: str
+) -> None:
+    payload = {**Checkpoint(weights, SPEC).to_payload(), **patch}
+    torch.save(payload, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_mismatched_weights_fail_strictly(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
+    broken = dict(weights)
+    broken["classifier.weight"] = torch.zeros(10, 1024)
+    path = save_checkpoint(Checkpoint(broken, SPEC), tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(path).build_model()
+    del broken["classifier.weight"]
+    path = save_checkpoint(Checkpoint(broken, SPEC), tmp_path / "d.pt")
+    with pytest.raises(CheckpointError, match="1 missing"):
+        load_checkpoint(path).build_model()
+
+
+def test_initial_network_from_checkpoint(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
+    path = save_checkpoint(Checkpoint(weights, SPEC), tmp_path / "c.pt")
+    model, spec = initial_network(str(path))
+    assert spec == SPEC
+    assert model.training
+    assert torch.equal(model.state_dict()["classifier.weight"], weights["classifier.weight"])

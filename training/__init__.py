@@ -1,0 +1,1 @@
+"""Training package: labels CSV + images -> dataset -> train loop -> checkpoint -> evaluation."""

@@ -1,0 +1,134 @@
+"""Argument parsing for ``chexnet train | evaluate | predict``; heavy imports happen when a command runs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+
+
+def register(commands: Any) -> None:
+    """Add the training-side subcommands to the top-level ``chexnet`` parser."""
+    _register_train(commands.add_parser("train", help="train CheXNet on a labels CSV and an image folder"))
+    _register_evaluate(commands.add_parser("evaluate", help="per-class AUROC with bootstrap CIs and ROC curves"))
+    _register_predict(commands.add_parser("predict", help="write a CSV of the 14 probabilities for images"))
+
+
+def _register_train(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train DenseNet-121 with 14 sigmoid outputs (BCE on logits). Defaults follow the seed recipe: "
+        "Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
+        "Under torchrun it trains with DistributedDataParallel."
+    )
+    p.add_argument("--images", type=Path, required=True, help="folder holding the images named in the CSV")
+    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV (image_path)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: last.pt, best.pt, metrics.json")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--image-size", type=int, default=224, help="crop size in pixels (images resized to 8/7 of it)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a chexnet checkpoint")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out for validation")
+    p.add_argument("--train-list", type=Path, help="file of training image names (with --val-list)")
+    p.add_argument("--val-list", type=Path, help="file of validation image names (with --train-list)")
+    p.add_argument(
+        "--pos-weight",
+        action="store_true",
+        help="weight positives by negatives/positives per class of the training split (the CheXNet paper used "
+        "plain BCE; this helps rare classes such as Hernia)",
+    )
+    p.add_argument("--scheduler", choices=["plateau", "cosine"], default="plateau")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from models.errors import ModelContractError
+    from training.config import TrainConfig, TrainConfigError
+    from training.engine import NonFiniteLossError
+    from training.labels_table import LabelTableError
+    from training.run import run_training
+
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
+    try:
+        best = run_training(TrainConfig(**options))
+    except (TrainConfigError, LabelTableError, ModelContractError, NonFiniteLossError) as exc:
+        print(f"chexnet train: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, TrainConfigError) else 1
+    print(f"best checkpoint: {best}")
+    return 0
+
+
+def _register_evaluate(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Evaluate a checkpoint on labelled images, or someone else's predictions CSV, against NIH-format labels: "
+        "per-class AUROC with a patient-level bootstrap 95%% CI; writes metrics.json, predictions.csv, roc.png."
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
+    source.add_argument("--predictions", type=Path, help="CSV: Image Index + 14 columns (optionally prob_ prefix)")
+    p.add_argument("--images", type=Path, help="image folder (with --checkpoint)")
+    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--split-list", type=Path, help="evaluate only the image names listed in this file")
+    p.add_argument("--tta", choices=["none", "tencrop"], default="none")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from models.errors import ModelContractError
+    from training.evaluate import EvaluateOptions, run_evaluate
+    from training.labels_table import LabelTableError
+
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
+    try:
+        return run_evaluate(EvaluateOptions(**options))
+    except (ValueError, LabelTableError, ModelContractError, FileNotFoundError) as exc:
+        print(f"chexnet evaluate: {exc}", file=sys.stderr)
+        return 1
+
+
+def _register_predict(p: argparse.ArgumentParser) -> None:
+    p.description = "Predict the 14 probabilities for PNG/JPEG files or folders; writes CSV (stdout by default)."
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
+    p.add_argument("--out", type=Path, help="CSV file to write (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.bundled import DEMO_CHECKPOINT
+    from models.errors import ModelContractError
+    from training.predict import collect_images, predict_files, write_predictions_csv
+
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if args.device == "auto" else args.device)
+    try:
+        images = collect_images(args.paths)
+        probs = predict_files(args.checkpoint or DEMO_CHECKPOINT, images, args.batch_size, args.workers, device)
+    except (ModelContractError, FileNotFoundError, OSError) as exc:
+        print(f"chexnet predict: {exc}", file=sys.stderr)
+        return 1
+    write_predictions_csv(images, probs, args.out)
+    if args.out:
+        print(f"wrote {len(images)} rows to {args.out}", file=sys.stderr)
+    return 0

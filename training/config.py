@@ -1,0 +1,76 @@
+"""Training options, validated before any data is read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class TrainConfigError(ValueError):
+    """An option is invalid; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    images: Path
+    labels: Path
+    out: Path
+    epochs: int = 10
+    batch_size: int = 16
+    image_size: int = 224
+    lr: float = 1e-4
+    weights: str = "imagenet"
+    val_fraction: float = 0.2
+    train_list: Path | None = None
+    val_list: Path | None = None
+    pos_weight: bool = False
+    scheduler: str = "plateau"
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    resume: bool = False
+
+    def validate(self) -> None:
+        """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
+        if not self.images.is_dir():
+            raise TrainConfigError(f"--images {self.images} is not a folder")
+        if not self.labels.is_file():
+            raise TrainConfigError(f"--labels {self.labels} is not a file")
+        for name, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1)):
+            if value < low:
+                raise TrainConfigError(f"{name} must be at least {low}, got {value}")
+        if self.image_size < 32:
+            raise TrainConfigError(f"--image-size must be at least 32 (DenseNet downsamples 32x), got {self.image_size}")
+        if not self.lr > 0:
+            raise TrainConfigError(f"--lr must be positive, got {self.lr}")
+        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
+            raise TrainConfigError(f"--weights must be 'imagenet', 'none' or an existing checkpoint, got {self.weights}")
+        if (self.train_list is None) != (self.val_list is None):
+            raise TrainConfigError("--train-list and --val-list go together")
+        for name, lst in (("--train-list", self.train_list), ("--val-list", self.val_list)):
+            if lst is not None and not lst.is_file():
+                raise TrainConfigError(f"{name} {lst} is not a file")
+        if self.train_list is None and not 0.0 < self.val_fraction < 1.0:
+            raise TrainConfigError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.scheduler not in ("plateau", "cosine"):
+            raise TrainConfigError(f"--scheduler must be 'plateau' or 'cosine', got {self.scheduler!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise TrainConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise TrainConfigError("--device cuda was asked for but no CUDA device is available")
+        if self.workers < 0:
+            raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
+        if self.resume and not (self.out / "last.pt").is_file():
+            raise TrainConfigError(f"--resume needs {self.out / 'last.pt'}, which does not exist")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types for the checkpoint (paths as given, never resolved to absolute machine paths)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -1,0 +1,45 @@
+"""Where a checkpoint came from: data, command, code version — recorded in every checkpoint."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models import __version__
+from models.checkpoint import file_sha256
+from training.config import TrainConfig
+
+
+def command_line() -> str:
+    """The command as typed, with the program shown as ``chexnet`` (paths as the user gave them)."""
+    return shlex.join(["chexnet", *sys.argv[1:]])
+
+
+def git_commit() -> str | None:
+    """The source tree's commit, when run from a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def describe_run(config: TrainConfig, n_train: int, n_val: int) -> dict[str, Any]:
+    return {
+        "data": {
+            "images": config.images.name,
+            "labels": config.labels.name,
+            "labels_sha256": file_sha256(config.labels),
+            "n_train": n_train,
+            "n_val": n_val,
+        },
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,210 @@
+"""``chexnet train``: options -> data -> model -> epochs (train, validate, checkpoint) -> best.pt."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
+from models.labels import PATHOLOGIES
+from models.preprocessing import PreprocessSpec
+from training.config import TrainConfig
+from training.dataset import EpochSampler, XrayDataset
+from training.distributed import DistContext, init_distributed, shutdown_distributed
+from training.engine import EvalResult, evaluate, train_one_epoch
+from training.labels_table import LabelTable, check_images_exist, read_label_table
+from training.metrics import mean_auroc, per_class_auroc
+from training.provenance import describe_run
+from training.splits import split_by_patient, split_from_lists
+from training.state import capture_rng_state, restore_rng_state, seed_everything
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """What carries over between epochs (and across --resume)."""
+
+    next_epoch: int = 0
+    best_mean_auroc: float = float("-inf")
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_split(config: TrainConfig) -> tuple[LabelTable, LabelTable]:
+    """Read the labels, check every image exists, split by patient or by the given lists."""
+    table = read_label_table(config.labels)
+    check_images_exist(table, config.images)
+    if config.train_list is not None and config.val_list is not None:
+        train_idx, val_idx = split_from_lists(table, config.train_list, config.val_list)
+    else:
+        train_idx, val_idx = split_by_patient(table, config.val_fraction, config.seed)
+    return table.subset(list(train_idx)), table.subset(list(val_idx))
+
+
+def make_loader(
+    config: TrainConfig, table: LabelTable, spec: PreprocessSpec, train: bool, ctx: DistContext
+) -> DataLoader[Any]:
+    paths = [config.images / name for name in table.image_names]
+    dataset = XrayDataset(paths, table.targets, spec, train=train, seed=config.seed)
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=config.seed, rank=ctx.rank, world=ctx.world)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=config.resolved_device().type == "cuda",
+        drop_last=False,
+    )
+
+
+def make_criterion(config: TrainConfig, train: LabelTable, device: torch.device) -> nn.Module:
+    """BCE on logits; with --pos-weight, each class weighted by negatives / positives of the training split."""
+    if not config.pos_weight:
+        return nn.BCEWithLogitsLoss()
+    positives = train.targets.sum(axis=0)
+    weights = (len(train) - positives) / np.maximum(positives, 1.0)
+    return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weights, dtype=torch.float32, device=device))
+
+
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=2)
+
+
+def epoch_record(epoch: int, train_loss: float, images_per_s: float, result: EvalResult, lr: float) -> dict[str, Any]:
+    aurocs = per_class_auroc(result.targets, result.probs)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": result.loss,
+        "val_mean_auroc": mean_auroc(aurocs),
+        "val_auroc": aurocs,
+        "lr": lr,
+        "train_images_per_s": images_per_s,
+    }
+
+
+def run_training(config: TrainConfig) -> Path:
+    """Train; returns the path of best.pt. Options are validated before any data is read."""
+    config.validate()
+    device = config.resolved_device()
+    ctx = init_distributed(device)
+    try:
+        return _train(config, device, ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
+    seed_everything(config.seed)
+    train_table, val_table = load_split(config)
+    logger.info("training on %d images, validating on %d (no patient in both)", len(train_table), len(val_table))
+    spec = PreprocessSpec.for_image_size(config.image_size)
+    model, _ = initial_network(config.weights)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
+    scheduler = make_scheduler(config, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    progress = _resume(config, model, optimizer, scheduler, scaler) if config.resume else Progress()
+    net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
+    train_loader = make_loader(config, train_table, spec, train=True, ctx=ctx)
+    val_loader = make_loader(config, val_table, spec, train=False, ctx=ctx)
+    criterion = make_criterion(config, train_table, device)
+    run_info = describe_run(config, len(train_table), len(val_table))
+    for epoch in range(progress.next_epoch, config.epochs):
+        for loader in (train_loader, val_loader):
+            loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+            loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+        stats = train_one_epoch(net, train_loader, criterion, optimizer, scaler, device, epoch, ctx)
+        result = evaluate(net, val_loader, criterion, device, ctx)
+        record = epoch_record(epoch, stats.loss, stats.images_per_second, result, optimizer.param_groups[0]["lr"])
+        _step_scheduler(scheduler, result.loss)
+        progress.history.append(record)
+        progress.next_epoch = epoch + 1
+        if ctx.is_main:
+            _save_epoch(config, model, spec, record, progress, run_info, (optimizer, scheduler, scaler))
+        _log_epoch(record, config.epochs)
+    return config.out / "best.pt"
+
+
+def _step_scheduler(scheduler: Any, val_loss: float) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_loss)
+    else:
+        scheduler.step()
+
+
+def _log_epoch(record: dict[str, Any], epochs: int) -> None:
+    mean = record["val_mean_auroc"]
+    logger.info(
+        "epoch %d/%d: train loss %.4f, val loss %.4f, val mean AUROC %s, %.1f images/s",
+        record["epoch"], epochs, record["train_loss"], record["val_loss"],
+        "undefined" if mean is None else f"{mean:.4f}", record["train_images_per_s"],
+    )
+
+
+def _save_epoch(
+    config: TrainConfig,
+    model: nn.Module,
+    spec: PreprocessSpec,
+    record: dict[str, Any],
+    progress: Progress,
+    run_info: dict[str, Any],
+    training_objects: tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler],
+) -> None:
+    """last.pt every epoch (resumable), best.pt when mean validation AUROC improves, metrics.json always."""
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    mean = record["val_mean_auroc"]
+    improved = mean is not None and mean > progress.best_mean_auroc
+    if improved:
+        progress.best_mean_auroc = mean
+    metrics = {k: record[k] for k in ("epoch", "val_loss", "val_mean_auroc", "val_auroc")}
+    optimizer, scheduler, scaler = training_objects
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "next_epoch": progress.next_epoch,
+        "best_mean_auroc": progress.best_mean_auroc,
+        "history": progress.history,
+        "rng": capture_rng_state(),
+    }
+    base = Checkpoint(state_dict=weights, spec=spec, config=config.to_dict(), metrics=metrics, provenance=run_info)
+    save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": state}), config.out / "last.pt")
+    if improved or not (config.out / "best.pt").exists():
+        save_checkpoint(base, config.out / "best.pt")
+    (config.out / "metrics.json").write_text(json.dumps({"epochs": progress.history}, indent=2) + "\n")
+
+
+def _resume(
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+) -> Progress:
+    """Restore model, optimizer, scheduler, scaler, epoch and RNG states from OUT/last.pt."""
+    checkpoint = load_checkpoint(config.out / "last.pt")
+    state = checkpoint.training_state
+    if state is None:
+        raise ValueError(f"{config.out / 'last.pt'} has no training state to resume from")
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    restore_rng_state(state["rng"])
+    logger.info("resuming at epoch %d", state["next_epoch"] + 1)
+    return Progress(state["next_epoch"], state["best_mean_auroc"], list(state["history"]))
+
