@@ -54,7 +54,8 @@ class Checkpoint:
                 f"checkpoint weights do not fit DenseNet-121 with {len(self.labels)} outputs "
                 f"({len(missing)} missing keys, {len(unexpected)} unexpected keys, or mismatched shapes)"
             ) from exc
-        return model.eval()
+        model.eval()
+        return model
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -111,7 +112,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     payload = _read_payload(path, map_location)
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this code reads up to {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this code reads up to {FORMAT_VERSION}"
+        )
     if payload.get("arch") != ARCH:
         raise CheckpointError(f"{path} holds architecture {payload.get('arch')!r}, expected {ARCH!r}")
     labels = tuple(payload.get("labels", ()))

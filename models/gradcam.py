@@ -54,4 +54,4 @@ def cam_on_image(cam: np.ndarray, geometry: CropGeometry) -> np.ndarray:
     top = cam[y_lo][:, x_lo] * (1 - fx) + cam[y_lo][:, x_hi] * fx
     bottom = cam[y_hi][:, x_lo] * (1 - fx) + cam[y_hi][:, x_hi] * fx
     full = top * (1 - fy) + bottom * fy
-    return (full * inside_y[:, None] * inside_x[None, :]).astype(np.float32)
+    return np.asarray(full * inside_y[:, None] * inside_x[None, :], dtype=np.float32)

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchvision.models import DenseNet, DenseNet121_Weights
 
 from models.errors import WeightsUnavailableError
@@ -22,10 +21,12 @@ logger = logging.getLogger(__name__)
 
 NUM_FEATURES = 1024
 # Old torchvision / CheXNet checkpoints name layers "norm.1", "conv.2"; current ones "norm1", "conv2".
-_LEGACY_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_LEGACY_LAYER_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 
 
-class CheXNet(DenseNet):
+class CheXNet(DenseNet):  # type: ignore[misc]  # torchvision ships no type information
     """DenseNet-121 with a ``Linear(1024, num_classes)`` head producing logits (no sigmoid inside)."""
 
     def __init__(self, num_classes: int = len(PATHOLOGIES)) -> None:

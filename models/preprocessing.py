@@ -91,8 +91,8 @@ def resized_hw(spec: PreprocessSpec, height: int, width: int) -> tuple[int, int]
 def center_crop_geometry(spec: PreprocessSpec, height: int, width: int) -> CropGeometry:
     """The eval crop: the centred ``image_size`` square of the resized image."""
     rh, rw = resized_hw(spec, height, width)
-    top = int(round((rh - spec.image_size) / 2.0))
-    left = int(round((rw - spec.image_size) / 2.0))
+    top = round((rh - spec.image_size) / 2.0)
+    left = round((rw - spec.image_size) / 2.0)
     return CropGeometry(height, width, (rh, rw), top, left, spec.image_size)
 
 
@@ -152,7 +152,6 @@ def train_tensor(spec: PreprocessSpec, gray: np.ndarray, generator: torch.Genera
 def denormalise(spec: PreprocessSpec, tensor: torch.Tensor) -> torch.Tensor:
     """(3, S, S) normalised -> (S, S) in [0, 1]: the first channel with the normalisation undone (debugging)."""
     return tensor[0] * spec.std[0] + spec.mean[0]
-
 
 
 def tencrop_tensor(spec: PreprocessSpec, gray: np.ndarray) -> torch.Tensor:

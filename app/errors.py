@@ -1,0 +1,103 @@
+"""One error shape for the whole API, and the one place that maps domain exceptions to HTTP statuses.
+
+Every error body is ``{"detail": "<message for a person>", "code": "<machine code>"}``. Messages are
+written here or by the domain code for a person; exception text is never echoed (it can carry file
+paths or patient data), and a 500 says nothing about what went wrong inside.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.input_errors import InputError, UnsupportedFormatError
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "1"
+
+
+class ApiError(Exception):
+    """An error the API reports as is: status, machine code, message for a person, optional headers."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
+
+
+class OverloadedError(ApiError):
+    def __init__(self) -> None:
+        super().__init__(503, "overloaded", "the server is busy; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class NotReadyError(ApiError):
+    def __init__(self) -> None:
+        super().__init__(503, "not_ready", "the model is loading; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_format",
+    422: "validation_error",
+    503: "unavailable",
+}
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    """Where and what, from pydantic's error list, without echoing the input values."""
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        if error.get("type") == "missing":
+            parts.append(f"'{where}' is required" + (" (multipart/form-data upload)" if where == "file" else ""))
+        else:
+            parts.append(f"'{where}': {error.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.detail, exc.headers)
+
+
+async def _on_input_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InputError)
+    status = 415 if isinstance(exc, UnsupportedFormatError) else 422
+    return error_response(status, exc.code, exc.message)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else "request failed"
+    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "validation_error", _describe_validation(exc))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(InputError, _on_input_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,73 @@
+"""Domain errors for uploads that cannot be turned into an image.
+
+Each error carries a machine-readable ``code`` and a fixed, human-readable message that is safe to return to a
+client: it never contains exception text, file names or DICOM header values (which may hold patient data).
+The HTTP layer maps :class:`UnsupportedFormatError` to 415 and every other :class:`InputError` to 422.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AspectRatioError",
+    "DecompressionBombError",
+    "ImageTooSmallError",
+    "InputError",
+    "InvalidImageError",
+    "MultiFrameError",
+    "UnsupportedFormatError",
+]
+
+
+class InputError(Exception):
+    """Base class: an upload that cannot be decoded into a single grayscale image."""
+
+    code: ClassVar[str] = "invalid_input"
+    default_message: ClassVar[str] = "The uploaded file could not be used."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message: str = message if message is not None else self.default_message
+        super().__init__(self.message)
+
+
+class UnsupportedFormatError(InputError):
+    """The bytes are not PNG, JPEG or DICOM (judged by magic bytes only)."""
+
+    code: ClassVar[str] = "unsupported_format"
+    default_message: ClassVar[str] = "Unsupported file format: upload a PNG, JPEG or DICOM image."
+
+
+class InvalidImageError(InputError):
+    """Empty, corrupt, truncated or otherwise undecodable data."""
+
+    code: ClassVar[str] = "invalid_image"
+    default_message: ClassVar[str] = "The image could not be decoded; the file may be empty, corrupt or truncated."
+
+
+class ImageTooSmallError(InputError):
+    """A side is shorter than the minimum."""
+
+    code: ClassVar[str] = "image_too_small"
+    default_message: ClassVar[str] = "The image is too small."
+
+
+class AspectRatioError(InputError):
+    """Longer side / shorter side exceeds the limit."""
+
+    code: ClassVar[str] = "extreme_aspect_ratio"
+    default_message: ClassVar[str] = "The image is too elongated to be a chest X-ray."
+
+
+class DecompressionBombError(InputError):
+    """More pixels than allowed (our cap, or Pillow's decompression-bomb threshold)."""
+
+    code: ClassVar[str] = "decompression_bomb"
+    default_message: ClassVar[str] = "The image has too many pixels."
+
+
+class MultiFrameError(InputError):
+    """A multi-frame DICOM, animated PNG or other multi-frame image."""
+
+    code: ClassVar[str] = "multi_frame"
+    default_message: ClassVar[str] = "Multi-frame images are not supported: upload a single image."

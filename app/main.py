@@ -1,0 +1,52 @@
+"""create_app(settings): the FastAPI application, with its state on the app, not in globals."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from app.errors import install_error_handlers
+from app.middleware import BodyLimitMiddleware, DisclaimerMiddleware, MetricsMiddleware
+from app.predictor import InferenceEngine, Predictor
+from app.routes import router
+from app.service import Service
+from app.settings import DISCLAIMER, Settings
+from app.telemetry import Telemetry
+from models import __version__
+
+DESCRIPTION = f"""**{DISCLAIMER}**
+
+CheXNet (DenseNet-121) scores a chest X-ray for the 14 ChestX-ray14 pathologies and explains a score with
+Grad-CAM. Upload PNG (8/16-bit), JPEG or DICOM as multipart field `file`:
+
+    curl -F file=@xray.png http://127.0.0.1:8000/predict
+
+Every response carries the `X-Disclaimer` header. Errors are `{{"detail": ..., "code": ...}}`.
+"""
+
+
+class _DisclaimedFastAPI(FastAPI):
+    """The disclaimer wraps the whole stack, outside Starlette's server-error handler, so 500s carry it too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return DisclaimerMiddleware(super().build_middleware_stack(), DISCLAIMER)
+
+
+def create_app(settings: Settings | None = None, engine: InferenceEngine | None = None) -> FastAPI:
+    """The app for ``settings``; loads the checkpoint unless an engine (e.g. a test fake) is given."""
+    settings = settings or Settings()
+    engine = engine or Predictor.load(settings)
+    telemetry = Telemetry()
+    service = Service(settings, engine, telemetry)
+    app = _DisclaimedFastAPI(
+        title="CheXNet inference service (research use only)",
+        description=DESCRIPTION,
+        version=__version__,
+        lifespan=service.lifespan,
+    )
+    app.state.settings, app.state.service = settings, service
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, telemetry=telemetry)
+    app.include_router(router)
+    return app

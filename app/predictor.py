@@ -1,0 +1,195 @@
+"""The one owner of the model: a bounded queue, a worker that batches, one forward per batch.
+
+decode + preprocess happen per request off the event loop (see ``app.pipeline``); here requests wait in a
+bounded queue, the worker takes up to ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for
+company), runs one forward pass in its own thread, and hands each request its row: probabilities and,
+when asked, Grad-CAM maps for all 14 classes from the same forward pass (no backward, no hooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from app.errors import OverloadedError
+from app.settings import Settings
+from models.checkpoint import file_sha256, load_checkpoint
+from models.gradcam import gradcam_maps, normalise_maps
+from models.network import CheXNet
+from models.preprocessing import PreprocessSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model card says: identity, preprocessing, provenance, metrics, where it runs."""
+
+    name: str
+    version: str
+    sha256: str
+    device: str
+    spec: PreprocessSpec
+    metrics: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Inference:
+    """One request's result: ``probs`` (14,) after sigmoid; ``cams`` (14, h, w) in [0, 1] when asked for."""
+
+    probs: npt.NDArray[np.float32]
+    cams: npt.NDArray[np.float32] | None = None
+
+
+class BatchObserver(Protocol):
+    def on_batch(self, size: int, seconds: float) -> None: ...
+
+
+class InferenceEngine(Protocol):
+    """What the routes need from a predictor; tests substitute a fake with fixed outputs."""
+
+    info: ModelInfo
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def infer(self, tensor: torch.Tensor, with_cams: bool) -> Inference: ...
+    def queue_depth(self) -> int: ...
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CHEXNET_DEVICE=cuda was asked for but no CUDA device is available")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+@dataclass
+class _Job:
+    tensor: torch.Tensor
+    with_cams: bool
+    future: asyncio.Future[Inference]
+
+
+class Predictor:
+    """Holds the network; everything that touches it runs on one dedicated thread."""
+
+    def __init__(self, model: CheXNet, info: ModelInfo, settings: Settings) -> None:
+        self.model, self.info = model, info
+        self.device = torch.device(info.device)
+        self.max_batch_size, self.max_wait = settings.max_batch_size, settings.max_wait_ms / 1000.0
+        self.queue_size = settings.queue_size
+        self.observer: BatchObserver | None = None
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chexnet-model")
+
+    @classmethod
+    def load(cls, settings: Settings) -> Predictor:
+        """Load the checkpoint strictly onto the device; raises CheckpointError / RuntimeError on failure."""
+        device = resolve_device(settings.device)
+        checkpoint = load_checkpoint(settings.checkpoint)
+        model = checkpoint.build_model().to(device)
+        if device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        digest = file_sha256(settings.checkpoint)
+        info = ModelInfo(
+            name=Path(settings.checkpoint).stem,
+            version=str(checkpoint.provenance.get("chexnet_version", "unknown")),
+            sha256=digest,
+            device=str(device),
+            spec=checkpoint.spec,
+            metrics=checkpoint.metrics,
+            provenance=checkpoint.provenance,
+            config=checkpoint.config,
+        )
+        logger.info("model loaded on %s (sha256 %s…)", device, digest[:12])
+        return cls(model, info, settings)
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(maxsize=self.queue_size)
+        self._worker = asyncio.create_task(self._serve_batches(), name="chexnet-batcher")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def infer(self, tensor: torch.Tensor, with_cams: bool) -> Inference:
+        """Queue one (3, S, S) tensor; a full queue raises OverloadedError at once (503)."""
+        if self._queue is None:
+            raise RuntimeError("predictor not started")
+        job = _Job(tensor, with_cams, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise OverloadedError() from None
+        return await job.future
+
+    async def _next_batch(self, queue: asyncio.Queue[_Job]) -> list[_Job]:
+        batch = [await queue.get()]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch_size:
+            if not queue.empty():
+                batch.append(queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), remaining))
+            except TimeoutError:
+                break
+        return [job for job in batch if not job.future.cancelled()]
+
+    async def _serve_batches(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch(self._queue)
+            if not batch:
+                continue
+            start = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self.run_batch, batch)
+            except Exception as exc:  # a failed batch fails its requests (500), not the worker
+                logger.exception("batch of %d failed", len(batch))
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            if self.observer is not None:
+                self.observer.on_batch(len(batch), time.perf_counter() - start)
+            for job, result in zip(batch, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(result)
+
+    @torch.inference_mode()
+    def run_batch(self, batch: list[_Job]) -> list[Inference]:
+        """One forward for the batch: (B, 3, S, S) -> probabilities, plus cams for the rows that asked."""
+        images = torch.stack([job.tensor for job in batch]).to(self.device)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        features = self.model.forward_features(images)
+        probs = torch.sigmoid(self.model.forward_head(features)).float().cpu().numpy()
+        wanted = [i for i, job in enumerate(batch) if job.with_cams]
+        cams: dict[int, npt.NDArray[np.float32]] = {}
+        if wanted:
+            maps = normalise_maps(gradcam_maps(features[wanted], self.model.classifier.weight))
+            cams = dict(zip(wanted, maps.float().cpu().numpy(), strict=True))
+        return [Inference(probs=probs[i], cams=cams.get(i)) for i in range(len(batch))]

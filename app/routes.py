@@ -1,0 +1,141 @@
+"""The HTTP surface. Each route is a few named steps: prepare (decode + preprocess) -> infer -> encode."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import ApiError, NotReadyError
+from app.overlay import render_overlay_png, render_panels_png
+from app.predictor import Inference
+from app.schemas import ErrorBody, GradcamAllJson, GradcamJson, Health, ModelCard, PredictResponse
+from app.security import check_api_key
+from app.service import Service
+from app.settings import DISCLAIMER
+from models.labels import PATHOLOGIES
+
+router = APIRouter()
+Guarded = [Depends(check_api_key)]
+Upload = Annotated[UploadFile, File(description="a chest X-ray: PNG, JPEG or DICOM (format read from the bytes)")]
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 413, 415, 422, 503)}
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _probabilities(result: Inference) -> dict[str, float]:
+    return {name: float(p) for name, p in zip(PATHOLOGIES, result.probs, strict=True)}
+
+
+@router.get("/", include_in_schema=False)
+async def show_docs() -> RedirectResponse:
+    return RedirectResponse("/docs")
+
+
+@router.get("/healthz", response_model=Health, tags=["probes"])
+async def read_health() -> Health:
+    """Liveness: the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, tags=["probes"], responses={503: {"model": ErrorBody}})
+async def read_readiness(request: Request) -> Health:
+    """Readiness: 200 only once the model is loaded and warmed up, else 503."""
+    if not _service(request).ready:
+        raise NotReadyError()
+    return Health(status="ready")
+
+
+@router.post("/predict", response_model=PredictResponse, dependencies=Guarded, responses=_ERRORS, tags=["model"])
+async def predict_image(request: Request, file: Upload) -> PredictResponse:
+    """Predict the 14 ChestX-ray14 pathology probabilities for one chest X-ray."""
+    service = _service(request)
+    prepared = await service.prepare(file)
+    result = await service.infer(prepared, with_cams=False)
+    info = service.engine.info
+    height, width = prepared.gray.shape
+    return PredictResponse(
+        probabilities=_probabilities(result),
+        model={"name": info.name, "version": info.version, "sha256": info.sha256},
+        input={"format": prepared.format, "width": width, "height": height},
+        disclaimer=DISCLAIMER,
+    )
+
+
+@router.post(
+    "/gradcam",
+    dependencies=Guarded,
+    tags=["model"],
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/png": {}, "application/json": {"schema": GradcamJson.model_json_schema()}},
+            "description": "PNG overlay at the upload's own size (headers X-Pathology, X-Probability), or JSON",
+        },
+        **_ERRORS,
+    },
+)
+async def explain_image(
+    request: Request,
+    file: Upload,
+    pathology: Annotated[
+        str | None, Query(description="a pathology name, 'all' for 14 panels; default: the most probable")
+    ] = None,
+    format: Annotated[Literal["png", "json"], Query(description="png overlay or json heatmap")] = "png",
+) -> Response:
+    """Grad-CAM: where the model looked, as a jet heatmap over the uploaded image (or JSON maps)."""
+    if pathology is not None and pathology != "all" and pathology not in PATHOLOGIES:
+        raise ApiError(422, "unknown_pathology", "pathology must be one of the 14 ChestX-ray14 names or 'all'")
+    service = _service(request)
+    prepared = await service.prepare(file)
+    result = await service.infer(prepared, with_cams=True)
+    assert result.cams is not None
+    if pathology == "all":
+        if format == "json":
+            return JSONResponse(
+                GradcamAllJson(
+                    probabilities=_probabilities(result),
+                    heatmaps={n: c.tolist() for n, c in zip(PATHOLOGIES, result.cams, strict=True)},
+                ).model_dump()
+            )
+        titles = [f"{n} p={p:.3f}" for n, p in zip(PATHOLOGIES, result.probs, strict=True)]
+        png = await run_in_threadpool(render_panels_png, prepared.gray, result.cams, prepared.geometry, titles)
+        return Response(png, media_type="image/png", headers={"X-Pathology": "all"})
+    index = PATHOLOGIES.index(pathology) if pathology else int(result.probs.argmax())
+    name, probability = PATHOLOGIES[index], float(result.probs[index])
+    if format == "json":
+        body = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist())
+        return JSONResponse(body.model_dump())
+    png = await run_in_threadpool(render_overlay_png, prepared.gray, result.cams[index], prepared.geometry)
+    headers = {"X-Pathology": name, "X-Probability": f"{probability:.6f}"}
+    return Response(png, media_type="image/png", headers=headers)
+
+
+@router.get("/model", response_model=ModelCard, dependencies=Guarded, responses=_ERRORS, tags=["model"])
+async def read_model_card(request: Request) -> ModelCard:
+    """The model card: labels, preprocessing, training data and command, metrics, checksum, device."""
+    info = _service(request).engine.info
+    return ModelCard(
+        name=info.name,
+        version=info.version,
+        sha256=info.sha256,
+        device=info.device,
+        labels=list(PATHOLOGIES),
+        preprocessing=info.spec.to_dict(),
+        training={"provenance": info.provenance, "config": info.config},
+        metrics=info.metrics,
+        disclaimer=DISCLAIMER,
+    )
+
+
+@router.get("/metrics", dependencies=Guarded, tags=["operations"], response_class=Response)
+async def read_metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, latency, batch sizes, queue depth, per-class score histograms."""
+    service = _service(request)
+    service.telemetry.queue_depth.set(service.engine.queue_depth())
+    return Response(service.telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

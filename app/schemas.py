@@ -1,0 +1,65 @@
+"""Response bodies as pydantic models: they are the OpenAPI documentation too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from models.labels import PATHOLOGIES
+
+_EXAMPLE_VALUES = [0.12, 0.03, 0.41, 0.22, 0.05, 0.04, 0.02, 0.01, 0.07, 0.02, 0.01, 0.01, 0.03, 0.0]
+_EXAMPLE_PROBS = dict(zip(PATHOLOGIES, _EXAMPLE_VALUES, strict=True))
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["chexnet-demo"])
+    version: str = Field(examples=["0.1.0"])
+    sha256: str = Field(description="SHA-256 of the checkpoint file")
+
+
+class InputInfo(BaseModel):
+    format: str = Field(description="detected from the bytes: png, jpeg or dicom", examples=["png"])
+    width: int
+    height: int
+
+
+class PredictResponse(BaseModel):
+    probabilities: dict[str, float] = Field(
+        description="sigmoid probability per pathology, in the ChestX-ray14 order", examples=[_EXAMPLE_PROBS]
+    )
+    model: ModelRef
+    input: InputInfo
+    disclaimer: str
+
+
+class GradcamJson(BaseModel):
+    pathology: str = Field(examples=["Effusion"])
+    probability: float
+    heatmap: list[list[float]] = Field(description="(h, w) Grad-CAM at feature-map resolution, in [0, 1]")
+
+
+class GradcamAllJson(BaseModel):
+    probabilities: dict[str, float]
+    heatmaps: dict[str, list[list[float]]] = Field(description="one (h, w) map in [0, 1] per pathology")
+
+
+class ModelCard(BaseModel):
+    name: str
+    version: str
+    sha256: str
+    device: str
+    labels: list[str]
+    preprocessing: dict[str, Any]
+    training: dict[str, Any] = Field(description="training data, command and configuration")
+    metrics: dict[str, Any] = Field(description="validation metrics recorded in the checkpoint")
+    disclaimer: str
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="a message for a person")
+    code: str = Field(description="a machine-readable code", examples=["unsupported_format"])
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])

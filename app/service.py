@@ -1,0 +1,69 @@
+"""Per-app state (no globals): settings, the predictor, telemetry, readiness; the steps the routes call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import NotReadyError
+from app.imaging import DecodeLimits
+from app.input_errors import InvalidImageError
+from app.pipeline import PreparedImage, decode_limits, prepare_image
+from app.predictor import Inference, InferenceEngine
+from app.settings import Settings
+from app.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, settings: Settings, engine: InferenceEngine, telemetry: Telemetry) -> None:
+        self.settings, self.engine, self.telemetry = settings, engine, telemetry
+        self.limits: DecodeLimits = decode_limits(settings)
+        self.ready = False
+        if hasattr(engine, "observer"):
+            engine.observer = telemetry
+
+    async def prepare(self, upload: UploadFile) -> PreparedImage:
+        """Read the upload and decode + preprocess it in a worker thread."""
+        data = await upload.read()
+        if not data:
+            raise InvalidImageError("The uploaded file is empty.")
+        return await run_in_threadpool(prepare_image, data, self.engine.info.spec, self.limits)
+
+    async def infer(self, prepared: PreparedImage, with_cams: bool) -> Inference:
+        if not self.ready:
+            raise NotReadyError()
+        result = await self.engine.infer(prepared.tensor, with_cams)
+        self.telemetry.on_scores(result.probs)
+        return result
+
+    async def warm_up(self) -> None:
+        """One prediction with Grad-CAM through the real queue, then report ready."""
+        try:
+            if self.settings.warmup:
+                size = self.engine.info.spec.image_size
+                await self.engine.infer(torch.zeros(3, size, size), True)
+        except Exception:
+            logger.exception("warm-up failed; the service stays not ready")
+            return
+        self.ready = True
+        logger.info("ready")
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        await self.engine.start()
+        warm = asyncio.create_task(self.warm_up(), name="chexnet-warmup")
+        try:
+            yield
+        finally:
+            self.ready = False
+            warm.cancel()
+            await asyncio.gather(warm, return_exceptions=True)
+            await self.engine.stop()

@@ -1,0 +1,49 @@
+"""The service's one settings class: CHEXNET_* environment variables, overridable by ``chexnet serve`` flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.bundled import DEMO_CHECKPOINT
+
+MIB = 1024 * 1024
+DISCLAIMER = (
+    "Research use only. Not a medical device: not for diagnosis, treatment or any clinical decision. "
+    "Outputs of this model have not been clinically validated."
+)
+
+
+class Settings(BaseSettings):
+    """Every knob of the service, validated at start-up with messages that name the variable."""
+
+    model_config = SettingsConfigDict(env_prefix="CHEXNET_", extra="ignore", frozen=True)
+
+    checkpoint: Path = Field(DEMO_CHECKPOINT, description="checkpoint to serve; empty means the bundled demo model")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    api_key: SecretStr | None = Field(None, description="when set, X-API-Key is required on model routes")
+    max_upload_bytes: int = Field(20 * MIB, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=64 * 64)
+    min_side: int = Field(64, ge=1)
+    max_aspect_ratio: float = Field(4.0, ge=1.0)
+    max_batch_size: int = Field(16, ge=1, le=512)
+    max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
+    queue_size: int = Field(64, ge=1)
+    drain_seconds: float = Field(20.0, ge=0.0)
+    warmup: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("checkpoint", mode="before")
+    @classmethod
+    def _empty_means_demo(cls, value: object) -> object:
+        return DEMO_CHECKPOINT if value in (None, "") else value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_means_none(cls, value: object) -> object:
+        return None if value == "" else value

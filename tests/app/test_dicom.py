@@ -1,0 +1,311 @@
+"""app.dicom: real JPEG-baseline DICOMs, generated uncompressed ones, the LUT pipeline, limits and privacy."""
+
+from __future__ import annotations
+
+import logging
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from app.dicom import decode_dicom
+from app.imaging import DecodeLimits, decode_image
+from app.input_errors import (
+    AspectRatioError,
+    DecompressionBombError,
+    ImageTooSmallError,
+    InputError,
+    InvalidImageError,
+    MultiFrameError,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+MONO2 = FIXTURES / "siim-cxr-monochrome2.dcm"
+MONO1 = FIXTURES / "cxr-monochrome1.dcm"
+PATIENT_NAME = "Secretname^Jane"
+PATIENT_ID = "PID-7731-XYZ"
+
+
+def make_dicom(
+    pixels: npt.NDArray[Any],
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 16,
+    frames: int = 1,
+    **attributes: Any,
+) -> bytes:
+    """An uncompressed Explicit VR Little Endian DICOM file (with preamble) holding ``pixels``."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PATIENT_NAME
+    ds.PatientID = PATIENT_ID
+    ds.Modality = "DX"
+    ds.Rows, ds.Columns = pixels.shape[-2:] if pixels.ndim == 2 or frames > 1 else pixels.shape[:2]
+    ds.PhotometricInterpretation = photometric
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        ds.SamplesPerPixel = 1
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits_stored, bits_stored - 1, 0
+        ds.PixelData = pixels.astype("<u2").tobytes()
+    else:
+        ds.SamplesPerPixel = 3
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        ds.PixelData = pixels.astype(np.uint8).tobytes()
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def ramp(low: int, high: int, shape: tuple[int, int] = (128, 128)) -> npt.NDArray[np.int64]:
+    """Integers from low to high (both present) laid out row by row."""
+    return np.linspace(low, high, shape[0] * shape[1]).round().astype(np.int64).reshape(shape)
+
+
+def linear_window(x: npt.NDArray[Any], center: float, width: float) -> npt.NDArray[np.float64]:
+    """PS3.3 C.11.2.1.2.1 (VOI LUT Function LINEAR), output scaled to [0, 1]."""
+    c, w = center - 0.5, width - 1.0
+    x = x.astype(np.float64)
+    out = (x - c) / w + 0.5
+    out[x <= c - w / 2] = 0.0
+    out[x > c + w / 2] = 1.0
+    return out
+
+
+# --- the real JPEG-baseline files ---------------------------------------------------------------------
+
+
+def test_real_dicoms_decode() -> None:
+    for path in (MONO2, MONO1):
+        gray = decode_dicom(path.read_bytes(), DecodeLimits())
+        assert gray.dtype == np.float32
+        assert gray.shape == (1024, 1024)
+        assert gray.min() == 0.0
+        assert gray.max() == 1.0
+
+
+def test_real_monochrome2_is_min_max_scaled_stored_values() -> None:
+    stored = pydicom.dcmread(MONO2).pixel_array
+    assert (int(stored.min()), int(stored.max())) == (0, 254)  # no VOI data: min-max is the range
+    gray = decode_dicom(MONO2.read_bytes(), DecodeLimits())
+    np.testing.assert_allclose(gray, stored / 254.0, rtol=0, atol=1e-6)
+
+
+def test_real_monochrome1_is_exact_inverse_of_monochrome2() -> None:
+    mono2 = decode_dicom(MONO2.read_bytes(), DecodeLimits())
+    mono1 = decode_dicom(MONO1.read_bytes(), DecodeLimits())
+    np.testing.assert_allclose(mono1, 1.0 - mono2, rtol=0, atol=1e-6)
+    assert np.corrcoef(mono1.ravel(), mono2.ravel())[0, 1] < -0.999
+
+
+def test_real_monochrome2_shows_a_bright_mediastinum_and_dark_lung() -> None:
+    gray = decode_dicom(MONO2.read_bytes(), DecodeLimits())
+    mediastinum = gray[400:600, 480:540].mean()
+    right_lung = gray[400:600, 200:350].mean()  # patient's right is the image's left
+    assert mediastinum > right_lung + 0.2
+
+
+def test_decode_image_dispatches_dicom() -> None:
+    data = MONO1.read_bytes()
+    np.testing.assert_array_equal(decode_image(data, DecodeLimits()), decode_dicom(data, DecodeLimits()))
+
+
+def test_jpeg_frame_size_must_match_rows_and_columns() -> None:
+    ds = pydicom.dcmread(MONO2)
+    ds.Rows, ds.Columns = 512, 512  # the JPEG codestream still says 1024 x 1024
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, ds)
+    with pytest.raises(InvalidImageError):
+        decode_dicom(buffer.getvalue(), DecodeLimits())
+
+
+# --- generated uncompressed files ---------------------------------------------------------------------
+
+
+def test_generated_monochrome_pair_are_exact_inverses() -> None:
+    pixels = ramp(100, 40_000)
+    mono2 = decode_dicom(make_dicom(pixels, "MONOCHROME2"), DecodeLimits())
+    mono1 = decode_dicom(make_dicom(pixels, "MONOCHROME1"), DecodeLimits())
+    assert mono2.shape == mono1.shape == (128, 128)
+    expected = (pixels - 100) / (40_000 - 100)  # no VOI data: min-max, not the 16-bit range
+    np.testing.assert_allclose(mono2, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(mono1, 1.0 - mono2, rtol=0, atol=2e-7)
+    assert mono2[0, 0] == 0.0
+    assert mono1[0, 0] == 1.0
+
+
+def test_rescale_without_window_is_min_max_of_output() -> None:
+    pixels = ramp(0, 2000)
+    gray = decode_dicom(make_dicom(pixels, bits_stored=12, RescaleSlope=2, RescaleIntercept=-1024), DecodeLimits())
+    np.testing.assert_allclose(gray, pixels / 2000.0, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "MONOCHROME1"])
+def test_window_maps_to_its_output_range(photometric: str) -> None:
+    pixels = np.arange(4096).reshape(64, 64)  # every 12-bit value once
+    data = make_dicom(pixels, photometric, bits_stored=12, WindowCenter=2048, WindowWidth=1024)
+    gray = decode_dicom(data, DecodeLimits())
+    expected = linear_window(pixels, 2048, 1024)
+    if photometric == "MONOCHROME1":
+        expected = 1.0 - expected
+    np.testing.assert_allclose(gray, expected, rtol=0, atol=1e-6)
+    # saturated at each end: 0..1536 below the window, 2560..4095 above it, and 2559 lands exactly on the top
+    assert (gray == 0.0).sum() == 1537
+    assert (gray == 1.0).sum() == 1537
+
+
+def test_window_applies_after_rescale() -> None:
+    pixels = ramp(0, 4095)
+    data = make_dicom(
+        pixels, bits_stored=12, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=1000, WindowWidth=2001
+    )
+    gray = decode_dicom(data, DecodeLimits())
+    np.testing.assert_allclose(gray, linear_window(pixels * 2 - 1000, 1000, 2001), rtol=0, atol=1e-6)
+
+
+def test_window_wider_than_the_data_is_not_stretched() -> None:
+    pixels = ramp(1000, 3000)  # the window [0, 4096) holds all of it: no pixel reaches 0 or 1
+    gray = decode_dicom(make_dicom(pixels, bits_stored=12, WindowCenter=2048, WindowWidth=4096), DecodeLimits())
+    np.testing.assert_allclose(gray, linear_window(pixels, 2048, 4096), rtol=0, atol=1e-6)
+    assert 0.24 < gray.min() < gray.max() < 0.74
+
+
+def test_voi_lut_sequence_wins_over_window_and_scales_by_its_entries() -> None:
+    pixels = np.arange(4096).reshape(64, 64)
+    lut = np.round(np.sqrt(np.arange(4096) / 4095.0) * 4095).astype(np.uint16)  # 12-bit entries, 16-bit descriptor
+    item = Dataset()
+    item.add_new(0x00283002, "US", [4096, 0, 16])  # LUT Descriptor
+    item.add_new(0x00283006, "US", lut.tolist())  # LUT Data
+    data = make_dicom(pixels, bits_stored=12, WindowCenter=100, WindowWidth=10, VOILUTSequence=[item])
+    gray = decode_dicom(data, DecodeLimits())
+    np.testing.assert_allclose(gray, lut[pixels] / 4095.0, rtol=0, atol=1e-6)
+
+
+def test_rgb_dicom_is_reduced_to_luma() -> None:
+    rgb = np.zeros((64, 64, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    gray = decode_dicom(make_dicom(rgb, "RGB"), DecodeLimits())
+    np.testing.assert_allclose(gray, (0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255.0, rtol=0, atol=1e-6)
+
+
+def test_constant_image_is_zero_not_nan() -> None:
+    gray = decode_dicom(make_dicom(np.full((64, 64), 700)), DecodeLimits())
+    assert not np.isnan(gray).any()
+    np.testing.assert_array_equal(gray, 0.0)
+
+
+# --- rejected files -----------------------------------------------------------------------------------
+
+
+def test_multi_frame_rejected() -> None:
+    data = make_dicom(np.zeros((2, 64, 64), dtype=np.int64), frames=2)
+    with pytest.raises(MultiFrameError) as info:
+        decode_dicom(data, DecodeLimits())
+    assert info.value.code == "multi_frame"
+
+
+def test_too_small_and_elongated_rejected() -> None:
+    with pytest.raises(ImageTooSmallError):
+        decode_dicom(make_dicom(np.zeros((32, 32))), DecodeLimits())
+    with pytest.raises(AspectRatioError):
+        decode_dicom(make_dicom(np.zeros((64, 400))), DecodeLimits())
+
+
+def test_huge_rows_columns_rejected_from_the_header() -> None:
+    # 60000 x 60000 claimed, 8 KiB of pixel data: judged before any pixel access
+    data = make_dicom(np.zeros((64, 64)), Rows=60_000, Columns=60_000)
+    with pytest.raises(DecompressionBombError):
+        decode_dicom(data, DecodeLimits())
+
+
+def test_short_pixel_data_is_invalid() -> None:
+    data = make_dicom(np.zeros((64, 64)), Rows=128, Columns=128)  # header wants 4x the pixel bytes
+    with pytest.raises(InvalidImageError):
+        decode_dicom(data, DecodeLimits())
+
+
+@pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")
+@pytest.mark.parametrize("cut", [200, 2000, 60_000, 127_000])
+def test_truncated_real_dicom_is_invalid(cut: int) -> None:
+    with pytest.raises(InvalidImageError):
+        decode_dicom(MONO2.read_bytes()[:cut], DecodeLimits())
+
+
+def test_no_pixel_data_is_invalid() -> None:
+    ds = pydicom.dcmread(MONO2)
+    del ds.PixelData
+    buffer = BytesIO()
+    pydicom.dcmwrite(buffer, ds)
+    with pytest.raises(InvalidImageError):
+        decode_dicom(buffer.getvalue(), DecodeLimits())
+
+
+def test_unsupported_photometric_is_invalid() -> None:
+    with pytest.raises(InvalidImageError):
+        decode_dicom(make_dicom(np.zeros((64, 64)), "PALETTE COLOR"), DecodeLimits())
+
+
+@pytest.mark.filterwarnings("ignore:End of file reached:UserWarning")
+def test_non_dicom_bytes_are_invalid() -> None:
+    with pytest.raises(InvalidImageError):
+        decode_dicom(b"\0" * 128 + b"DICM" + b"\xff" * 64, DecodeLimits())
+
+
+# --- privacy: header values never reach messages or logs ----------------------------------------------
+
+
+def _failing_uploads() -> list[bytes]:
+    zeros = np.zeros((64, 64))
+    return [
+        make_dicom(np.zeros((2, 64, 64)), frames=2),
+        make_dicom(np.zeros((32, 32))),
+        make_dicom(np.zeros((64, 400))),
+        make_dicom(zeros, Rows=60_000, Columns=60_000),
+        make_dicom(zeros, Rows=128, Columns=128),
+        make_dicom(zeros, "PALETTE COLOR"),
+        make_dicom(zeros)[:-100],
+        # malformed VOI values quoting the patient name: pydicom's own exception text repeats the second one
+        make_dicom(zeros, WindowCenter="1234567890", WindowWidth=100).replace(b"1234567890", b"Secretname"),
+        make_dicom(zeros, WindowCenter=10, WindowWidth=100, VOILUTFunction="SECRETNAME"),
+    ]
+
+
+def test_patient_data_never_in_error_messages_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    uploads = _failing_uploads()
+    assert all(PATIENT_NAME.encode() in data for data in uploads)  # the header really holds the name
+    secrets = ("secretname", "jane", PATIENT_ID.lower())
+    codes, causes = [], []
+    for data in uploads:
+        with pytest.raises(InputError) as info:
+            decode_image(data, DecodeLimits())
+        codes.append(info.value.code)
+        causes.append(str(info.value.__cause__).lower())
+        for text in (str(info.value), info.value.message, repr(info.value)):
+            assert not any(secret in text.lower() for secret in secrets)
+    assert codes == [
+        "multi_frame",
+        "image_too_small",
+        "extreme_aspect_ratio",
+        "decompression_bomb",
+        "invalid_image",
+        "invalid_image",
+        "invalid_image",
+        "invalid_image",
+        "invalid_image",
+    ]
+    assert "secretname" in causes[-1]  # the library's text did quote the header; ours did not
+    assert not any(secret in caplog.text.lower() for secret in secrets)
