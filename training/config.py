@@ -43,11 +43,15 @@ class TrainConfig:
             if value < low:
                 raise TrainConfigError(f"{name} must be at least {low}, got {value}")
         if self.image_size < 32:
-            raise TrainConfigError(f"--image-size must be at least 32 (DenseNet downsamples 32x), got {self.image_size}")
+            raise TrainConfigError(
+                f"--image-size must be at least 32 (DenseNet downsamples 32x), got {self.image_size}"
+            )
         if not self.lr > 0:
             raise TrainConfigError(f"--lr must be positive, got {self.lr}")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
-            raise TrainConfigError(f"--weights must be 'imagenet', 'none' or an existing checkpoint, got {self.weights}")
+            raise TrainConfigError(
+                f"--weights must be 'imagenet', 'none' or an existing checkpoint, got {self.weights}"
+            )
         if (self.train_list is None) != (self.val_list is None):
             raise TrainConfigError("--train-list and --val-list go together")
         for name, lst in (("--train-list", self.train_list), ("--val-list", self.val_list)):

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models import __version__
 from models.checkpoint import file_sha256
 from training.config import TrainConfig
 

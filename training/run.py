@@ -15,7 +15,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec
 from training.config import TrainConfig
 from training.dataset import EpochSampler, XrayDataset
@@ -62,7 +61,8 @@ def make_loader(
         sampler=sampler,
         num_workers=config.workers,
         pin_memory=config.resolved_device().type == "cuda",
-        drop_last=False,
+        # BatchNorm cannot train on a batch of one: drop a final single-image batch (train only)
+        drop_last=train and len(sampler) % config.batch_size == 1,
     )
 
 
@@ -150,8 +150,12 @@ def _log_epoch(record: dict[str, Any], epochs: int) -> None:
     mean = record["val_mean_auroc"]
     logger.info(
         "epoch %d/%d: train loss %.4f, val loss %.4f, val mean AUROC %s, %.1f images/s",
-        record["epoch"], epochs, record["train_loss"], record["val_loss"],
-        "undefined" if mean is None else f"{mean:.4f}", record["train_images_per_s"],
+        record["epoch"],
+        epochs,
+        record["train_loss"],
+        record["val_loss"],
+        "undefined" if mean is None else f"{mean:.4f}",
+        record["train_images_per_s"],
     )
 
 
@@ -207,4 +211,3 @@ def _resume(
     restore_rng_state(state["rng"])
     logger.info("resuming at epoch %d", state["next_epoch"] + 1)
     return Progress(state["next_epoch"], state["best_mean_auroc"], list(state["history"]))
-

@@ -12,7 +12,7 @@ import torch
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states as tensors and plain data."""
     np_state = np.random.get_state()
-    version, keys, pos, has_gauss, cached = random.getstate()
+    version, keys, cached = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

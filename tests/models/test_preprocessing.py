@@ -34,7 +34,9 @@ def test_spec_round_trips_through_plain_dict() -> None:
     assert PreprocessSpec.from_dict(data) == SPEC
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"image_size": 64, "resize": 32}, "image_size"), ({"mean": (0.5,)}, "3")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"image_size": 64, "resize": 32}, "image_size"), ({"mean": (0.5,)}, "3")]
+)
 def test_invalid_specs_are_rejected(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         PreprocessSpec(**kwargs)  # type: ignore[arg-type]

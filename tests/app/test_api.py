@@ -1,0 +1,225 @@
+"""The HTTP contract with a fake engine: exact bodies, one error shape, the disclaimer everywhere, the API key."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.errors import OverloadedError
+from app.settings import DISCLAIMER
+from models.labels import PATHOLOGIES
+from tests.app.fakes import FIXED_PROBS, FakeEngine, client_for
+from tests.conftest import FIXTURES
+
+XRAY = (FIXTURES / "00000075_000.png").read_bytes()
+
+
+def png_bytes(width: int, height: int, value: int = 100) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), value).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(data: bytes = XRAY, name: str = "x.png") -> dict[str, tuple[str, bytes, str]]:
+    return {"file": (name, data, "application/octet-stream")}
+
+
+def assert_error(response: object, status: int, code: str) -> dict[str, str]:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"detail", "code"}
+    assert body["code"] == code
+    assert response.headers["x-disclaimer"] == DISCLAIMER  # type: ignore[attr-defined]
+    return body  # type: ignore[no-any-return]
+
+
+def test_predict_returns_the_engines_probabilities_in_order() -> None:
+    engine = FakeEngine()
+    with client_for(engine) as client:
+        response = client.post("/predict", files=upload())
+    assert response.status_code == 200
+    assert response.headers["x-disclaimer"].startswith("Research use only")
+    body = response.json()
+    assert list(body["probabilities"]) == list(PATHOLOGIES)
+    assert list(body["probabilities"].values()) == [float(p) for p in FIXED_PROBS]
+    assert body["model"] == {"name": "fake", "version": "0.0.0", "sha256": "ab" * 32}
+    assert body["input"] == {"format": "png", "width": 64, "height": 64}
+    assert engine.tensors[-1].shape == (3, 64, 64)
+
+
+def test_format_is_read_from_bytes_not_the_name() -> None:
+    jpeg = io.BytesIO()
+    Image.new("L", (80, 80), 90).save(jpeg, format="JPEG")
+    with client_for(FakeEngine()) as client:
+        response = client.post("/predict", files=upload(jpeg.getvalue(), name="scan.png"))
+        assert response.json()["input"]["format"] == "jpeg"
+        assert_error(client.post("/predict", files=upload(b"%PDF-1.7 ...", name="x.png")), 415, "unsupported_format")
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "invalid_image"),
+        (XRAY[: len(XRAY) // 2], "invalid_image"),
+        (png_bytes(32, 32), "image_too_small"),
+        (png_bytes(1000, 100), "extreme_aspect_ratio"),
+    ],
+)
+def test_bad_images_are_422(data: bytes, code: str) -> None:
+    with client_for(FakeEngine()) as client:
+        assert_error(client.post("/predict", files=upload(data)), 422, code)
+
+
+def test_pixel_cap_is_configurable() -> None:
+    with client_for(FakeEngine(), max_pixels=100 * 100) as client:
+        assert_error(client.post("/predict", files=upload(png_bytes(200, 200))), 422, "decompression_bomb")
+        assert client.post("/predict", files=upload(png_bytes(100, 100))).status_code == 200
+
+
+def test_missing_file_field() -> None:
+    with client_for(FakeEngine()) as client:
+        body = assert_error(client.post("/predict", data={"other": "x"}), 422, "validation_error")
+    assert body["detail"] == "'file' is required (multipart/form-data upload)"
+
+
+def test_upload_limit_413_by_length_and_while_streaming() -> None:
+    with client_for(FakeEngine(), max_upload_bytes=64 * 1024) as client:
+        assert_error(client.post("/predict", files=upload(b"\0" * (65 * 1024))), 413, "payload_too_large")
+
+        def chunks():  # no Content-Length: counted as it streams in
+            for _ in range(100):
+                yield b"\0" * 4096
+
+        response = client.post(
+            "/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
+        )
+        assert_error(response, 413, "payload_too_large")
+        assert client.post("/predict", files=upload()).status_code == 200
+
+
+def test_overload_is_503_with_retry_after() -> None:
+    with client_for(FakeEngine(error=OverloadedError())) as client:
+        response = client.post("/predict", files=upload())
+    assert_error(response, 503, "overloaded")
+    assert response.headers["retry-after"] == "1"
+
+
+def test_internal_errors_are_generic(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "/home/alice/patient-John-Doe.png"
+    with caplog.at_level(logging.ERROR), client_for(FakeEngine(error=RuntimeError(secret))) as client:
+        response = client.post("/predict", files=upload(name="patient-John-Doe.png"))
+    body = assert_error(response, 500, "internal_error")
+    assert body["detail"] == "internal server error"
+    assert secret not in response.text and "John" not in caplog.text
+    assert "Traceback" not in response.text
+
+
+def test_not_ready_until_warm_up_finishes() -> None:
+    gate = asyncio.Event()
+    with client_for(FakeEngine(gate=gate)) as client:
+        response = client.get("/readyz")
+        assert_error(response, 503, "not_ready")
+        assert response.headers["retry-after"] == "1"
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert_error(client.post("/predict", files=upload()), 503, "not_ready")
+        client.portal.call(gate.set)  # type: ignore[union-attr]
+        for _ in range(200):
+            if client.get("/readyz").status_code == 200:
+                break
+        assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_disclaimer_on_every_route_and_error() -> None:
+    with client_for(FakeEngine()) as client:
+        responses = [
+            client.get("/healthz"), client.get("/readyz"), client.get("/docs"), client.get("/openapi.json"),
+            client.get("/model"), client.get("/metrics"), client.get("/missing"), client.delete("/predict"),
+            client.post("/predict", files=upload()), client.post("/gradcam", files=upload()),
+        ]  # fmt: skip
+    assert [r.status_code for r in responses] == [200, 200, 200, 200, 200, 200, 404, 405, 200, 200]
+    assert all(r.headers["x-disclaimer"] == DISCLAIMER for r in responses)
+
+
+def test_docs_carry_the_disclaimer_and_examples() -> None:
+    with client_for(FakeEngine()) as client:
+        spec = client.get("/openapi.json").json()
+    assert DISCLAIMER in spec["info"]["description"]
+    assert {"/predict", "/gradcam", "/model", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert spec["paths"]["/predict"]["post"]["summary"] == "Predict Image"
+    example = spec["components"]["schemas"]["PredictResponse"]["properties"]["probabilities"]["examples"][0]
+    assert set(example) == set(PATHOLOGIES)
+
+
+def test_api_key_guards_model_routes_only() -> None:
+    with client_for(FakeEngine(), api_key="s3cret-key") as client:
+        for response in (
+            client.post("/predict", files=upload()), client.post("/gradcam", files=upload()),
+            client.get("/model"), client.get("/metrics"),
+            client.post("/predict", files=upload(), headers={"X-API-Key": "wrong"}),
+        ):  # fmt: skip
+            assert_error(response, 401, "unauthorized")
+            assert "s3cret" not in response.text
+        good = {"X-API-Key": "s3cret-key"}
+        assert client.post("/predict", files=upload(), headers=good).status_code == 200
+        assert client.get("/model", headers=good).status_code == 200
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/docs").status_code == 200
+
+
+def test_model_card() -> None:
+    with client_for(FakeEngine()) as client:
+        card = client.get("/model").json()
+    assert card["labels"] == list(PATHOLOGIES)
+    assert card["sha256"] == "ab" * 32
+    assert card["device"] == "cpu"
+    assert card["preprocessing"]["image_size"] == 64
+    assert card["training"] == {"provenance": {"command": "fake"}, "config": {"epochs": 1}}
+    assert card["metrics"] == {"val_mean_auroc": 0.5}
+
+
+def test_metrics_count_requests_by_route_and_scores() -> None:
+    with client_for(FakeEngine()) as client:
+        client.post("/predict", files=upload())
+        client.post("/predict", files=upload(b"junk"))
+        client.get("/no/such/path")
+        text = client.get("/metrics").text
+    assert 'chexnet_requests_total{route="/predict",status="200"} 1.0' in text
+    assert 'chexnet_requests_total{route="/predict",status="415"} 1.0' in text
+    assert 'chexnet_requests_total{route="unmatched",status="404"} 1.0' in text
+    assert "chexnet_queue_depth 3.0" in text
+    assert 'chexnet_score_count{pathology="Hernia"} 1.0' in text
+    assert "/no/such/path" not in text
+
+
+def test_gradcam_png_defaults_to_the_most_probable_class() -> None:
+    with client_for(FakeEngine()) as client:
+        response = client.post("/gradcam", files=upload())
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["x-pathology"] == "Hernia"
+    assert response.headers["x-probability"] == f"{FIXED_PROBS[13]:.6f}"
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.size == (64, 64) and image.mode == "RGB"
+
+
+def test_gradcam_json_and_all_and_unknown() -> None:
+    with client_for(FakeEngine()) as client:
+        body = client.post("/gradcam?format=json&pathology=Effusion", files=upload()).json()
+        assert body["pathology"] == "Effusion"
+        assert body["probability"] == pytest.approx(0.03)
+        heatmap = np.array(body["heatmap"])
+        assert heatmap.shape == (8, 8) and heatmap.min() == 0.0 and heatmap.max() == 1.0
+        everything = client.post("/gradcam?format=json&pathology=all", files=upload()).json()
+        assert list(everything["heatmaps"]) == list(PATHOLOGIES)
+        panels = client.post("/gradcam?pathology=all", files=upload())
+        assert panels.headers["x-pathology"] == "all"
+        with Image.open(io.BytesIO(panels.content)) as image:
+            assert image.width == 4 * 320
+        assert_error(client.post("/gradcam?pathology=Pneumonnia", files=upload()), 422, "unknown_pathology")
+        assert_error(client.post("/gradcam?format=bmp", files=upload()), 422, "validation_error")

@@ -1,0 +1,103 @@
+"""Every input format through the real (tiny) model; train/serve parity; overlay geometry."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from tests.app.fakes import FakeEngine, client_for
+from tests.app.test_dicom import make_dicom
+from tests.conftest import FIXTURES
+from training.predict import predict_files
+
+
+@pytest.fixture(scope="module")
+def client(tiny_checkpoint: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(checkpoint=tiny_checkpoint, max_wait_ms=0))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        while test_client.get("/readyz").status_code != 200:
+            pass
+        yield test_client
+
+
+def predict(client: TestClient, data: bytes) -> np.ndarray:
+    response = client.post("/predict", files={"file": ("upload", data, "application/octet-stream")})
+    assert response.status_code == 200, response.text
+    return np.array(list(response.json()["probabilities"].values()))
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name", ["00000075_000.png", "00002578_000_rgba.png", "siim-cxr-monochrome2.dcm", "cxr-monochrome1.dcm"]
+)
+def test_real_files_predict(client: TestClient, name: str) -> None:
+    probs = predict(client, (FIXTURES / name).read_bytes())
+    assert probs.shape == (14,)
+    assert np.all((probs > 0) & (probs < 1))
+
+
+def test_16bit_png_matches_its_8bit_version(client: TestClient) -> None:
+    eight = np.asarray(Image.open(FIXTURES / "00000075_000.png"), dtype=np.uint16)
+    sixteen = Image.fromarray((eight * 257).astype(np.uint16))  # v/255 == 257v/65535 exactly
+    assert np.allclose(
+        predict(client, encoded(sixteen)), predict(client, encoded(Image.fromarray(eight.astype(np.uint8)))), atol=1e-6
+    )
+
+
+def test_jpeg_exif_orientation_is_applied(client: TestClient) -> None:
+    pixels = np.asarray(Image.open(FIXTURES / "00000282_000.png").resize((96, 80)))
+    upright = Image.fromarray(pixels)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera stores; EXIF 6 rotates it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    with_exif = predict(client, encoded(stored, "JPEG", quality=95, exif=exif))
+    plain = predict(client, encoded(upright, "JPEG", quality=95))
+    ignored = predict(client, encoded(stored, "JPEG", quality=95))
+    assert np.abs(with_exif - plain).max() < np.abs(ignored - plain).max()
+    assert np.abs(with_exif - plain).max() < 0.02
+
+
+def test_monochrome1_and_monochrome2_of_the_same_image_predict_alike(client: TestClient) -> None:
+    gray = np.asarray(Image.open(FIXTURES / "00000353_000.png"), dtype=np.int64) * 16  # 12-bit values
+    mono2 = make_dicom(gray, "MONOCHROME2", bits_stored=12)
+    mono1 = make_dicom(4095 - gray, "MONOCHROME1", bits_stored=12)
+    assert np.allclose(predict(client, mono1), predict(client, mono2), atol=1e-6)
+
+
+def test_train_serve_parity(client: TestClient, tiny_checkpoint: Path) -> None:
+    paths = [FIXTURES / "00000075_000.png", FIXTURES / "00002578_000_rgba.png"]
+    cli = predict_files(tiny_checkpoint, paths, batch_size=2, workers=0, device=torch.device("cpu"))
+    for path, row in zip(paths, cli, strict=True):
+        assert np.allclose(predict(client, path.read_bytes()), row, atol=1e-6)
+
+
+def test_overlay_lands_on_the_bright_region_in_original_coordinates() -> None:
+    pixels = np.full((100, 200), 60, dtype=np.uint8)  # H=100, W=200: the crop is x 55.6..144.4, y 5.6..94.4
+    pixels[60:80, 110:130] = 250
+    with client_for(FakeEngine()) as client:
+        response = client.post(
+            "/gradcam?pathology=Effusion", files={"file": ("a", encoded(Image.fromarray(pixels)), "x")}
+        )
+    assert response.status_code == 200
+    overlay = np.asarray(Image.open(io.BytesIO(response.content)), dtype=np.int32)
+    assert overlay.shape == (100, 200, 3)
+    red_minus_blue = overlay[..., 0] - overlay[..., 2]
+    y, x = np.unravel_index(np.argmax(red_minus_blue), red_minus_blue.shape)
+    assert 55 <= y <= 85 and 105 <= x <= 135
+    assert red_minus_blue[20, 80] < 0  # cold (blue) inside the crop, far from the blob
+    outside = overlay[:, :50]  # left of the crop: the image alone, gray
+    assert np.array_equal(outside[..., 0], outside[..., 2]) and np.all(outside[..., 0] == 60)

@@ -1,0 +1,73 @@
+"""``chexnet serve`` as a process: start-up failures exit before the port opens; SIGTERM drains in-flight work."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.server_process import free_port, running_server, serve_command
+
+pytestmark = pytest.mark.slow
+
+
+def start_and_fail(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        serve_command("--port", str(free_port()), *args),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_missing_checkpoint_exits_1_with_one_clear_message(tmp_path: Path) -> None:
+    result = start_and_fail("--checkpoint", str(tmp_path / "missing.pt"))
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith("chexnet serve: cannot load the model: checkpoint not found")
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_corrupt_checkpoint_exits_1(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    result = start_and_fail("--checkpoint", str(corrupt))
+    assert result.returncode == 1
+    assert "corrupt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invalid_setting_exits_2_naming_the_variable() -> None:
+    result = start_and_fail(CHEXNET_MAX_BATCH_SIZE="0")
+    assert result.returncode == 2
+    assert "CHEXNET_MAX_BATCH_SIZE" in result.stderr
+
+
+def test_sigterm_finishes_requests_in_flight(tiny_checkpoint: Path) -> None:
+    xray = (FIXTURES / "00000075_000.png").read_bytes()
+    with running_server(tiny_checkpoint, CHEXNET_MAX_WAIT_MS="300") as server:
+
+        def call(_: int) -> int:
+            files = {"file": ("x.png", xray, "image/png")}
+            return httpx.post(f"{server.url}/gradcam?pathology=all", files=files, timeout=60).status_code
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            futures = [pool.submit(call, i) for i in range(6)]
+            time.sleep(0.15)  # the requests are in the batcher's 300 ms window
+            server.process.send_signal(signal.SIGTERM)
+            statuses = [f.result() for f in futures]
+        assert statuses == [200] * 6
+        # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit is "terminated by SIGTERM"
+        assert server.process.wait(timeout=30) == -signal.SIGTERM
+        log = server.process.stdout.read() if server.process.stdout else ""
+        assert "Application shutdown complete" in log
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/healthz", timeout=2)

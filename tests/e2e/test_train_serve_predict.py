@@ -1,0 +1,41 @@
+"""The whole loop as a user runs it: chexnet train -> best.pt -> chexnet serve -> POST /predict == chexnet predict."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from chexnet_cli import main
+from models.labels import PATHOLOGIES
+from tests.server_process import running_server
+from tests.training.synthetic import make_square_dataset
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_then_serve_then_predict(tmp_path: Path) -> None:
+    images, labels = make_square_dataset(tmp_path / "data", 40, side=64)  # the service needs >= 64 px
+    out = tmp_path / "run"
+    code = main(
+        ["train", "--images", str(images), "--labels", str(labels), "--out", str(out), "--epochs", "1",
+         "--batch-size", "8", "--image-size", "32", "--weights", "none", "--workers", "0"]
+    )  # fmt: skip
+    assert code == 0
+    best = out / "best.pt"
+    sample = images / "00000000_000.png"
+    assert main(["predict", "--checkpoint", str(best), "--out", str(tmp_path / "p.csv"), str(sample)]) == 0
+    row = next(iter(csv.DictReader((tmp_path / "p.csv").open())))
+    expected = np.array([float(row[name]) for name in PATHOLOGIES])
+
+    with running_server(best) as server:
+        response = httpx.post(f"{server.url}/predict", files={"file": ("s.png", sample.read_bytes())}, timeout=30)
+        card = httpx.get(f"{server.url}/model", timeout=10).json()
+    assert response.status_code == 200
+    served = np.array(list(response.json()["probabilities"].values()))
+    assert np.allclose(served, expected, atol=1e-6)
+    assert card["preprocessing"]["image_size"] == 32
+    assert card["training"]["provenance"]["data"]["labels"] == "labels.csv"

@@ -1,0 +1,66 @@
+"""Every ``chexnet`` command answers --help; predict writes the CSV through the shared preprocessing."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from chexnet_cli import main
+from models.checkpoint import load_checkpoint
+from models.labels import PATHOLOGIES
+from models.preprocessing import eval_tensor, image_to_gray
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["serve"]])
+def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: chexnet")
+    if command == ["train"]:
+        assert "--pos-weight" in text and "--resume" in text and "--scheduler" in text
+
+
+def test_console_script_runs() -> None:
+    chexnet = Path(sys.executable).with_name("chexnet")
+    result = subprocess.run([str(chexnet), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "Research use only" in " ".join(result.stdout.split())
+
+
+def test_train_reports_bad_options_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--images", str(tmp_path / "nope"), "--labels", "x.csv", "--out", str(tmp_path)])
+    assert code == 2
+    assert "--images" in capsys.readouterr().err
+
+
+def test_predict_writes_probabilities(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("b.png", "a.png"):
+        Image.fromarray(rng.integers(0, 256, (70, 80), dtype=np.uint8), "L").save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), str(folder)]) == 0
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["Image Index", *PATHOLOGIES]
+    assert [r[0] for r in rows[1:]] == ["a.png", "b.png"]
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    model = checkpoint.build_model()
+    with Image.open(folder / "a.png") as image, torch.no_grad():
+        expected = torch.sigmoid(model(eval_tensor(checkpoint.spec, image_to_gray(image))[None]))[0]
+    assert np.allclose([float(x) for x in rows[1][1:]], expected.numpy(), atol=1e-6)
+
+
+def test_predict_missing_path_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(tmp_path / "missing.png")]) == 1
+    assert "no such file" in capsys.readouterr().err

@@ -1,0 +1,127 @@
+"""End-to-end training on a tiny synthetic task: learning, resume, checkpoints, option validation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import training.run
+from models.checkpoint import load_checkpoint
+from tests.training.synthetic import make_square_dataset
+from training.config import TrainConfig, TrainConfigError
+from training.engine import NonFiniteLossError
+from training.run import run_training
+
+
+@pytest.fixture(scope="module")
+def square_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_square_dataset(tmp_path_factory.mktemp("squares"), 80)
+
+
+def config_for(data: tuple[Path, Path], out: Path, **overrides: object) -> TrainConfig:
+    images, labels = data
+    base = TrainConfig(
+        images=images, labels=labels, out=out, epochs=2, batch_size=16, image_size=32, lr=1e-3,
+        weights="none", workers=0, val_fraction=0.25, seed=0,
+    )  # fmt: skip
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def test_learns_the_square_task(square_data: tuple[Path, Path], tmp_path: Path) -> None:
+    best = run_training(config_for(square_data, tmp_path, epochs=5))
+    history = json.loads((tmp_path / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5]
+    aurocs = [e["val_mean_auroc"] for e in history]
+    assert max(aurocs) > 0.9
+    assert history[0]["val_auroc"]["Hernia"] is None  # no positives: undefined, not NaN and not a crash
+    checkpoint = load_checkpoint(best)
+    assert checkpoint.metrics["val_mean_auroc"] == max(aurocs)
+    assert checkpoint.training_state is None  # best.pt is for serving: no optimizer state
+    assert checkpoint.spec.image_size == 32
+    assert checkpoint.provenance["data"]["n_train"] + checkpoint.provenance["data"]["n_val"] == 80
+    assert checkpoint.provenance["data"]["labels"] == "labels.csv"
+    assert load_checkpoint(tmp_path / "last.pt").training_state is not None
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(square_data: tuple[Path, Path], tmp_path: Path) -> None:
+    run_training(config_for(square_data, tmp_path / "straight", epochs=2))
+    run_training(config_for(square_data, tmp_path / "resumed", epochs=1))
+    run_training(config_for(square_data, tmp_path / "resumed", epochs=2, resume=True))
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert straight.state_dict.keys() == resumed.state_dict.keys()
+    for key, value in straight.state_dict.items():
+        assert torch.equal(value, resumed.state_dict[key]), key
+    assert straight.metrics == resumed.metrics
+    history = json.loads((tmp_path / "resumed" / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in history] == [1, 2]
+
+
+def test_non_finite_loss_stops_without_a_checkpoint(
+    square_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class NanLoss(nn.Module):
+        def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return (logits * float("nan")).mean()
+
+    monkeypatch.setattr(training.run, "make_criterion", lambda *args: NanLoss())
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        run_training(config_for(square_data, tmp_path))
+    assert not (tmp_path / "last.pt").exists()
+    assert not (tmp_path / "best.pt").exists()
+
+
+def test_pos_weight_is_negatives_over_positives(square_data: tuple[Path, Path], tmp_path: Path) -> None:
+    config = config_for(square_data, tmp_path, pos_weight=True)
+    train, _ = training.run.load_split(config)
+    criterion = training.run.make_criterion(config, train, torch.device("cpu"))
+    assert isinstance(criterion, nn.BCEWithLogitsLoss)
+    positives = float(train.targets[:, 2].sum())
+    assert criterion.pos_weight is not None
+    assert criterion.pos_weight[2].item() == pytest.approx((len(train) - positives) / positives)
+    assert criterion.pos_weight[0].item() == pytest.approx(len(train))  # no positives: divided by 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "--epochs"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"image_size": 16}, "--image-size"),
+        ({"lr": 0.0}, "--lr"),
+        ({"weights": "nowhere.pt"}, "--weights"),
+        ({"val_fraction": 1.0}, "--val-fraction"),
+        ({"train_list": Path("a.txt")}, "--train-list and --val-list go together"),
+        ({"scheduler": "step"}, "--scheduler"),
+        ({"workers": -1}, "--workers"),
+        ({"resume": True}, "--resume"),
+    ],
+)
+def test_options_are_rejected_before_any_data_is_read(
+    square_data: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    overrides: dict[str, object],
+    message: str,
+) -> None:
+    def no_reading(*args: object) -> None:
+        raise AssertionError("data was read before the options were validated")
+
+    monkeypatch.setattr(training.run, "read_label_table", no_reading)
+    with pytest.raises(TrainConfigError, match=message):
+        run_training(config_for(square_data, tmp_path / "out", **overrides))
+
+
+def test_missing_images_are_named_before_training(square_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, labels = square_data
+    rows = labels.read_text().splitlines()
+    broken = tmp_path / "labels.csv"
+    broken.write_text("\n".join([*rows, "99999999_000.png,Effusion,0,999,50,M,PA,40,40,0.14,0.14"]) + "\n")
+    with pytest.raises(ValueError, match=r"99999999_000\.png"):
+        run_training(config_for((images, broken), tmp_path / "out"))
+    assert not (tmp_path / "out" / "last.pt").exists()

@@ -1,0 +1,291 @@
+"""``chexnet evaluate``: per-class AUROC with patient-level bootstrap CIs, from a checkpoint or a predictions CSV.
+
+With a checkpoint, each image goes through the shared preprocessing (``image_to_gray`` -> ``eval_tensor``, or
+``tencrop_tensor`` averaging the 10 crops' sigmoid probabilities). Writes ``metrics.json``,
+``predictions.csv`` and ``roc.png`` to the output folder and prints a per-class table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from models.checkpoint import load_checkpoint
+from models.labels import PATHOLOGIES
+from models.preprocessing import PreprocessSpec, eval_tensor, image_to_gray, tencrop_tensor
+from training.labels_table import (
+    MAX_NAMED,
+    LabelTable,
+    LabelTableError,
+    check_images_exist,
+    read_label_table,
+)
+from training.metrics import ClassAuroc, auroc_report, mean_auroc
+from training.roc_plot import draw_roc_curves
+from training.splits import indices_of, read_name_list
+
+logger = logging.getLogger(__name__)
+
+TTA_CHOICES = ("none", "tencrop")
+PREDICTION_NAME_COLUMNS = ("Image Index", "image_path")
+PROB_PREFIX = "prob_"
+
+
+@dataclass
+class EvaluateOptions:
+    checkpoint: Path | None
+    predictions: Path | None
+    images: Path | None
+    labels: Path
+    split_list: Path | None
+    tta: str = "none"
+    bootstrap: int = 1000
+    out: Path = Path("eval")
+    batch_size: int = 32
+    workers: int = 0
+    device: str = "auto"
+    seed: int = 0
+
+
+class _EvalImages(Dataset[tuple[torch.Tensor, int]]):
+    """Item i -> (input, i): (3, S, S) for tta "none", (10, 3, S, S) for "tencrop"."""
+
+    def __init__(self, paths: list[Path], spec: PreprocessSpec, tta: str) -> None:
+        self.paths, self.spec, self.tta = paths, spec, tta
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                image.load()
+                gray = image_to_gray(image)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from exc
+        tensor = tencrop_tensor(self.spec, gray) if self.tta == "tencrop" else eval_tensor(self.spec, gray)
+        return tensor, index
+
+
+def resolve_device(device: str) -> torch.device:
+    """ "auto" -> cuda if available else cpu; otherwise a torch device string that must be usable here."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
+    return resolved
+
+
+def validate_options(options: EvaluateOptions) -> None:
+    """Check the options before any data is read; raises ValueError / LabelTableError saying what to fix."""
+    if (options.checkpoint is None) == (options.predictions is None):
+        raise ValueError("give exactly one of --checkpoint (run a model) or --predictions (score a CSV)")
+    if options.tta not in TTA_CHOICES:
+        raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {options.tta!r}")
+    if options.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0 (0 turns confidence intervals off), got {options.bootstrap}")
+    if options.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {options.workers}")
+    if not Path(options.labels).is_file():
+        raise LabelTableError(f"label table not found: {options.labels}")
+    if options.split_list is not None and not Path(options.split_list).is_file():
+        raise LabelTableError(f"split list not found: {options.split_list}")
+    if options.checkpoint is not None:
+        if options.images is None:
+            raise ValueError("--images (the image folder) is required with --checkpoint")
+        if not Path(options.images).is_dir():
+            raise LabelTableError(f"image folder not found: {options.images}")
+        if not Path(options.checkpoint).is_file():
+            raise ValueError(f"checkpoint not found: {options.checkpoint}")
+        resolve_device(options.device)
+    else:
+        if options.tta != "none":
+            raise ValueError("--tta applies only with --checkpoint; predictions are scored as given")
+        if not Path(str(options.predictions)).is_file():
+            raise ValueError(f"predictions file not found: {options.predictions}")
+
+
+def _load_table(options: EvaluateOptions) -> LabelTable:
+    table = read_label_table(options.labels)
+    if options.split_list is not None:
+        names = read_name_list(options.split_list)
+        table = table.subset(indices_of(table, names, options.split_list))
+        logger.info("restricted to the %d images named in %s", len(table), options.split_list)
+    return table
+
+
+def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> np.ndarray:
+    """(N, 14) probabilities of the checkpoint's model for the table's images, in table order."""
+    if options.checkpoint is None or options.images is None:
+        raise ValueError("predicting from a checkpoint needs both --checkpoint and --images")
+    check_images_exist(table, options.images)
+    checkpoint = load_checkpoint(options.checkpoint)
+    device = resolve_device(options.device)
+    model = checkpoint.build_model().to(device)
+    dataset = _EvalImages([Path(options.images) / name for name in table.image_names], checkpoint.spec, options.tta)
+    loader = DataLoader(
+        dataset,
+        batch_size=options.batch_size,
+        shuffle=False,
+        num_workers=options.workers,
+        pin_memory=device.type == "cuda",
+    )
+    probs = np.zeros((len(table), len(PATHOLOGIES)), dtype=np.float32)
+    logger.info("evaluating %d images on %s (tta %s)", len(table), device, options.tta)
+    with torch.inference_mode(), tqdm(total=len(dataset), desc="evaluate", unit="img") as progress:
+        for inputs, indices in loader:
+            x = inputs.to(device, non_blocking=True)
+            if options.tta == "tencrop":
+                batch, crops = x.shape[:2]
+                p = torch.sigmoid(model(x.flatten(0, 1))).view(batch, crops, -1).mean(dim=1)
+            else:
+                p = torch.sigmoid(model(x))
+            probs[indices.numpy()] = p.float().cpu().numpy()
+            progress.update(len(indices))
+    return probs
+
+
+def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
+    """Pathology -> column of the predictions CSV (``Name`` or ``prob_Name``)."""
+    chosen: dict[str, str] = {}
+    missing, ambiguous = [], []
+    for name in PATHOLOGIES:
+        found = [c for c in (name, PROB_PREFIX + name) if c in columns]
+        if not found:
+            missing.append(name)
+        elif len(found) > 1:
+            ambiguous.append(name)
+        else:
+            chosen[name] = found[0]
+    if missing:
+        raise LabelTableError(
+            f"predictions {path} lacks a column for {missing} (name each column after the pathology, "
+            f"optionally prefixed {PROB_PREFIX!r})"
+        )
+    if ambiguous:
+        raise LabelTableError(f"predictions {path} has both NAME and {PROB_PREFIX}NAME columns for {ambiguous}")
+    return chosen
+
+
+def read_predictions(path: Path, table: LabelTable) -> np.ndarray:
+    """(N, 14) probabilities from a CSV, rows matched to the table's images by name."""
+    try:
+        frame = pd.read_csv(path, dtype={c: str for c in PREDICTION_NAME_COLUMNS}, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise LabelTableError(f"predictions {path} could not be read as CSV: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    name_column = next((c for c in PREDICTION_NAME_COLUMNS if c in frame.columns), None)
+    if name_column is None:
+        raise LabelTableError(f"predictions {path} has no {PREDICTION_NAME_COLUMNS[0]!r} column naming the images")
+    columns = _prediction_columns(list(frame.columns), path)
+    names = [str(v).strip() for v in frame[name_column].tolist()]
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicated:
+        raise LabelTableError(f"predictions {path} lists images more than once: {', '.join(duplicated[:MAX_NAMED])}")
+    row_of = {name: i for i, name in enumerate(names)}
+    absent = [name for name in table.image_names if name not in row_of]
+    if absent:
+        raise LabelTableError(
+            f"predictions {path} lack {len(absent)} of the {len(table)} labelled images: "
+            f"{', '.join(absent[:MAX_NAMED])}" + (" ..." if len(absent) > MAX_NAMED else "")
+        )
+    extra = len(names) - len(table)
+    if extra:
+        logger.info("%d prediction row(s) have no label and are ignored", extra)
+    values = np.empty((len(frame), len(PATHOLOGIES)), dtype=np.float64)
+    bad: list[str] = []
+    for k, name in enumerate(PATHOLOGIES):
+        column = pd.to_numeric(frame[columns[name]], errors="coerce").to_numpy(dtype=np.float64)
+        wrong = np.flatnonzero(~(np.isfinite(column) & (column >= 0.0) & (column <= 1.0)))
+        bad.extend(f"{columns[name]}={frame[columns[name]].iloc[i]!r} for {names[i]}" for i in wrong[:MAX_NAMED])
+        values[:, k] = column
+    if bad:
+        raise LabelTableError(f"predictions {path} must hold probabilities in [0, 1]: {', '.join(bad[:MAX_NAMED])}")
+    order = np.fromiter((row_of[name] for name in table.image_names), dtype=np.int64, count=len(table))
+    return values[order]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def print_report(report: list[ClassAuroc], mean: float | None) -> None:
+    width = max(len(r.name) for r in report)
+    print(f"{'pathology':<{width}}  {'AUROC':>6}  {'95% CI':<15}  {'positives':>9}  {'n':>6}")
+    for r in report:
+        if r.auroc is None:
+            print(f"{r.name:<{width}}  undefined ({r.reason})")
+            continue
+        ci = f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]" if r.ci95 is not None else "-"
+        print(f"{r.name:<{width}}  {r.auroc:>6.3f}  {ci:<15}  {r.positives:>9d}  {r.n:>6d}")
+    defined = sum(r.auroc is not None for r in report)
+    print(f"mean AUROC over {defined} of {len(report)} defined classes: {_fmt(mean)}")
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def metrics_document(report: list[ClassAuroc], mean: float | None, n: int, options: EvaluateOptions) -> dict[str, Any]:
+    return {
+        "auroc": {r.name: _finite_or_none(r.auroc) for r in report},
+        "mean_auroc": _finite_or_none(mean),
+        "ci95": {r.name: list(r.ci95) if r.ci95 is not None else None for r in report},
+        "positives": {r.name: r.positives for r in report},
+        "n": n,
+        "undefined": {r.name: r.reason for r in report if r.auroc is None},
+        "bootstrap": options.bootstrap,
+        "tta": options.tta,
+        "source": "checkpoint" if options.checkpoint is not None else "predictions",
+    }
+
+
+def write_predictions(path: Path, names: tuple[str, ...], probs: np.ndarray) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Image Index", *PATHOLOGIES])
+        for name, row in zip(names, probs, strict=True):
+            writer.writerow([name, *(f"{float(v):.6f}" for v in row)])
+
+
+def run_evaluate(options: EvaluateOptions) -> int:
+    """Evaluate, print the table, write metrics.json / predictions.csv / roc.png; returns the exit code (0)."""
+    validate_options(options)
+    table = _load_table(options)
+    if options.checkpoint is not None:
+        probs = predict_checkpoint(options, table)
+    else:
+        probs = read_predictions(Path(str(options.predictions)), table)
+    report = auroc_report(table.targets, probs, table.patient_ids, options.bootstrap, options.seed)
+    mean = mean_auroc({r.name: r.auroc for r in report})
+    print_report(report, mean)
+
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    document = metrics_document(report, mean, len(table), options)
+    (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_predictions(out / "predictions.csv", table.image_names, probs)
+    source = Path(options.checkpoint if options.checkpoint is not None else str(options.predictions)).name
+    draw_roc_curves(table.targets, probs, out / "roc.png", f"ROC curves: {source} on {len(table)} images")
+    logger.info("mean AUROC %s; wrote metrics.json, predictions.csv and roc.png to %s", _fmt(mean), out)
+    return 0
