@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -39,6 +40,11 @@ class EvalResult:
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
+def _quiet(ctx: DistContext) -> bool:
+    """Progress bars only on rank 0 and only on a terminal (log files get the per-epoch summary line)."""
+    return not (ctx.is_main and sys.stderr.isatty())
+
+
 def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     images = images.to(device, non_blocking=True)
     return images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images
@@ -58,7 +64,7 @@ def train_one_epoch(
     model.train()
     amp = scaler.is_enabled()
     total_loss, seen, start = 0.0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=not ctx.is_main, leave=False)
+    bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=_quiet(ctx), leave=False)
     for step, (images, targets, _) in enumerate(bar):
         images, targets = _to_device(images, device), targets.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
@@ -86,7 +92,7 @@ def evaluate(
     """Loss and sigmoid probabilities over the whole validation set, gathered from every rank."""
     model.eval()
     indices, logits_parts, target_parts = [], [], []
-    bar = tqdm(loader, desc="validate", unit="batch", disable=not ctx.is_main, leave=False)
+    bar = tqdm(loader, desc="validate", unit="batch", disable=_quiet(ctx), leave=False)
     for images, targets, index in bar:
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             logits = model(_to_device(images, device))

@@ -49,6 +49,13 @@ def load_split(config: TrainConfig) -> tuple[LabelTable, LabelTable]:
     return table.subset(list(train_idx)), table.subset(list(val_idx))
 
 
+def write_split_lists(out: Path, train: LabelTable, val: LabelTable) -> None:
+    """OUT/train_list.txt and OUT/val_list.txt (NIH's list format), so evaluation can use the same split."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in (("train_list.txt", train), ("val_list.txt", val)):
+        (out / name).write_text("".join(f"{image}\n" for image in table.image_names))
+
+
 def make_loader(
     config: TrainConfig, table: LabelTable, spec: PreprocessSpec, train: bool, ctx: DistContext
 ) -> DataLoader[Any]:
@@ -109,6 +116,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     seed_everything(config.seed)
     train_table, val_table = load_split(config)
     logger.info("training on %d images, validating on %d (no patient in both)", len(train_table), len(val_table))
+    if ctx.is_main:
+        write_split_lists(config.out, train_table, val_table)
     spec = PreprocessSpec.for_image_size(config.image_size)
     model, _ = initial_network(config.weights)
     model = model.to(device)

@@ -32,7 +32,13 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "last.pt",
+        "metrics.json",
+        "train_list.txt",
+        "val_list.txt",
+    ]
     checkpoint = load_checkpoint(out / "best.pt")
     n_val = checkpoint.provenance["data"]["n_val"]
     assert n_val == 6

@@ -46,6 +46,10 @@ def test_learns_the_square_task(square_data: tuple[Path, Path], tmp_path: Path) 
     assert checkpoint.provenance["data"]["n_train"] + checkpoint.provenance["data"]["n_val"] == 80
     assert checkpoint.provenance["data"]["labels"] == "labels.csv"
     assert load_checkpoint(tmp_path / "last.pt").training_state is not None
+    val_names = (tmp_path / "val_list.txt").read_text().split()
+    train_names = (tmp_path / "train_list.txt").read_text().split()
+    assert len(val_names) == checkpoint.provenance["data"]["n_val"] == 20
+    assert not set(val_names) & set(train_names)
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(square_data: tuple[Path, Path], tmp_path: Path) -> None:
