@@ -39,6 +39,7 @@ def test_round_trip_keeps_everything(tmp_path: Path, weights: dict[str, torch.Te
 
 def test_file_loads_with_plain_weights_only(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
     path = save_checkpoint(Checkpoint(weights, SPEC), tmp_path / "c.pt")
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by a container's non-root user
     payload = torch.load(path, weights_only=True)
     assert payload["format"] == "chexnet-checkpoint"
     assert payload["labels"] == list(PATHOLOGIES)
