@@ -18,11 +18,13 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pydicom
+import pydicom.filereader
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels.processing import apply_modality_lut, apply_voi, apply_windowing  # = pydicom.pixels.*
 from pydicom.tag import BaseTag, Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from app.imaging import DEFAULT_LIMITS, DecodeLimits, check_dimensions
 from app.input_errors import DecompressionBombError, InputError, InvalidImageError, MultiFrameError
@@ -79,6 +81,7 @@ def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> npt.NDAr
 def _decode(data: bytes, limits: DecodeLimits) -> npt.NDArray[np.float32]:
     # force=False: the preamble + "DICM" must be there.  specific_tags: only the image tags are kept, so patient
     # and study data are never parsed (nor validated by pydicom, whose warnings quote the offending values).
+    _refuse_deflated(data)
     ds = pydicom.dcmread(BytesIO(data), specific_tags=_IMAGE_TAGS)
     photometric = _check_header(ds, limits)
     _check_compressed_frame(ds)
@@ -94,6 +97,15 @@ def _decode(data: bytes, limits: DecodeLimits) -> npt.NDArray[np.float32]:
     out = np.clip(gray, 0.0, 1.0).astype(np.float32)
     check_dimensions(out.shape[1], out.shape[0], limits)
     return out
+
+
+def _refuse_deflated(data: bytes) -> None:
+    """A deflated dataset is inflated whole, without a size cap, before any tag can be checked: a zip bomb."""
+    stream = BytesIO(data)
+    pydicom.filereader.read_preamble(stream, force=False)
+    meta = pydicom.filereader._read_file_meta_info(stream)  # the public variant only takes a path
+    if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        raise InvalidImageError("Deflated DICOM files are not accepted; send the uncompressed or JPEG form.")
 
 
 def _check_header(ds: Dataset, limits: DecodeLimits) -> str:

@@ -9,6 +9,7 @@ from app.errors import install_error_handlers
 from app.middleware import BodyLimitMiddleware, DisclaimerMiddleware, MetricsMiddleware
 from app.predictor import InferenceEngine, Predictor
 from app.routes import router
+from app.security import ApiKeyMiddleware
 from app.service import Service
 from app.settings import DISCLAIMER, Settings
 from app.telemetry import Telemetry
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, engine: InferenceEngine | None 
     app.state.settings, app.state.service = settings, service
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(ApiKeyMiddleware, expected=settings.api_key)
     app.add_middleware(MetricsMiddleware, telemetry=telemetry)
     app.include_router(router)
     return app

@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from app.errors import OverloadedError
+from app.errors import NotReadyError, OverloadedError
 from app.settings import Settings
-from models.checkpoint import file_sha256, load_checkpoint
+from models.checkpoint import load_checkpoint
 from models.gradcam import gradcam_maps, normalise_maps
 from models.network import CheXNet
 from models.preprocessing import PreprocessSpec
@@ -65,6 +65,7 @@ class InferenceEngine(Protocol):
     async def stop(self) -> None: ...
     async def infer(self, tensor: torch.Tensor, with_cams: bool) -> Inference: ...
     def queue_depth(self) -> int: ...
+    def is_running(self) -> bool: ...
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -93,6 +94,7 @@ class Predictor:
         self.observer: BatchObserver | None = None
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._in_flight: list[_Job] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chexnet-model")
 
     @classmethod
@@ -103,7 +105,7 @@ class Predictor:
         model = checkpoint.build_model().to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
-        digest = file_sha256(settings.checkpoint)
+        digest = checkpoint.sha256 or ""
         info = ModelInfo(
             name=Path(settings.checkpoint).stem,
             version=str(checkpoint.provenance.get("chexnet_version", "unknown")),
@@ -120,6 +122,21 @@ class Predictor:
     async def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.queue_size)
         self._worker = asyncio.create_task(self._serve_batches(), name="chexnet-batcher")
+        self._worker.add_done_callback(self._on_worker_exit)
+
+    def _on_worker_exit(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the batching worker stopped (%s); failing queued requests", type(task.exception()).__name__)
+        self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """No request waits forever: whatever is queued or in flight when the worker ends gets a 503."""
+        pending = list(self._in_flight)
+        while self._queue is not None and not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        for job in pending:
+            if not job.future.done():
+                job.future.set_exception(NotReadyError())
 
     async def stop(self) -> None:
         if self._worker is not None:
@@ -127,13 +144,16 @@ class Predictor:
             await asyncio.gather(self._worker, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
+    def is_running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
     def queue_depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
     async def infer(self, tensor: torch.Tensor, with_cams: bool) -> Inference:
         """Queue one (3, S, S) tensor; a full queue raises OverloadedError at once (503)."""
-        if self._queue is None:
-            raise RuntimeError("predictor not started")
+        if self._queue is None or not self.is_running():
+            raise NotReadyError()
         job = _Job(tensor, with_cams, asyncio.get_running_loop().create_future())
         try:
             self._queue.put_nowait(job)
@@ -164,20 +184,30 @@ class Predictor:
             batch = await self._next_batch(self._queue)
             if not batch:
                 continue
+            self._in_flight = batch
             start = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self.run_batch, batch)
             except Exception as exc:  # a failed batch fails its requests (500), not the worker
-                logger.exception("batch of %d failed", len(batch))
+                logger.error("batch of %d failed (%s)", len(batch), type(exc).__name__)  # no exception text
                 for job in batch:
                     if not job.future.done():
                         job.future.set_exception(exc)
+                self._in_flight = []
                 continue
-            if self.observer is not None:
-                self.observer.on_batch(len(batch), time.perf_counter() - start)
+            self._in_flight = []  # (on cancellation it stays set, so _fail_pending answers these requests)
             for job, result in zip(batch, results, strict=True):
                 if not job.future.done():
                     job.future.set_result(result)
+            self._observe(len(batch), time.perf_counter() - start)
+
+    def _observe(self, size: int, seconds: float) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer.on_batch(size, seconds)
+        except Exception:  # metrics must never stop the worker
+            logger.warning("batch observer failed", exc_info=False)
 
     @torch.inference_mode()
     def run_batch(self, batch: list[_Job]) -> list[Inference]:

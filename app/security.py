@@ -1,26 +1,55 @@
-"""Optional API key: with CHEXNET_API_KEY set, model routes need a matching X-API-Key header."""
+"""Optional API key: with CHEXNET_API_KEY set, the model routes need a matching X-API-Key header.
+
+Checked twice on purpose, by the same function: by ``ApiKeyMiddleware`` before the request body is read (an
+unauthenticated client cannot make the server spool a 20 MiB upload), and by the route dependency, which also
+documents the scheme in OpenAPI.
+"""
 
 from __future__ import annotations
 
 import hmac
+import json
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ApiError
 
+GUARDED_PATHS = frozenset({"/predict", "/gradcam", "/model", "/metrics"})
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed when CHEXNET_API_KEY is set")
+_UNAUTHORIZED = (401, "unauthorized", "a valid X-API-Key header is required")
 
 
-def require_api_key(request: Request, supplied: str | None) -> None:
-    """Constant-time comparison; the key is never logged or echoed."""
-    expected = request.app.state.settings.api_key
+def key_matches(expected: SecretStr | None, supplied: str | None) -> bool:
+    """True when no key is configured, or the supplied one matches (constant-time; never logged)."""
     if expected is None:
-        return
-    if supplied is None or not hmac.compare_digest(supplied.encode(), expected.get_secret_value().encode()):
-        raise ApiError(401, "unauthorized", "a valid X-API-Key header is required", {"WWW-Authenticate": "APIKey"})
+        return True
+    return supplied is not None and hmac.compare_digest(supplied.encode(), expected.get_secret_value().encode())
 
 
 async def check_api_key(request: Request, supplied: str | None = Security(api_key_header)) -> None:
-    """FastAPI dependency form of ``require_api_key``."""
-    require_api_key(request, supplied)
+    """FastAPI dependency: 401 unless the key matches."""
+    if not key_matches(request.app.state.settings.api_key, supplied):
+        raise ApiError(*_UNAUTHORIZED, {"WWW-Authenticate": "APIKey"})
+
+
+class ApiKeyMiddleware:
+    """Answers 401 for guarded paths before the body is read."""
+
+    def __init__(self, app: ASGIApp, expected: SecretStr | None) -> None:
+        self.app, self.expected = app, expected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.expected is None or scope["path"] not in GUARDED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope.get("headers", [])).get(b"x-api-key")
+        if key_matches(self.expected, supplied.decode("latin-1") if supplied is not None else None):
+            await self.app(scope, receive, send)
+            return
+        status, code, detail = _UNAUTHORIZED
+        headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"APIKey")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps({"detail": detail, "code": code}).encode()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from typing import Any
 
@@ -15,6 +16,17 @@ from app.settings import Settings
 from models.errors import ModelContractError
 
 logger = logging.getLogger(__name__)
+
+
+class _NoExceptionText(logging.Filter):
+    """uvicorn logs a traceback with the exception's text for a 500; that text may hold paths or patient data."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            name = record.exc_info[0].__name__ if record.exc_info[0] else "exception"
+            record.msg, record.args = f"{record.getMessage()} ({name}; details withheld)", ()
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def _settings_or_message(overrides: dict[str, Any]) -> Settings | str:
@@ -43,9 +55,10 @@ def serve(overrides: dict[str, Any]) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,  # uvicorn's access line is not needed; metrics count requests without paths' contents
-        timeout_graceful_shutdown=int(settings.drain_seconds),
+        timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
         server_header=False,
     )
     server = uvicorn.Server(config)
+    logging.getLogger("uvicorn.error").addFilter(_NoExceptionText())
     server.run()
     return 0

@@ -11,7 +11,7 @@ import torch
 from fastapi import FastAPI, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import NotReadyError
+from app.errors import NotReadyError, OverloadedError
 from app.imaging import DecodeLimits
 from app.input_errors import InvalidImageError
 from app.pipeline import PreparedImage, decode_limits, prepare_image
@@ -26,16 +26,36 @@ class Service:
     def __init__(self, settings: Settings, engine: InferenceEngine, telemetry: Telemetry) -> None:
         self.settings, self.engine, self.telemetry = settings, engine, telemetry
         self.limits: DecodeLimits = decode_limits(settings)
-        self.ready = False
+        self._warm = False
+        self._decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+        self._decoding = 0  # requests decoding or waiting for a decode slot
         if hasattr(engine, "observer"):
             engine.observer = telemetry
 
+    @property
+    def ready(self) -> bool:
+        """Warmed up, and the model's worker still running (a dead worker makes /readyz say 503)."""
+        return self._warm and self.engine.is_running()
+
+    def admit(self) -> None:
+        """Refuse at once (503) when not ready or when the model's queue is full, before any decoding."""
+        if not self.ready:
+            raise NotReadyError()
+        if self.engine.queue_depth() >= self.settings.queue_size or self._decoding >= self.settings.queue_size:
+            raise OverloadedError()
+
     async def prepare(self, upload: UploadFile) -> PreparedImage:
-        """Read the upload and decode + preprocess it in a worker thread."""
+        """Read the upload and decode + preprocess it in a worker thread (a bounded number at a time)."""
+        self.admit()
         data = await upload.read()
         if not data:
             raise InvalidImageError("The uploaded file is empty.")
-        return await run_in_threadpool(prepare_image, data, self.engine.info.spec, self.limits)
+        self._decoding += 1
+        try:
+            async with self._decode_slots:
+                return await run_in_threadpool(prepare_image, data, self.engine.info.spec, self.limits)
+        finally:
+            self._decoding -= 1
 
     async def infer(self, prepared: PreparedImage, with_cams: bool) -> Inference:
         if not self.ready:
@@ -53,7 +73,7 @@ class Service:
         except Exception:
             logger.exception("warm-up failed; the service stays not ready")
             return
-        self.ready = True
+        self._warm = True
         logger.info("ready")
 
     @asynccontextmanager
@@ -63,7 +83,7 @@ class Service:
         try:
             yield
         finally:
-            self.ready = False
+            self._warm = False
             warm.cancel()
             await asyncio.gather(warm, return_exceptions=True)
             await self.engine.stop()

@@ -34,7 +34,10 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(16, ge=1, le=512)
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(64, ge=1)
-    drain_seconds: float = Field(20.0, ge=0.0)
+    decode_concurrency: int = Field(
+        4, ge=1, description="uploads decoded at once (each may take ~1 GB at the pixel cap)"
+    )
+    drain_seconds: float = Field(20.0, gt=0.0)
     warmup: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

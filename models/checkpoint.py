@@ -8,6 +8,7 @@ corrupt or incompatible file raises ``CheckpointError`` with a message a person 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import tempfile
@@ -41,6 +42,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] | None = None
+    sha256: str | None = None  # of the file it was loaded from (not stored in the file)
 
     def build_model(self) -> CheXNet:
         """The network with these weights, strictly loaded, in eval mode, on the CPU."""
@@ -92,11 +94,13 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Pat
     return target
 
 
-def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+def _read_payload(path: Path, map_location: str | torch.device) -> tuple[dict[str, Any], str]:
+    """The payload and the SHA-256 of the very bytes it was read from (the file may be replaced meanwhile)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    data = path.read_bytes()
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and EOF errors all mean the file is unusable
         raise CheckpointError(
             f"checkpoint {path} is corrupt, truncated, or holds objects other than tensors and plain data "
@@ -104,13 +108,13 @@ def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a chexnet checkpoint (no '{FORMAT}' format marker)")
-    return payload
+    return payload, hashlib.sha256(data).hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read and validate a checkpoint; raises ``CheckpointError`` saying what is wrong."""
     path = Path(path)
-    payload = _read_payload(path, map_location)
+    payload, digest = _read_payload(path, map_location)
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
@@ -124,8 +128,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     state_dict = payload.get("state_dict")
     if not isinstance(state_dict, dict) or not state_dict:
         raise CheckpointError(f"{path} has no weights")
+    if not isinstance(payload.get("preprocess"), dict):
+        raise CheckpointError(
+            f"{path} has no preprocessing spec; the size and normalisation it was trained with are unknown"
+        )
     try:
-        spec = PreprocessSpec.from_dict(payload.get("preprocess", {}))
+        spec = PreprocessSpec.from_dict(payload["preprocess"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an invalid preprocessing spec: {exc}") from exc
     return Checkpoint(
@@ -136,6 +144,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         metrics=payload.get("metrics", {}),
         provenance=payload.get("provenance", {}),
         training_state=payload.get("training_state"),
+        sha256=digest,
     )
 
 

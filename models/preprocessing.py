@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses, applied in float so nothing is rounded.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 
 
@@ -110,8 +110,9 @@ def image_to_gray(image: Image.Image) -> np.ndarray:
         return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255.0)
     if mode == "LA":
         return np.asarray(image.getchannel("L"), dtype=np.float32) / np.float32(255.0)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)  # RGBA: alpha dropped; P/CMYK/YCbCr: to RGB first
-    return (rgb @ _LUMA / 255.0).astype(np.float32)
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)  # RGBA: alpha dropped; P/CMYK/YCbCr: to RGB first
+    gray: np.ndarray = rgb @ _LUMA / np.float32(255.0)  # float32: a 40 MP upload stays under 0.5 GB here
+    return gray
 
 
 def _resize(spec: PreprocessSpec, gray: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

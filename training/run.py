@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
 from models.preprocessing import PreprocessSpec
-from training.config import TrainConfig
+from training.config import TrainConfig, TrainConfigError
 from training.dataset import EpochSampler, XrayDataset
 from training.distributed import DistContext, init_distributed, shutdown_distributed
 from training.engine import EvalResult, evaluate, train_one_epoch
@@ -115,6 +115,8 @@ def run_training(config: TrainConfig) -> Path:
 def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     seed_everything(config.seed)
     train_table, val_table = load_split(config)
+    if min(len(train_table), len(val_table)) < ctx.world:
+        raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
     logger.info("training on %d images, validating on %d (no patient in both)", len(train_table), len(val_table))
     if ctx.is_main:
         write_split_lists(config.out, train_table, val_table)
@@ -137,7 +139,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
             loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
             loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
         stats = train_one_epoch(net, train_loader, criterion, optimizer, scaler, device, epoch, ctx)
-        result = evaluate(net, val_loader, criterion, device, ctx)
+        result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
         record = epoch_record(epoch, stats.loss, stats.images_per_second, result, optimizer.param_groups[0]["lr"])
         _step_scheduler(scheduler, result.loss)
         progress.history.append(record)
@@ -195,10 +197,26 @@ def _save_epoch(
         "rng": capture_rng_state(),
     }
     base = Checkpoint(state_dict=weights, spec=spec, config=config.to_dict(), metrics=metrics, provenance=run_info)
-    save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": state}), config.out / "last.pt")
+    # best.pt first: a crash between the two writes must not leave last.pt claiming a best that best.pt lacks
     if improved or not (config.out / "best.pt").exists():
         save_checkpoint(base, config.out / "best.pt")
+    save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": state}), config.out / "last.pt")
     (config.out / "metrics.json").write_text(json.dumps({"epochs": progress.history}, indent=2) + "\n")
+
+
+# Options that change what an epoch does; a resumed run must keep them to repeat an uninterrupted one.
+_RESUME_FIXED = ("image_size", "batch_size", "lr", "weights", "val_fraction", "train_list", "val_list",
+                 "pos_weight", "scheduler", "seed")  # fmt: skip
+
+
+def check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
+    """--resume with other options would silently train something else: refuse, naming the options."""
+    fixed = _RESUME_FIXED + (("epochs",) if config.scheduler == "cosine" else ())  # cosine's length is T_max
+    current = config.to_dict()
+    changed = [k for k in fixed if k in saved and saved[k] != current[k]]
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')} (was {saved[k]!r}, now {current[k]!r})" for k in changed)
+        raise TrainConfigError(f"--resume needs the options of the interrupted run; changed: {flags}")
 
 
 def _resume(
@@ -212,7 +230,8 @@ def _resume(
     checkpoint = load_checkpoint(config.out / "last.pt")
     state = checkpoint.training_state
     if state is None:
-        raise ValueError(f"{config.out / 'last.pt'} has no training state to resume from")
+        raise TrainConfigError(f"{config.out / 'last.pt'} has no training state to resume from")
+    check_resumable(config, checkpoint.config)
     model.load_state_dict(checkpoint.state_dict, strict=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

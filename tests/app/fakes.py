@@ -31,6 +31,7 @@ class FakeEngine:
         )  # fmt: skip
         self.error, self.gate = error, gate
         self.tensors: list[torch.Tensor] = []
+        self.depth = 3
 
     async def start(self) -> None:
         return None
@@ -39,7 +40,10 @@ class FakeEngine:
         return None
 
     def queue_depth(self) -> int:
-        return 3
+        return self.depth
+
+    def is_running(self) -> bool:
+        return True
 
     async def infer(self, tensor: torch.Tensor, with_cams: bool) -> Inference:
         if self.gate is not None:

@@ -109,6 +109,16 @@ def test_overload_is_503_with_retry_after() -> None:
     assert response.headers["retry-after"] == "1"
 
 
+def test_full_queue_is_refused_before_decoding() -> None:
+    engine = FakeEngine()
+    with client_for(engine, queue_size=8) as client:
+        engine.depth = 8
+        calls = len(engine.tensors)
+        response = client.post("/predict", files=upload(b"\x89PNG\r\n\x1a\n corrupt, but never decoded"))
+        assert_error(response, 503, "overloaded")
+        assert len(engine.tensors) == calls
+
+
 def test_internal_errors_are_generic(caplog: pytest.LogCaptureFixture) -> None:
     secret = "/home/alice/patient-John-Doe.png"
     with caplog.at_level(logging.ERROR), client_for(FakeEngine(error=RuntimeError(secret))) as client:
@@ -170,6 +180,14 @@ def test_api_key_guards_model_routes_only() -> None:
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200
         assert client.get("/docs").status_code == 200
+
+
+def test_api_key_is_checked_before_the_body_is_read() -> None:
+    with client_for(FakeEngine(), api_key="k", max_upload_bytes=1024) as client:
+        # over the upload limit and without a key: the key check answers first, nothing is parsed or spooled
+        assert_error(client.post("/predict", files=upload(b"\0" * 4096)), 401, "unauthorized")
+        assert_error(client.post("/predict", files=upload(b"\0" * 4096), headers={"X-API-Key": "k"}), 413,
+                     "payload_too_large")  # fmt: skip
 
 
 def test_model_card() -> None:

@@ -309,3 +309,17 @@ def test_patient_data_never_in_error_messages_or_logs(caplog: pytest.LogCaptureF
     ]
     assert "secretname" in causes[-1]  # the library's text did quote the header; ours did not
     assert not any(secret in caplog.text.lower() for secret in secrets)
+
+
+def test_deflated_dicom_is_refused_before_inflating() -> None:
+    """A deflated body is inflated whole by pydicom before any check: refuse the transfer syntax outright."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    pixels = np.zeros((128, 128), dtype=np.int64)
+    data = make_dicom(pixels)
+    ds = pydicom.dcmread(BytesIO(data))
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(InvalidImageError, match="Deflated"):
+        decode_dicom(buffer.getvalue())

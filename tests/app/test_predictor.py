@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from app.errors import OverloadedError
+from app.errors import NotReadyError
 from app.predictor import Predictor
 from app.settings import Settings
 from models.checkpoint import load_checkpoint
@@ -76,23 +77,46 @@ def test_cams_come_from_the_same_forward(tiny_checkpoint: Path) -> None:
 
 def test_full_queue_answers_overloaded_at_once(tiny_checkpoint: Path) -> None:
     predictor = Predictor.load(Settings(checkpoint=tiny_checkpoint, queue_size=2, max_batch_size=1))
+    release = threading.Event()
 
-    async def scenario() -> list[object]:
+    async def scenario() -> list[BaseException | None]:
         await predictor.start()
-        predictor._worker.cancel()  # type: ignore[union-attr]  # nobody drains the queue
+        predictor._executor.submit(release.wait)  # the model thread is busy: nothing leaves the queue
         try:
-            tasks = [asyncio.create_task(predictor.infer(t, False)) for t in inputs(4)]
-            done, pending = await asyncio.wait(tasks, timeout=2)
-            outcomes = [t.exception() for t in done]
-            for t in pending:
-                t.cancel()
-            return outcomes
+            tasks = [asyncio.create_task(predictor.infer(t, False)) for t in inputs(5)]
+            await asyncio.sleep(0.2)
+            refused = [t for t in tasks if t.done()]
+            release.set()
+            await asyncio.wait(tasks, timeout=30)
+            assert len(refused) == 3  # two fit the queue before the worker runs; three are refused at once
+            return [t.exception() for t in tasks]
         finally:
+            release.set()
             await predictor.stop()
 
     outcomes = asyncio.run(scenario())
-    assert len(outcomes) == 2
-    assert all(isinstance(e, OverloadedError) for e in outcomes)
+    assert [type(e).__name__ for e in outcomes] == ["NoneType", "NoneType", *["OverloadedError"] * 3]
+
+
+def test_a_stopped_worker_fails_queued_requests_instead_of_hanging(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(Settings(checkpoint=tiny_checkpoint, max_batch_size=1))
+    release = threading.Event()
+
+    async def scenario() -> list[BaseException | None]:
+        await predictor.start()
+        predictor._executor.submit(release.wait)
+        tasks = [asyncio.create_task(predictor.infer(t, False)) for t in inputs(3)]
+        await asyncio.sleep(0.2)
+        predictor._worker.cancel()  # type: ignore[union-attr]
+        done, _ = await asyncio.wait(tasks, timeout=5)
+        assert not predictor.is_running()
+        release.set()
+        await predictor.stop()
+        return [t.exception() for t in done]
+
+    outcomes = asyncio.run(scenario())
+    assert len(outcomes) == 3
+    assert all(isinstance(e, NotReadyError) for e in outcomes)
 
 
 def test_cuda_requested_without_a_gpu_fails_clearly(tiny_checkpoint: Path) -> None:

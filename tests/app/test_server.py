@@ -28,6 +28,24 @@ def start_and_fail(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_uvicorn_tracebacks_lose_their_exception_text() -> None:
+    import logging
+    import sys
+
+    from app.server import _NoExceptionText
+
+    try:
+        raise ValueError("/home/alice/John-Doe.dcm")
+    except ValueError:
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (), sys.exc_info()
+        )
+    assert _NoExceptionText().filter(record)
+    assert record.getMessage() == "Exception in ASGI application (ValueError; details withheld)"
+    assert record.exc_info is None
+    assert "John" not in logging.Formatter().format(record)
+
+
 def test_missing_checkpoint_exits_1_with_one_clear_message(tmp_path: Path) -> None:
     result = start_and_fail("--checkpoint", str(tmp_path / "missing.pt"))
     assert result.returncode == 1

@@ -65,9 +65,9 @@ def test_rgb_and_rgba_reduce_to_luma() -> None:
     rgb = np.zeros((4, 4, 3), dtype=np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
     expected = np.float32((0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255)
-    assert np.allclose(image_to_gray(Image.fromarray(rgb, "RGB")), expected, atol=1e-7)
+    assert np.allclose(image_to_gray(Image.fromarray(rgb, "RGB")), expected, atol=1e-6)
     rgba = np.dstack([rgb, np.full((4, 4), 7, dtype=np.uint8)])
-    assert np.allclose(image_to_gray(Image.fromarray(rgba, "RGBA")), expected, atol=1e-7)
+    assert np.allclose(image_to_gray(Image.fromarray(rgba, "RGBA")), expected, atol=1e-6)
 
 
 def test_gray_replicated_rgb_equals_gray() -> None:

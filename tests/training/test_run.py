@@ -66,6 +66,14 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(square_data: tuple[Path
     assert [e["epoch"] for e in history] == [1, 2]
 
 
+def test_resume_refuses_changed_options(square_data: tuple[Path, Path], tmp_path: Path) -> None:
+    run_training(config_for(square_data, tmp_path, epochs=1, scheduler="cosine"))
+    with pytest.raises(TrainConfigError, match=r"--epochs \(was 1, now 2\)"):
+        run_training(config_for(square_data, tmp_path, epochs=2, scheduler="cosine", resume=True))
+    with pytest.raises(TrainConfigError, match=r"--lr \(was 0.001, now 0.01\)"):
+        run_training(config_for(square_data, tmp_path, epochs=1, scheduler="cosine", lr=1e-2, resume=True))
+
+
 def test_non_finite_loss_stops_without_a_checkpoint(
     square_data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
