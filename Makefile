@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The torch build that lies on disk here (a CUDA build that also runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install serve test lint format clean
+.PHONY: install serve test lint format clean demo-model
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,10 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Rebuild the bundled demo model exactly as shipped (needs ../shared/data; about 15 minutes on 2 CPU cores).
+demo-model: $(STAMP)
+	$(BIN)/chexnet train --images ../shared/data/nih-sample/images \
+	  --labels ../shared/data/nih-sample/Data_Entry_sample.csv --out runs/demo-a --weights none \
+	  --image-size 128 --epochs 15 --batch-size 32 --scheduler cosine --workers 1 --seed 0 --lr 1e-3
+	$(BIN)/python -m training.bundle runs/demo-a/best.pt models/bundled/chexnet-demo.pt
