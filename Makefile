@@ -21,16 +21,16 @@ serve: $(STAMP)
 	$(BIN)/chexnet serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check models app training tests chexnet_cli.py
-	$(BIN)/ruff format --check models app training tests chexnet_cli.py
+	$(BIN)/ruff check models app training tests benchmarks chexnet_cli.py
+	$(BIN)/ruff format --check models app training tests benchmarks chexnet_cli.py
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest
 
 format: $(STAMP)
-	$(BIN)/ruff format models app training tests chexnet_cli.py
-	$(BIN)/ruff check --fix models app training tests chexnet_cli.py
+	$(BIN)/ruff format models app training tests benchmarks chexnet_cli.py
+	$(BIN)/ruff check --fix models app training tests benchmarks chexnet_cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

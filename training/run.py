@@ -96,6 +96,7 @@ def epoch_record(epoch: int, train_loss: float, images_per_s: float, result: Eva
         "val_loss": result.loss,
         "val_mean_auroc": mean_auroc(aurocs),
         "val_auroc": aurocs,
+        "val_images": len(result.targets),  # every validation image exactly once, whatever the process count
         "lr": lr,
         "train_images_per_s": images_per_s,
     }

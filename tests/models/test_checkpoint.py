@@ -85,6 +85,7 @@ class Payload:
         return (print, ("code ran",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"format": "chexnet-checkpoint", "x": Payload()}, path, pickle_protocol=pickle.HIGHEST_PROTOCOL)

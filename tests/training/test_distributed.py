@@ -44,5 +44,6 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     assert n_val == 6
     history = json.loads((out / "metrics.json").read_text())["epochs"]
     assert len(history) == 1
+    assert history[0]["val_images"] == n_val  # gathered from both ranks, none dropped or padded
     assert history[0]["val_mean_auroc"] is not None
     assert "rank 1 of 2" in result.stderr  # both ranks joined the gloo group
