@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -17,7 +18,13 @@ def register(commands: Any) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from app.server import serve
+    from app.server import StartupError, prepare_service, run_server
 
     overrides = {k: v for k in ("checkpoint", "host", "port", "device") if (v := getattr(args, k)) is not None}
-    return serve(overrides)
+    try:
+        settings, predictor = prepare_service(overrides)
+    except StartupError as exc:
+        sys.stderr.write(f"chexnet serve: {exc}\n")  # the command line's own one-line message
+        return exc.exit_code
+    run_server(settings, predictor)
+    return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from typing import Any
 
 import uvicorn
@@ -29,36 +28,39 @@ class _NoExceptionText(logging.Filter):
         return True
 
 
-def _settings_or_message(overrides: dict[str, Any]) -> Settings | str:
+class StartupError(Exception):
+    """The service cannot start; the message is for the operator, ``exit_code`` for the shell."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def prepare_service(overrides: dict[str, Any]) -> tuple[Settings, Predictor]:
+    """Validate settings (exit 2) and load the model (exit 1), all before any port is opened."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         fields = ", ".join(f"CHEXNET_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
-        return f"invalid settings: {fields}"
-
-
-def serve(overrides: dict[str, Any]) -> int:
-    """Exit 2 for bad settings, 1 for a model that cannot be loaded; otherwise serve until SIGTERM/SIGINT."""
-    settings = _settings_or_message(overrides)
-    if isinstance(settings, str):
-        print(f"chexnet serve: {settings}", file=sys.stderr)  # noqa: T201 - the CLI's own message
-        return 2
+        raise StartupError(f"invalid settings: {fields}", 2) from None
     logging.getLogger().setLevel(settings.log_level)
     try:
-        predictor = Predictor.load(settings)
+        return settings, Predictor.load(settings)
     except (ModelContractError, RuntimeError) as exc:
-        print(f"chexnet serve: cannot load the model: {exc}", file=sys.stderr)  # noqa: T201
-        return 1
+        raise StartupError(f"cannot load the model: {exc}", 1) from None
+
+
+def run_server(settings: Settings, predictor: Predictor) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish."""
     config = uvicorn.Config(
         create_app(settings, predictor),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        access_log=False,  # uvicorn's access line is not needed; metrics count requests without paths' contents
+        access_log=False,  # request lines are counted in /metrics instead
         timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
         server_header=False,
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_NoExceptionText())
     server.run()
-    return 0
