@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint
 from models.labels import PATHOLOGIES
-from models.preprocessing import PreprocessSpec, eval_tensor, image_to_gray, tencrop_tensor
+from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
+from training.dataset import load_gray
 from training.labels_table import (
     MAX_NAMED,
     LabelTable,
@@ -72,9 +72,7 @@ class _EvalImages(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path = self.paths[index]
         try:
-            with Image.open(path) as image:
-                image.load()
-                gray = image_to_gray(image)
+            gray = load_gray(path)  # the same loader as training and `chexnet predict`
         except (OSError, ValueError) as exc:
             raise ValueError(f"cannot read image {path}: {exc}") from exc
         tensor = tencrop_tensor(self.spec, gray) if self.tta == "tencrop" else eval_tensor(self.spec, gray)
