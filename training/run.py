@@ -115,6 +115,7 @@ def run_training(config: TrainConfig) -> Path:
 
 def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     seed_everything(config.seed)
+    model, _ = initial_network(config.weights)  # first: missing ImageNet weights fail before any data is read
     train_table, val_table = load_split(config)
     if min(len(train_table), len(val_table)) < ctx.world:
         raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
@@ -122,7 +123,6 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     if ctx.is_main:
         write_split_lists(config.out, train_table, val_table)
     spec = PreprocessSpec.for_image_size(config.image_size)
-    model, _ = initial_network(config.weights)
     model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
