@@ -40,4 +40,5 @@ demo-model: $(STAMP)
 	$(BIN)/chexnet train --images ../shared/data/nih-sample/images \
 	  --labels ../shared/data/nih-sample/Data_Entry_sample.csv --out runs/demo-a --weights none \
 	  --image-size 128 --epochs 15 --batch-size 32 --scheduler cosine --workers 1 --seed 0 --lr 1e-3
-	$(BIN)/python -m training.bundle runs/demo-a/best.pt models/bundled/chexnet-demo.pt
+	$(BIN)/python -m training.bundle runs/demo-a/best.pt models/bundled/chexnet-demo.pt --recipe-selection \
+	  "best validation mean AUROC of three CPU runs on the same split (seed 0): 128 px, lr 1e-3, cosine, 15 epochs: 0.647 (chosen, epoch 11); the same with --pos-weight: 0.636; 224 px, lr 1e-3, cosine, 12 epochs: 0.632"
