@@ -114,18 +114,16 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import torch
-
     from models.bundled import DEMO_CHECKPOINT
     from models.errors import ModelContractError
+    from training.config import resolve_device
     from training.predict import collect_images, predict_files, write_predictions_csv
 
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if args.device == "auto" else args.device)
     try:
+        device = resolve_device(args.device)
         images = collect_images(args.paths)
         probs = predict_files(args.checkpoint or DEMO_CHECKPOINT, images, args.batch_size, args.workers, device)
-    except (ModelContractError, FileNotFoundError, OSError) as exc:
+    except (ModelContractError, ValueError, OSError) as exc:
         print(f"chexnet predict: {exc}", file=sys.stderr)
         return 1
     write_predictions_csv(images, probs, args.out)

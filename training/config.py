@@ -9,6 +9,19 @@ from typing import Any
 import torch
 
 
+def resolve_device(device: str) -> torch.device:
+    """ "auto" -> cuda if available else cpu; otherwise a device that must be usable here (ValueError if not)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA device is available")
+    return resolved
+
+
 class TrainConfigError(ValueError):
     """An option is invalid; the message says which and what to do."""
 
@@ -63,17 +76,17 @@ class TrainConfig:
             raise TrainConfigError(f"--scheduler must be 'plateau' or 'cosine', got {self.scheduler!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise TrainConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise TrainConfigError("--device cuda was asked for but no CUDA device is available")
+        try:
+            resolve_device(self.device)
+        except ValueError as exc:
+            raise TrainConfigError(f"--device: {exc}") from None
         if self.workers < 0:
             raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
         if self.resume and not (self.out / "last.pt").is_file():
             raise TrainConfigError(f"--resume needs {self.out / 'last.pt'}, which does not exist")
 
     def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return resolve_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types for the checkpoint (paths as given, never resolved to absolute machine paths)."""

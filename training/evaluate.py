@@ -25,6 +25,7 @@ from tqdm import tqdm
 from models.checkpoint import load_checkpoint
 from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
+from training.config import resolve_device
 from training.dataset import load_gray
 from training.labels_table import (
     MAX_NAMED,
@@ -77,19 +78,6 @@ class _EvalImages(Dataset[tuple[torch.Tensor, int]]):
             raise ValueError(f"cannot read image {path}: {exc}") from exc
         tensor = tencrop_tensor(self.spec, gray) if self.tta == "tencrop" else eval_tensor(self.spec, gray)
         return tensor, index
-
-
-def resolve_device(device: str) -> torch.device:
-    """ "auto" -> cuda if available else cpu; otherwise a torch device string that must be usable here."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
-    return resolved
 
 
 def validate_options(options: EvaluateOptions) -> None:
