@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.input_errors import InputError, UnsupportedFormatError
+from models.input_errors import InputError, UnsupportedFormatError
 
 logger = logging.getLogger(__name__)
 

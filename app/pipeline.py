@@ -8,8 +8,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from app.imaging import DecodeLimits, decode_image, sniff_format
 from app.settings import Settings
+from models.imaging import DecodeLimits, decode_image
 from models.preprocessing import CropGeometry, PreprocessSpec, center_crop_geometry, eval_tensor
 
 
@@ -18,6 +18,7 @@ class PreparedImage:
     """An upload ready for the model: ``gray`` (H, W) in [0, 1], its ``tensor`` (3, S, S) and crop geometry."""
 
     format: str
+    steps: tuple[str, ...]
     gray: npt.NDArray[np.float32]
     tensor: torch.Tensor
     geometry: CropGeometry
@@ -30,7 +31,9 @@ def decode_limits(settings: Settings) -> DecodeLimits:
 
 
 def prepare_image(data: bytes, spec: PreprocessSpec, limits: DecodeLimits) -> PreparedImage:
-    """Decide the format from the bytes, decode, and build the eval tensor with the checkpoint's own spec."""
-    image_format = sniff_format(data)
-    gray = decode_image(data, limits)
-    return PreparedImage(image_format, gray, eval_tensor(spec, gray), center_crop_geometry(spec, *gray.shape))
+    """Decode with the shared decoder, and build the eval tensor with the checkpoint's own spec."""
+    decoded = decode_image(data, limits)
+    gray = decoded.gray
+    return PreparedImage(
+        decoded.format, decoded.steps, gray, eval_tensor(spec, gray), center_crop_geometry(spec, *gray.shape)
+    )

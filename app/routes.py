@@ -62,7 +62,7 @@ async def predict_image(request: Request, file: Upload) -> PredictResponse:
     return PredictResponse(
         probabilities=_probabilities(result),
         model={"name": info.name, "version": info.version, "sha256": info.sha256},
-        input={"format": prepared.format, "width": width, "height": height},
+        input={"format": prepared.format, "width": width, "height": height, "steps": list(prepared.steps)},
         disclaimer=DISCLAIMER,
     )
 

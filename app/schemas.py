@@ -22,6 +22,11 @@ class InputInfo(BaseModel):
     format: str = Field(description="detected from the bytes: png, jpeg or dicom", examples=["png"])
     width: int
     height: int
+    steps: list[str] = Field(
+        description="what the decoder applied, in order: exif_orientation, mpo_primary_image, sbit_<n>, luma; "
+        "for DICOM decompress, modality_lut, voi_lut | window | auto_window, monochrome1_inversion",
+        examples=[["modality_lut", "window", "monochrome1_inversion"]],
+    )
 
 
 class PredictResponse(BaseModel):

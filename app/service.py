@@ -12,12 +12,12 @@ from fastapi import FastAPI, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import NotReadyError, OverloadedError
-from app.imaging import DecodeLimits
-from app.input_errors import InvalidImageError
 from app.pipeline import PreparedImage, decode_limits, prepare_image
 from app.predictor import Inference, InferenceEngine
 from app.settings import Settings
 from app.telemetry import Telemetry
+from models.imaging import DecodeLimits
+from models.input_errors import InvalidImageError
 
 logger = logging.getLogger(__name__)
 

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from models.preprocessing import PreprocessSpec, eval_tensor, image_to_gray, train_tensor
+from models.imaging import decode_image
+from models.preprocessing import PreprocessSpec, eval_tensor, train_tensor
 
 
 def load_gray(path: Path) -> np.ndarray:
-    """An image file -> (H, W) float32 in [0, 1], exactly as the service sees the same bytes."""
-    with Image.open(path) as image:
-        image.load()
-        return image_to_gray(image)
+    """An image file -> (H, W) float32 in [0, 1] through the shared decoder, exactly as the service decodes it.
+
+    Raises :class:`models.input_errors.InputError` (a typed, coded error) for a file that cannot be used.
+    """
+    return decode_image(path).gray
 
 
 class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):

@@ -48,7 +48,7 @@ def test_predict_returns_the_engines_probabilities_in_order() -> None:
     assert list(body["probabilities"]) == list(PATHOLOGIES)
     assert list(body["probabilities"].values()) == [float(p) for p in FIXED_PROBS]
     assert body["model"] == {"name": "fake", "version": "0.0.0", "sha256": "ab" * 32}
-    assert body["input"] == {"format": "png", "width": 64, "height": 64}
+    assert body["input"] == {"format": "png", "width": 64, "height": 64, "steps": []}
     assert engine.tensors[-1].shape == (3, 64, 64)
 
 

@@ -15,8 +15,8 @@ from PIL import Image
 from app.main import create_app
 from app.settings import Settings
 from tests.app.fakes import FakeEngine, client_for
-from tests.app.test_dicom import make_dicom
 from tests.conftest import FIXTURES
+from tests.models.test_dicom import make_dicom
 from training.predict import predict_files
 
 

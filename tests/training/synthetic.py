@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 
-def make_square_dataset(root: Path, n: int, side: int = 40, seed: int = 0) -> tuple[Path, Path]:
+def make_square_dataset(root: Path, n: int, side: int = 64, seed: int = 0) -> tuple[Path, Path]:
     """``n`` grayscale PNGs + an NIH-format CSV; one image per patient; every other image is positive."""
     rng = np.random.default_rng(seed)
     images = root / "images"

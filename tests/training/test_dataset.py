@@ -9,7 +9,7 @@ SPEC = PreprocessSpec(image_size=32, resize=36)
 
 
 def test_eval_items_use_the_shared_preprocessing(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    pixels = np.random.default_rng(0).integers(0, 256, (50, 60), dtype=np.uint8)
+    pixels = np.random.default_rng(0).integers(0, 256, (70, 80), dtype=np.uint8)
     Image.fromarray(pixels, "L").save(tmp_path / "a.png")
     dataset = XrayDataset([tmp_path / "a.png"], np.ones((1, 14)), SPEC, train=False)
     tensor, target, index = dataset[0]

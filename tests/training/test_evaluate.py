@@ -171,7 +171,7 @@ def _one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A random-weight checkpoint (32-px crops) and six generated 40x40 PNGs with NIH labels."""
+    """A random-weight checkpoint (32-px crops) and six generated 64x64 PNGs with NIH labels."""
     root = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
     save_checkpoint(
@@ -182,7 +182,7 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     images.mkdir()
     rng = np.random.default_rng(0)
     for i, (name, _, _) in enumerate(LABELS):
-        pixels = rng.integers(0, 256, size=(40, 40), dtype=np.uint8)
+        pixels = rng.integers(0, 256, size=(64, 64), dtype=np.uint8)
         pixels[: 5 * (i + 1)] //= 2  # a band that differs between images
         Image.fromarray(pixels, mode="L").save(images / name)
     write_labels(root)

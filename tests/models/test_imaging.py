@@ -1,4 +1,4 @@
-"""app.imaging: magic-byte sniffing, PNG/JPEG decoding to (H, W) float32 in [0, 1], and the upload limits."""
+"""models.imaging: magic-byte sniffing, PNG/JPEG decoding to (H, W) float32 in [0, 1], and the upload limits."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.imaging import DecodeLimits, check_dimensions, decode_image, sniff_format
-from app.input_errors import (
+from models.imaging import DecodeLimits, check_dimensions, decode_image, sniff_format
+from models.input_errors import (
     AspectRatioError,
     DecompressionBombError,
     ImageTooSmallError,
@@ -93,7 +93,7 @@ def test_nih_8bit_png_is_value_over_255(name: str) -> None:
     with Image.open(BytesIO(data)) as image:
         assert image.mode == "L"
         stored = np.asarray(image)
-    gray = decode_image(data, DecodeLimits())
+    gray = decode_image(data, DecodeLimits()).gray
     assert gray.dtype == np.float32
     assert gray.shape == (64, 64)
     np.testing.assert_array_equal(gray, stored.astype(np.float32) / np.float32(255.0))
@@ -107,7 +107,7 @@ def test_16bit_png_ramp_is_value_over_65535() -> None:
     data = encode(Image.fromarray(ramp))
     with Image.open(BytesIO(data)) as image:
         assert image.mode in ("I;16", "I")  # really a 16-bit PNG
-    gray = decode_image(data, DecodeLimits())
+    gray = decode_image(data, DecodeLimits()).gray
     np.testing.assert_array_equal(gray, (ramp.astype(np.float64) / 65535.0).astype(np.float32))
     assert gray[0, 0] == 0.0
     assert gray[-1, -1] == 1.0
@@ -121,7 +121,7 @@ def test_rgba_nih_png_drops_alpha() -> None:
         rgba = np.asarray(image)
     assert (rgba[..., 0] == rgba[..., 1]).all()
     assert (rgba[..., 0] == rgba[..., 2]).all()  # a gray X-ray stored as RGBA
-    gray = decode_image(data, DecodeLimits())
+    gray = decode_image(data, DecodeLimits()).gray
     assert gray.shape == (96, 96)
     np.testing.assert_allclose(gray, rgba[..., 0] / 255.0, rtol=0, atol=1e-6)
 
@@ -131,7 +131,7 @@ def test_rgba_with_transparency_uses_colour_only() -> None:
     rgba[..., :3] = (200, 100, 50)
     rgba[:, :32, 3] = 0  # left half fully transparent
     rgba[:, 32:, 3] = 255
-    gray = decode_image(encode(Image.fromarray(rgba, "RGBA")), DecodeLimits())
+    gray = decode_image(encode(Image.fromarray(rgba, "RGBA")), DecodeLimits()).gray
     np.testing.assert_allclose(gray, (0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255.0, rtol=0, atol=1e-6)
 
 
@@ -143,7 +143,7 @@ def test_palette_png_maps_through_palette_to_luma() -> None:
     data = encode(image)
     with Image.open(BytesIO(data)) as reopened:
         assert reopened.mode == "P"
-    gray = decode_image(data, DecodeLimits())
+    gray = decode_image(data, DecodeLimits()).gray
     expected = [0.0, 1.0, 0.299, (0.299 * 10 + 0.587 * 20 + 0.114 * 30) / 255.0]
     for column, value in zip((0, 16, 32, 48), expected, strict=True):
         np.testing.assert_allclose(gray[:, column : column + 16], value, rtol=0, atol=1e-6)
@@ -155,7 +155,7 @@ def test_jpeg_exif_orientation_6_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: the stored image must be rotated 90° clockwise for display
     data = encode(Image.fromarray(stored, "L"), "JPEG", quality=95, exif=exif.tobytes())
-    gray = decode_image(data, DecodeLimits())
+    gray = decode_image(data, DecodeLimits()).gray
     assert gray.shape == (128, 64)  # transposed
     # 90° clockwise: the stored top-left corner becomes the displayed top-right corner.
     assert gray[:16, -16:].mean() > 0.95
@@ -167,7 +167,7 @@ def test_jpeg_exif_orientation_6_is_applied() -> None:
 def test_jpeg_without_exif_keeps_stored_layout() -> None:
     stored = np.zeros((64, 128), dtype=np.uint8)
     stored[:16, :16] = 255
-    gray = decode_image(encode(Image.fromarray(stored, "L"), "JPEG", quality=95), DecodeLimits())
+    gray = decode_image(encode(Image.fromarray(stored, "L"), "JPEG", quality=95), DecodeLimits()).gray
     assert gray.shape == (64, 128)
     assert gray[:16, :16].mean() > 0.95
 
@@ -216,8 +216,8 @@ def test_extreme_aspect_ratio(width: int, height: int) -> None:
 
 
 def test_limits_are_inclusive() -> None:
-    assert decode_image(gray_png(64, 64), DecodeLimits()).shape == (64, 64)
-    assert decode_image(gray_png(256, 64), DecodeLimits()).shape == (64, 256)  # ratio exactly 4
+    assert decode_image(gray_png(64, 64), DecodeLimits()).gray.shape == (64, 64)
+    assert decode_image(gray_png(256, 64), DecodeLimits()).gray.shape == (64, 256)  # ratio exactly 4
     with pytest.raises(AspectRatioError):
         decode_image(gray_png(257, 64), DecodeLimits())
     with pytest.raises(ImageTooSmallError):
@@ -225,7 +225,7 @@ def test_limits_are_inclusive() -> None:
 
 
 def test_custom_limits() -> None:
-    assert decode_image(gray_png(32, 32), DecodeLimits(min_side=16)).shape == (32, 32)
+    assert decode_image(gray_png(32, 32), DecodeLimits(min_side=16)).gray.shape == (32, 32)
     with pytest.raises(DecompressionBombError):
         decode_image(gray_png(100, 100), DecodeLimits(max_pixels=9_999))
 
@@ -309,11 +309,11 @@ def test_error_codes_and_default_messages() -> None:
 def test_concurrent_decodes_are_independent() -> None:
     good = (FIXTURES / NIH_GRAY[0]).read_bytes()
     bomb = png_claiming_size(20_000, 20_000)
-    expected = decode_image(good, DecodeLimits())
+    expected = decode_image(good, DecodeLimits()).gray
 
     def run(data: bytes) -> str:
         try:
-            return "ok" if np.array_equal(decode_image(data, DecodeLimits()), expected) else "wrong"
+            return "ok" if np.array_equal(decode_image(data, DecodeLimits()).gray, expected) else "wrong"
         except InputError as error:
             return error.code
 

@@ -1,4 +1,4 @@
-"""DICOM upload -> (H, W) float32 in [0, 1], the same contract as :func:`models.preprocessing.image_to_gray`.
+"""DICOM bytes -> :class:`~models.decoded.DecodedImage`: (H, W) float32 in [0, 1] and the steps applied.
 
 Order of operations (PS3.3 C.11, and pydicom's documented order): stored values -> Modality LUT / rescale
 -> VOI LUT or window -> scale to [0, 1] -> MONOCHROME1 inverted (``1 - x``, which is the same as inverting
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from io import BytesIO
-from typing import Final
+from typing import BinaryIO, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -26,10 +26,10 @@ from pydicom.pixels.processing import apply_modality_lut, apply_voi, apply_windo
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from app.imaging import DEFAULT_LIMITS, DecodeLimits, check_dimensions
-from app.input_errors import DecompressionBombError, InputError, InvalidImageError, MultiFrameError
+from models.decoded import DEFAULT_LIMITS, DecodedImage, DecodeLimits, check_dimensions
+from models.input_errors import DecompressionBombError, InputError, InvalidImageError, MultiFrameError
 
-__all__ = ["decode_dicom"]
+__all__ = ["decode_dicom", "looks_like_dicom", "read_dicom_header"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,32 @@ _IMAGE_TAGS: Final[list[BaseTag | int]] = [
 ]
 
 
-def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> npt.NDArray[np.float32]:
-    """A single-frame DICOM file (with preamble) -> (H, W) float32 in [0, 1]; raises :class:`InputError`."""
+DICOM_MAGIC: Final = b"DICM"
+DICOM_MAGIC_OFFSET: Final = 128  # after the 128-byte preamble (PS3.10 §7.1)
+
+
+def looks_like_dicom(data: bytes) -> bool:
+    """True for a Part-10 file ("DICM" after the 128-byte preamble)."""
+    return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + len(DICOM_MAGIC)] == DICOM_MAGIC
+
+
+def read_dicom_header(stream: BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[int, int]:
+    """(width, height) from the header, with every check that needs no pixel data; raises InputError."""
+    try:
+        data = stream.read()
+        _refuse_deflated(data)
+        ds = pydicom.dcmread(BytesIO(data), specific_tags=_IMAGE_TAGS, stop_before_pixels=True)
+        _check_header(ds, limits, need_pixels=False)
+        return int(ds.Columns), int(ds.Rows)
+    except InputError:
+        raise
+    except Exception as exc:
+        logger.info("DICOM header could not be read (%s)", type(exc).__name__)
+        raise InvalidImageError("The DICOM file could not be decoded.") from exc
+
+
+def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedImage:
+    """A single-frame DICOM file -> :class:`DecodedImage`; raises :class:`InputError`."""
     try:
         return _decode(data, limits)
     except InputError:
@@ -78,25 +102,27 @@ def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> npt.NDAr
         raise InvalidImageError("The DICOM file could not be decoded.") from exc
 
 
-def _decode(data: bytes, limits: DecodeLimits) -> npt.NDArray[np.float32]:
+def _decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
     # force=False: the preamble + "DICM" must be there.  specific_tags: only the image tags are kept, so patient
     # and study data are never parsed (nor validated by pydicom, whose warnings quote the offending values).
     _refuse_deflated(data)
     ds = pydicom.dcmread(BytesIO(data), specific_tags=_IMAGE_TAGS)
     photometric = _check_header(ds, limits)
     _check_compressed_frame(ds)
+    steps: list[str] = ["decompress"] if ds.file_meta.TransferSyntaxUID.is_encapsulated else []
     pixels = ds.pixel_array  # the only place pixel data is decoded
     if photometric in _MONOCHROME:
         if pixels.ndim != 2:
             raise InvalidImageError("The DICOM file could not be decoded.")
-        gray = _monochrome_to_unit(pixels, ds, invert=photometric == "MONOCHROME1")
+        gray = _monochrome_to_unit(pixels, ds, invert=photometric == "MONOCHROME1", steps=steps)
     else:
         if pixels.ndim != 3 or pixels.shape[-1] != 3:
             raise InvalidImageError("The DICOM file could not be decoded.")
         gray = pixels.astype(np.float64) @ _LUMA / float(2 ** int(ds.BitsStored) - 1)
+        steps.append("luma")
     out = np.clip(gray, 0.0, 1.0).astype(np.float32)
     check_dimensions(out.shape[1], out.shape[0], limits)
-    return out
+    return DecodedImage(out, "dicom", tuple(steps))
 
 
 def _refuse_deflated(data: bytes) -> None:
@@ -108,9 +134,9 @@ def _refuse_deflated(data: bytes) -> None:
         raise InvalidImageError("Deflated DICOM files are not accepted; send the uncompressed or JPEG form.")
 
 
-def _check_header(ds: Dataset, limits: DecodeLimits) -> str:
+def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -> str:
     """Everything that can be judged before touching pixel data; returns the photometric interpretation."""
-    if "PixelData" not in ds:
+    if need_pixels and "PixelData" not in ds:
         raise InvalidImageError("The DICOM file contains no image.")
     frames = ds.get("NumberOfFrames")
     if frames not in (None, "") and int(frames) > 1:
@@ -147,9 +173,14 @@ def _check_compressed_frame(ds: Dataset) -> None:
         raise InvalidImageError("The DICOM file could not be decoded.")
 
 
-def _monochrome_to_unit(pixels: npt.NDArray[np.generic], ds: Dataset, invert: bool) -> npt.NDArray[np.float64]:
+def _monochrome_to_unit(
+    pixels: npt.NDArray[np.generic], ds: Dataset, invert: bool, steps: list[str]
+) -> npt.NDArray[np.float64]:
+    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        steps.append("modality_lut")
     values = apply_modality_lut(pixels, ds)
-    values, output_range = _apply_voi(values, ds)
+    values, output_range, voi_step = _apply_voi(values, ds)
+    steps.append(voi_step)
     values = values.astype(np.float64)
     if not np.isfinite(values).all():
         raise InvalidImageError("The DICOM file could not be decoded.")
@@ -167,12 +198,14 @@ def _monochrome_to_unit(pixels: npt.NDArray[np.generic], ds: Dataset, invert: bo
     unit = np.clip(unit, 0.0, 1.0)
     # PS3.3 C.7.6.3.1.2: MONOCHROME1 means the minimum value is displayed white.  A Presentation LUT Shape of
     # INVERSE on such images describes this same inversion (PS3.3 C.8.11.6.1.2), so it is not applied again.
+    if invert:
+        steps.append("monochrome1_inversion")
     return 1.0 - unit if invert else unit
 
 
 def _apply_voi(
     values: npt.NDArray[np.generic], ds: Dataset
-) -> tuple[npt.NDArray[np.generic], tuple[float, float] | None]:
+) -> tuple[npt.NDArray[np.generic], tuple[float, float] | None, str]:
     """The VOI step (first view) and its output range; ``None`` when the file has no VOI data.
 
     Same choice as ``pydicom.pixels.apply_voi_lut(prefer_lut=True)``: a VOI LUT Sequence wins over a window,
@@ -185,10 +218,10 @@ def _apply_voi(
         entries, first_map = int(sequence[0].LUTDescriptor[0]) or 2**16, int(sequence[0].LUTDescriptor[1])
         # The LUT's output range is the range of its entries: every input maps to one of them.
         table = apply_voi(np.arange(first_map, first_map + entries, dtype=np.int64), ds)
-        return apply_voi(values, ds), (float(table.min()), float(table.max()))
+        return apply_voi(values, ds), (float(table.min()), float(table.max())), "voi_lut"
     if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         # The window's output range is where it sends -inf and +inf (y_min and y_max; reversed when a rescale
         # slope is negative), computed by pydicom itself so the range always matches the function applied.
         ends = apply_windowing(np.array([-np.inf, np.inf]), ds)
-        return apply_windowing(values, ds), (float(ends.min()), float(ends.max()))
-    return values, None
+        return apply_windowing(values, ds), (float(ends.min()), float(ends.max())), "window"
+    return values, None, "auto_window"

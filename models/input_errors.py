@@ -1,8 +1,9 @@
-"""Domain errors for uploads that cannot be turned into an image.
+"""Typed errors for image files that cannot be turned into an image, shared by every entry point.
 
-Each error carries a machine-readable ``code`` and a fixed, human-readable message that is safe to return to a
-client: it never contains exception text, file names or DICOM header values (which may hold patient data).
-The HTTP layer maps :class:`UnsupportedFormatError` to 415 and every other :class:`InputError` to 422.
+Each error carries a stable machine-readable ``code`` and a fixed message for a person that is safe to show
+anywhere: it never contains exception text, file names or DICOM header values (which may hold patient data).
+The service maps :class:`UnsupportedFormatError` to 415 and every other :class:`InputError` to 422 (in
+``app/errors.py``); the command line prints one line naming the file and the message.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ __all__ = [
     "InputError",
     "InvalidImageError",
     "MultiFrameError",
+    "UnreadableFileError",
+    "UnsupportedCompressionError",
     "UnsupportedFormatError",
 ]
 
@@ -35,7 +38,10 @@ class UnsupportedFormatError(InputError):
     """The bytes are not PNG, JPEG or DICOM (judged by magic bytes only)."""
 
     code: ClassVar[str] = "unsupported_format"
-    default_message: ClassVar[str] = "Unsupported file format: upload a PNG, JPEG or DICOM image."
+    default_message: ClassVar[str] = (
+        "Unsupported file format: upload a PNG, JPEG or DICOM image. (A DICOM file must begin with the 128-byte "
+        "preamble and 'DICM', or, without them, with a group 0002 or 0008 element.)"
+    )
 
 
 class InvalidImageError(InputError):
@@ -71,3 +77,17 @@ class MultiFrameError(InputError):
 
     code: ClassVar[str] = "multi_frame"
     default_message: ClassVar[str] = "Multi-frame images are not supported: upload a single image."
+
+
+class UnsupportedCompressionError(InputError):
+    """A DICOM file whose transfer syntax (compression) no installed decoder reads; the message names it."""
+
+    code: ClassVar[str] = "unsupported_compression"
+    default_message: ClassVar[str] = "The DICOM file uses a compression that no installed decoder can read."
+
+
+class UnreadableFileError(InputError):
+    """A file on disk that cannot be read at all (missing, a folder, no permission); command line only."""
+
+    code: ClassVar[str] = "unreadable_file"
+    default_message: ClassVar[str] = "The file could not be read."

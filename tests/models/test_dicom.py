@@ -1,4 +1,4 @@
-"""app.dicom: real JPEG-baseline DICOMs, generated uncompressed ones, the LUT pipeline, limits and privacy."""
+"""models.dicom: real JPEG-baseline DICOMs, generated uncompressed ones, the LUT pipeline, limits and privacy."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from app.dicom import decode_dicom
-from app.imaging import DecodeLimits, decode_image
-from app.input_errors import (
+from models.dicom import decode_dicom
+from models.imaging import DecodeLimits, decode_image
+from models.input_errors import (
     AspectRatioError,
     DecompressionBombError,
     ImageTooSmallError,
@@ -90,7 +90,7 @@ def linear_window(x: npt.NDArray[Any], center: float, width: float) -> npt.NDArr
 
 def test_real_dicoms_decode() -> None:
     for path in (MONO2, MONO1):
-        gray = decode_dicom(path.read_bytes(), DecodeLimits())
+        gray = decode_dicom(path.read_bytes(), DecodeLimits()).gray
         assert gray.dtype == np.float32
         assert gray.shape == (1024, 1024)
         assert gray.min() == 0.0
@@ -100,19 +100,19 @@ def test_real_dicoms_decode() -> None:
 def test_real_monochrome2_is_min_max_scaled_stored_values() -> None:
     stored = pydicom.dcmread(MONO2).pixel_array
     assert (int(stored.min()), int(stored.max())) == (0, 254)  # no VOI data: min-max is the range
-    gray = decode_dicom(MONO2.read_bytes(), DecodeLimits())
+    gray = decode_dicom(MONO2.read_bytes(), DecodeLimits()).gray
     np.testing.assert_allclose(gray, stored / 254.0, rtol=0, atol=1e-6)
 
 
 def test_real_monochrome1_is_exact_inverse_of_monochrome2() -> None:
-    mono2 = decode_dicom(MONO2.read_bytes(), DecodeLimits())
-    mono1 = decode_dicom(MONO1.read_bytes(), DecodeLimits())
+    mono2 = decode_dicom(MONO2.read_bytes(), DecodeLimits()).gray
+    mono1 = decode_dicom(MONO1.read_bytes(), DecodeLimits()).gray
     np.testing.assert_allclose(mono1, 1.0 - mono2, rtol=0, atol=1e-6)
     assert np.corrcoef(mono1.ravel(), mono2.ravel())[0, 1] < -0.999
 
 
 def test_real_monochrome2_shows_a_bright_mediastinum_and_dark_lung() -> None:
-    gray = decode_dicom(MONO2.read_bytes(), DecodeLimits())
+    gray = decode_dicom(MONO2.read_bytes(), DecodeLimits()).gray
     mediastinum = gray[400:600, 480:540].mean()
     right_lung = gray[400:600, 200:350].mean()  # patient's right is the image's left
     assert mediastinum > right_lung + 0.2
@@ -120,7 +120,7 @@ def test_real_monochrome2_shows_a_bright_mediastinum_and_dark_lung() -> None:
 
 def test_decode_image_dispatches_dicom() -> None:
     data = MONO1.read_bytes()
-    np.testing.assert_array_equal(decode_image(data, DecodeLimits()), decode_dicom(data, DecodeLimits()))
+    np.testing.assert_array_equal(decode_image(data, DecodeLimits()).gray, decode_dicom(data, DecodeLimits()).gray)
 
 
 def test_jpeg_frame_size_must_match_rows_and_columns() -> None:
@@ -137,8 +137,8 @@ def test_jpeg_frame_size_must_match_rows_and_columns() -> None:
 
 def test_generated_monochrome_pair_are_exact_inverses() -> None:
     pixels = ramp(100, 40_000)
-    mono2 = decode_dicom(make_dicom(pixels, "MONOCHROME2"), DecodeLimits())
-    mono1 = decode_dicom(make_dicom(pixels, "MONOCHROME1"), DecodeLimits())
+    mono2 = decode_dicom(make_dicom(pixels, "MONOCHROME2"), DecodeLimits()).gray
+    mono1 = decode_dicom(make_dicom(pixels, "MONOCHROME1"), DecodeLimits()).gray
     assert mono2.shape == mono1.shape == (128, 128)
     expected = (pixels - 100) / (40_000 - 100)  # no VOI data: min-max, not the 16-bit range
     np.testing.assert_allclose(mono2, expected, rtol=0, atol=1e-6)
@@ -149,7 +149,7 @@ def test_generated_monochrome_pair_are_exact_inverses() -> None:
 
 def test_rescale_without_window_is_min_max_of_output() -> None:
     pixels = ramp(0, 2000)
-    gray = decode_dicom(make_dicom(pixels, bits_stored=12, RescaleSlope=2, RescaleIntercept=-1024), DecodeLimits())
+    gray = decode_dicom(make_dicom(pixels, bits_stored=12, RescaleSlope=2, RescaleIntercept=-1024), DecodeLimits()).gray
     np.testing.assert_allclose(gray, pixels / 2000.0, rtol=0, atol=1e-6)
 
 
@@ -157,7 +157,7 @@ def test_rescale_without_window_is_min_max_of_output() -> None:
 def test_window_maps_to_its_output_range(photometric: str) -> None:
     pixels = np.arange(4096).reshape(64, 64)  # every 12-bit value once
     data = make_dicom(pixels, photometric, bits_stored=12, WindowCenter=2048, WindowWidth=1024)
-    gray = decode_dicom(data, DecodeLimits())
+    gray = decode_dicom(data, DecodeLimits()).gray
     expected = linear_window(pixels, 2048, 1024)
     if photometric == "MONOCHROME1":
         expected = 1.0 - expected
@@ -172,13 +172,13 @@ def test_window_applies_after_rescale() -> None:
     data = make_dicom(
         pixels, bits_stored=12, RescaleSlope=2, RescaleIntercept=-1000, WindowCenter=1000, WindowWidth=2001
     )
-    gray = decode_dicom(data, DecodeLimits())
+    gray = decode_dicom(data, DecodeLimits()).gray
     np.testing.assert_allclose(gray, linear_window(pixels * 2 - 1000, 1000, 2001), rtol=0, atol=1e-6)
 
 
 def test_window_wider_than_the_data_is_not_stretched() -> None:
     pixels = ramp(1000, 3000)  # the window [0, 4096) holds all of it: no pixel reaches 0 or 1
-    gray = decode_dicom(make_dicom(pixels, bits_stored=12, WindowCenter=2048, WindowWidth=4096), DecodeLimits())
+    gray = decode_dicom(make_dicom(pixels, bits_stored=12, WindowCenter=2048, WindowWidth=4096), DecodeLimits()).gray
     np.testing.assert_allclose(gray, linear_window(pixels, 2048, 4096), rtol=0, atol=1e-6)
     assert 0.24 < gray.min() < gray.max() < 0.74
 
@@ -190,19 +190,19 @@ def test_voi_lut_sequence_wins_over_window_and_scales_by_its_entries() -> None:
     item.add_new(0x00283002, "US", [4096, 0, 16])  # LUT Descriptor
     item.add_new(0x00283006, "US", lut.tolist())  # LUT Data
     data = make_dicom(pixels, bits_stored=12, WindowCenter=100, WindowWidth=10, VOILUTSequence=[item])
-    gray = decode_dicom(data, DecodeLimits())
+    gray = decode_dicom(data, DecodeLimits()).gray
     np.testing.assert_allclose(gray, lut[pixels] / 4095.0, rtol=0, atol=1e-6)
 
 
 def test_rgb_dicom_is_reduced_to_luma() -> None:
     rgb = np.zeros((64, 64, 3), dtype=np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
-    gray = decode_dicom(make_dicom(rgb, "RGB"), DecodeLimits())
+    gray = decode_dicom(make_dicom(rgb, "RGB"), DecodeLimits()).gray
     np.testing.assert_allclose(gray, (0.299 * 200 + 0.587 * 100 + 0.114 * 50) / 255.0, rtol=0, atol=1e-6)
 
 
 def test_constant_image_is_zero_not_nan() -> None:
-    gray = decode_dicom(make_dicom(np.full((64, 64), 700)), DecodeLimits())
+    gray = decode_dicom(make_dicom(np.full((64, 64), 700)), DecodeLimits()).gray
     assert not np.isnan(gray).any()
     np.testing.assert_array_equal(gray, 0.0)
 

@@ -1,0 +1,158 @@
+"""PNG and JPEG bytes -> :class:`~models.decoded.DecodedImage`, through Pillow.
+
+Thread safety: files are decoded concurrently in threads, so nothing here touches process-wide state.
+``Image.MAX_IMAGE_PIXELS`` is only read, never set, and ``warnings.catch_warnings`` is not used (on Python 3.11
+it swaps the global filter list and is not thread-safe); instead of promoting Pillow's
+``DecompressionBombWarning`` to an error we apply the very threshold that triggers it ourselves, from the
+header, before ``load()``.
+
+Two things people's files do that a plain ``Image.open`` gets wrong:
+
+* A phone or camera JPEG with a preview picture is an MPO (CIPA DC-007): Pillow opens it with 2+ frames.
+  Every viewer shows the first, primary picture, and so do we.  APNG stays refused (which frame is "the" X-ray?).
+* A PNG's ``sBIT`` chunk (PNG 1.2 §4.2.6) declares how many bits of each sample are significant.  Conforming
+  writers scale the data up to the full depth, but some write 12-bit detector values unscaled into a 16-bit PNG
+  (0..4095), which divided by 65535 is an almost black image.  When every value fits in the declared bits we
+  scale by ``2**bits - 1`` instead.  Pillow reads 16-bit colour PNGs as 8-bit (their high bytes), so such a file
+  whose values all fit in the declared bits cannot be read faithfully and is refused rather than shown dark.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from io import BytesIO
+from typing import BinaryIO, Final
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from models.decoded import DecodedImage, DecodeLimits, check_dimensions
+from models.input_errors import DecompressionBombError, InputError, InvalidImageError, MultiFrameError
+from models.preprocessing import image_to_gray
+
+__all__ = ["decode_raster", "png_significant_bits", "read_raster_header"]
+
+logger = logging.getLogger(__name__)
+
+PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
+_PILLOW_FORMATS: Final = {"png": ["PNG"], "jpeg": ["JPEG", "MPO"]}
+_EXIF_ORIENTATION: Final = 0x0112
+# PNG colour type -> sBIT bytes of its colour (non-alpha) samples; palette images (type 3) are left as they are.
+_COLOUR_SAMPLES: Final = {0: 1, 2: 3, 4: 1, 6: 3}
+_SIXTEEN_BIT_GRAY: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+_GRAY_MODES: Final = frozenset({"L", "1", "LA", "F", *_SIXTEEN_BIT_GRAY})
+
+
+def png_significant_bits(data: bytes) -> tuple[int, int] | None:
+    """(bit depth, significant bits) from a PNG's IHDR and ``sBIT`` chunks; None without a usable sBIT.
+
+    Only chunks before the first IDAT are read (sBIT must precede it, PNG 1.2 §4.2.6).  For colour types the
+    largest of the colour channels' values is taken; alpha is ignored.
+    """
+    offset, depth, colour_type = len(PNG_SIGNATURE), 0, -1
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        body = data[offset + 8 : offset + 8 + length]
+        if kind == b"IHDR" and len(body) >= 10:
+            depth, colour_type = body[8], body[9]
+        elif kind == b"sBIT" and colour_type in _COLOUR_SAMPLES and len(body) >= _COLOUR_SAMPLES[colour_type]:
+            bits = max(body[: _COLOUR_SAMPLES[colour_type]])
+            return (depth, bits) if 0 < bits < depth else None
+        elif kind in (b"IDAT", b"IEND"):
+            return None
+        offset += 12 + length
+    return None
+
+
+def read_raster_header(stream: BinaryIO, fmt: str, limits: DecodeLimits) -> tuple[int, int]:
+    """(width, height) of a PNG/JPEG from its header, limits checked, nothing decoded; raises InputError."""
+    try:
+        with Image.open(stream, formats=_PILLOW_FORMATS[fmt]) as image:
+            _check_frames(image)
+            width, height = image.size
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecompressionBombError() from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, struct.error, ...
+        logger.info("%s header could not be read (%s)", fmt, type(exc).__name__)
+        raise InvalidImageError() from exc
+    _check_size(width, height, limits)
+    return width, height
+
+
+def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
+    """PNG (``fmt="png"``) or JPEG (``"jpeg"``) bytes -> DecodedImage; raises :class:`InputError`."""
+    try:
+        return _decode(data, fmt, limits)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecompressionBombError() from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error, ...
+        logger.info("%s image could not be decoded (%s)", fmt, type(exc).__name__)
+        raise InvalidImageError() from exc
+
+
+def _check_frames(image: Image.Image) -> None:
+    if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":  # APNG (acTL chunk), ...
+        raise MultiFrameError()
+
+
+def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
+    pillow_cap = Image.MAX_IMAGE_PIXELS  # read, never written: see the module docstring
+    if pillow_cap is not None and width * height > pillow_cap:
+        raise DecompressionBombError()
+    check_dimensions(width, height, limits)
+
+
+def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
+    steps: list[str] = []
+    # formats=[...] keeps Pillow from trying any other plugin on the bytes; open() parses only the header.
+    with Image.open(BytesIO(data), formats=_PILLOW_FORMATS[fmt]) as image:
+        _check_frames(image)
+        if image.format == "MPO":
+            image.seek(0)  # the primary picture; later frames are previews or other views
+            steps.append("mpo_primary_image")
+        _check_size(*image.size, limits)
+        image.load()  # truncated data raises OSError here (LOAD_TRUNCATED_IMAGES is left False)
+        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            steps.append("exif_orientation")
+        gray = np.asarray(image_to_gray(image), dtype=np.float32)
+        if image.mode not in _GRAY_MODES:
+            steps.append("luma")
+        bits = png_significant_bits(data) if fmt == "png" else None
+        if bits is not None:
+            gray = _honour_significant_bits(image, gray, *bits, steps)
+    if gray.ndim != 2:
+        raise InvalidImageError()
+    check_dimensions(gray.shape[1], gray.shape[0], limits)  # the oriented image (same verdict, by invariance)
+    return DecodedImage(gray, fmt, tuple(steps))
+
+
+def _honour_significant_bits(
+    image: Image.Image, gray: np.ndarray, depth: int, bits: int, steps: list[str]
+) -> np.ndarray:
+    """``gray`` (divided by 2**depth - 1) divided by 2**bits - 1 instead, when every sample fits in ``bits``."""
+    oriented = ImageOps.exif_transpose(image)
+    samples = np.asarray(oriented)
+    if oriented.mode in ("RGBA", "LA", "PA"):
+        samples = samples[..., :-1]  # alpha is not image data
+    top = int(samples.max()) if samples.size else 0
+    if depth == 16 and oriented.mode not in _SIXTEEN_BIT_GRAY:
+        # Pillow kept only the high byte of each 16-bit colour sample; data that fits in `bits` would be lost.
+        if top <= (2**bits - 1) >> 8:
+            raise InvalidImageError(
+                "This 16-bit colour PNG holds fewer significant bits than it declares and cannot be read "
+                "faithfully; save it as a 16-bit grayscale PNG."
+            )
+        return gray
+    if top > 2**bits - 1:
+        return gray  # conforming: the data was scaled up to the full depth, as PNG 1.2 §12.5 asks
+    steps.append(f"sbit_{bits}")
+    if oriented.mode in _SIXTEEN_BIT_GRAY or oriented.mode == "L":
+        exact: np.ndarray = (samples.astype(np.float64) / (2**bits - 1)).astype(np.float32)
+        return exact
+    scaled: np.ndarray = np.clip(gray * np.float32((2**depth - 1) / (2**bits - 1)), 0.0, 1.0).astype(np.float32)
+    return scaled
