@@ -23,6 +23,7 @@ from models.raster import PNG_SIGNATURE, decode_raster, read_raster_header
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "SNIFF_BYTES",
     "DecodeLimits",
     "DecodedImage",
     "ImageHeader",

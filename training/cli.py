@@ -48,20 +48,30 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out images that fail the pre-training check (listed in OUT/unreadable.csv) instead of stopping",
+    )
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     from models.errors import ModelContractError
     from training.config import TrainConfig, TrainConfigError
+    from training.dataset import UnreadableImageError
     from training.engine import NonFiniteLossError
+    from training.image_check import UnreadableImagesError
     from training.labels_table import LabelTableError
     from training.run import run_training
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
     try:
         best = run_training(TrainConfig(**options))
-    except (TrainConfigError, LabelTableError, ModelContractError, NonFiniteLossError) as exc:
+    except UnreadableImageError as exc:
+        print(f"chexnet train: cannot read image {exc}; stopped (fix it, then continue with --resume)", file=sys.stderr)
+        return 1
+    except (TrainConfigError, LabelTableError, ModelContractError, NonFiniteLossError, UnreadableImagesError) as exc:
         print(f"chexnet train: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, TrainConfigError) else 1
     print(f"best checkpoint: {best}")
@@ -86,24 +96,37 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out images that fail the pre-check (listed in OUT/unreadable.csv) instead of stopping",
+    )
     p.set_defaults(run=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from models.errors import ModelContractError
+    from training.dataset import UnreadableImageError
     from training.evaluate import EvaluateOptions, run_evaluate
     from training.labels_table import LabelTableError
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
     try:
         return run_evaluate(EvaluateOptions(**options))
+    except UnreadableImageError as exc:
+        print(f"chexnet evaluate: cannot read image {exc}", file=sys.stderr)
+        return 1
     except (ValueError, LabelTableError, ModelContractError, FileNotFoundError) as exc:
         print(f"chexnet evaluate: {exc}", file=sys.stderr)
         return 1
 
 
 def _register_predict(p: argparse.ArgumentParser) -> None:
-    p.description = "Predict the 14 probabilities for PNG/JPEG files or folders; writes CSV (stdout by default)."
+    p.description = (
+        "Predict the 14 probabilities for PNG, JPEG or DICOM files, or folders of them (found by content, not by "
+        "suffix). Writes CSV: Image Index (file name), path, 14 columns. Unreadable files are named on stderr "
+        "with the reason; the others are predicted, and the exit status is 1."
+    )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, help="CSV file to write (default: stdout)")
@@ -121,12 +144,22 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     try:
         device = resolve_device(args.device)
-        images = collect_images(args.paths)
-        probs = predict_files(args.checkpoint or DEMO_CHECKPOINT, images, args.batch_size, args.workers, device)
+        found = collect_images(args.paths)
+        result = predict_files(args.checkpoint or DEMO_CHECKPOINT, found.paths, args.batch_size, args.workers, device)
     except (ModelContractError, ValueError, OSError) as exc:
         print(f"chexnet predict: {exc}", file=sys.stderr)
         return 1
-    write_predictions_csv(images, probs, args.out)
+    if found.skipped:
+        print(
+            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM",
+            file=sys.stderr,
+        )
+    for failure in result.failures:
+        print(f"chexnet predict: cannot read {failure.path}: {failure.message}", file=sys.stderr)
+    write_predictions_csv(result.paths, result.probs, args.out)
     if args.out:
-        print(f"wrote {len(images)} rows to {args.out}", file=sys.stderr)
+        print(f"wrote {len(result.paths)} rows to {args.out}", file=sys.stderr)
+    if result.failures:
+        print(f"chexnet predict: {len(result.failures)} of {len(found.paths)} files could not be read", file=sys.stderr)
+        return 1
     return 0

@@ -45,6 +45,7 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     resume: bool = False
+    skip_unreadable: bool = False
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""

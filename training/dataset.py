@@ -1,16 +1,58 @@
-"""Images on disk -> tensors through the shared preprocessing, with seeded per-sample augmentation."""
+"""Images on disk -> tensors through the shared decoder and preprocessing, with seeded per-sample augmentation.
+
+A file that fails to decode does not raise inside a DataLoader worker (torch would re-raise it as a long
+traceback that names no file): the item becomes a :class:`DecodeFailure`, :func:`collate_or_failure` passes it
+through in place of the batch, and :func:`checked` raises :class:`UnreadableImageError` in the main process,
+with the path and reason in one line.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from models.imaging import decode_image
+from models.input_errors import InputError
 from models.preprocessing import PreprocessSpec, eval_tensor, train_tensor
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """Item ``index`` (file ``path``) could not be decoded: the decoder's error ``code`` and ``message``."""
+
+    index: int
+    path: str
+    code: str
+    message: str
+
+
+class UnreadableImageError(RuntimeError):
+    """An image failed to decode while a loop ran; ``str()`` is "<path>: <reason>"."""
+
+    def __init__(self, failure: DecodeFailure) -> None:
+        self.failure = failure
+        super().__init__(f"{failure.path}: {failure.message}")
+
+
+def collate_or_failure(items: list[Any]) -> Any:
+    """``default_collate``, or the first :class:`DecodeFailure` among ``items`` in place of the batch."""
+    failure = next((item for item in items if isinstance(item, DecodeFailure)), None)
+    return failure if failure is not None else default_collate(items)
+
+
+def checked(batch: T | DecodeFailure) -> T:
+    """The batch itself; raises :class:`UnreadableImageError` when a worker passed a failure instead."""
+    if isinstance(batch, DecodeFailure):
+        raise UnreadableImageError(batch)
+    return batch
 
 
 def load_gray(path: Path) -> np.ndarray:
@@ -21,10 +63,11 @@ def load_gray(path: Path) -> np.ndarray:
     return decode_image(path).gray
 
 
-class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
-    """Item i -> ((3, S, S) input, (14,) targets, i). Augmentation is a function of (seed, epoch, i) only,
+class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure]):
+    """Item i -> ((3, S, S) input, (14,) targets, i), or a :class:`DecodeFailure` for an unreadable file.
 
-    so a run is reproducible whatever the worker count, and a resumed run repeats an uninterrupted one.
+    Augmentation is a function of (seed, epoch, i) only, so a run is reproducible whatever the worker count, and
+    a resumed run repeats an uninterrupted one.
     """
 
     def __init__(
@@ -40,8 +83,11 @@ class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        gray = load_gray(self.paths[index])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure:
+        try:
+            gray = load_gray(self.paths[index])
+        except InputError as error:
+            return DecodeFailure(index, str(self.paths[index]), error.code, error.message)
         if self.train:
             seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
             tensor = train_tensor(self.spec, gray, torch.Generator().manual_seed(seed))

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from training.dataset import checked
 from training.distributed import DistContext, all_finite, gather_objects
 
 
@@ -60,12 +61,17 @@ def train_one_epoch(
     epoch: int,
     ctx: DistContext,
 ) -> EpochStats:
-    """One pass over this rank's shard; raises NonFiniteLossError naming the epoch and step."""
+    """One pass over this rank's shard; raises NonFiniteLossError naming the epoch and step.
+
+    Raises :class:`training.dataset.UnreadableImageError` when an image fails to decode; nothing is saved for
+    the unfinished epoch, so ``--resume`` continues from the last completed one.
+    """
     model.train()
     amp = scaler.is_enabled()
     total_loss, seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=_quiet(ctx), leave=False)
-    for step, (images, targets, _) in enumerate(bar):
+    for step, batch in enumerate(bar):
+        images, targets, _ = checked(batch)
         images, targets = _to_device(images, device), targets.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
             loss = criterion(model(images), targets)
@@ -93,7 +99,8 @@ def evaluate(
     model.eval()
     indices, logits_parts, target_parts = [], [], []
     bar = tqdm(loader, desc="validate", unit="batch", disable=_quiet(ctx), leave=False)
-    for images, targets, index in bar:
+    for batch in bar:
+        images, targets, index = checked(batch)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             logits = model(_to_device(images, device))
         logits_parts.append(logits.float().cpu())

@@ -23,10 +23,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint
+from models.input_errors import InputError
 from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
 from training.config import resolve_device
-from training.dataset import load_gray
+from training.dataset import DecodeFailure, checked, collate_or_failure, load_gray
+from training.image_check import UNREADABLE_LIST, UnreadableImagesError, find_unreadable, write_unreadable_list
 from training.labels_table import (
     MAX_NAMED,
     LabelTable,
@@ -59,10 +61,11 @@ class EvaluateOptions:
     workers: int = 0
     device: str = "auto"
     seed: int = 0
+    skip_unreadable: bool = False
 
 
-class _EvalImages(Dataset[tuple[torch.Tensor, int]]):
-    """Item i -> (input, i): (3, S, S) for tta "none", (10, 3, S, S) for "tencrop"."""
+class _EvalImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
+    """Item i -> (input, i): (3, S, S) for tta "none", (10, 3, S, S) for "tencrop"; DecodeFailure if unreadable."""
 
     def __init__(self, paths: list[Path], spec: PreprocessSpec, tta: str) -> None:
         self.paths, self.spec, self.tta = paths, spec, tta
@@ -73,9 +76,9 @@ class _EvalImages(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path = self.paths[index]
         try:
-            gray = load_gray(path)  # the same loader as training and `chexnet predict`
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read image {path}: {exc}") from exc
+            gray = load_gray(path)  # the same decoder as training, `chexnet predict` and the service
+        except InputError as error:
+            return DecodeFailure(index, str(path), error.code, error.message)
         tensor = tencrop_tensor(self.spec, gray) if self.tta == "tencrop" else eval_tensor(self.spec, gray)
         return tensor, index
 
@@ -111,20 +114,37 @@ def validate_options(options: EvaluateOptions) -> None:
             raise ValueError(f"predictions file not found: {options.predictions}")
 
 
-def _load_table(options: EvaluateOptions) -> LabelTable:
+def _load_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
+    """The labelled images to evaluate (restricted to --split-list), and every labelled name."""
     table = read_label_table(options.labels)
+    labelled = frozenset(table.image_names)
     if options.split_list is not None:
         names = read_name_list(options.split_list)
         table = table.subset(indices_of(table, names, options.split_list))
-        logger.info("restricted to the %d images named in %s", len(table), options.split_list)
-    return table
+        logger.info("restricted to the %d images named in the split list", len(table))
+    return table, labelled
+
+
+def drop_unreadable(options: EvaluateOptions, table: LabelTable) -> LabelTable:
+    """The table without images that fail the decoder's header checks (or UnreadableImagesError)."""
+    paths = [Path(str(options.images)) / name for name in table.image_names]
+    failures = find_unreadable(paths)
+    if not failures:
+        return table
+    if not options.skip_unreadable:
+        raise UnreadableImagesError(failures, len(paths))
+    write_unreadable_list(Path(options.out) / UNREADABLE_LIST, failures)
+    print(
+        f"left out {len(failures)} unreadable images of {len(paths)} (listed in {Path(options.out) / UNREADABLE_LIST})"
+    )
+    bad = {f.path for f in failures}
+    return table.subset([i for i, path in enumerate(paths) if path not in bad])
 
 
 def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> np.ndarray:
     """(N, 14) probabilities of the checkpoint's model for the table's images, in table order."""
     if options.checkpoint is None or options.images is None:
         raise ValueError("predicting from a checkpoint needs both --checkpoint and --images")
-    check_images_exist(table, options.images)
     checkpoint = load_checkpoint(options.checkpoint)
     device = resolve_device(options.device)
     model = checkpoint.build_model().to(device)
@@ -135,11 +155,13 @@ def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> np.ndarra
         shuffle=False,
         num_workers=options.workers,
         pin_memory=device.type == "cuda",
+        collate_fn=collate_or_failure,
     )
     probs = np.zeros((len(table), len(PATHOLOGIES)), dtype=np.float32)
     logger.info("evaluating %d images on %s (tta %s)", len(table), device, options.tta)
     with torch.inference_mode(), tqdm(total=len(dataset), desc="evaluate", unit="img") as progress:
-        for inputs, indices in loader:
+        for batch in loader:
+            inputs, indices = checked(batch)
             x = inputs.to(device, non_blocking=True)
             if options.tta == "tencrop":
                 batch, crops = x.shape[:2]
@@ -173,31 +195,52 @@ def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
     return chosen
 
 
-def read_predictions(path: Path, table: LabelTable) -> np.ndarray:
-    """(N, 14) probabilities from a CSV, rows matched to the table's images by name."""
+def read_predictions(path: Path, table: LabelTable, labelled: frozenset[str]) -> tuple[LabelTable, np.ndarray]:
+    """The rows of ``table`` that have predictions, and their (N, 14) probabilities, matched by image name.
+
+    ``labelled`` is every image name of the whole label table: a prediction for an image it lacks is an error
+    naming the images, as is a name listed twice.  Labelled images without a prediction are left out (the usual
+    case: test-set predictions scored against NIH's full ``Data_Entry_2017``); the caller reports how many.
+    """
+    frame, names = _read_prediction_frame(path)
+    columns = _prediction_columns(list(frame.columns), path)
+    unlabelled = [name for name in names if name not in labelled]
+    if unlabelled:
+        raise LabelTableError(
+            f"predictions {path} name {len(unlabelled)} image(s) that have no label: "
+            f"{', '.join(unlabelled[:MAX_NAMED])}" + (" ..." if len(unlabelled) > MAX_NAMED else "")
+        )
+    row_of = {name: i for i, name in enumerate(names)}
+    covered = [i for i, name in enumerate(table.image_names) if name in row_of]
+    if not covered:
+        raise LabelTableError(f"predictions {path} cover none of the {len(table)} labelled images to evaluate")
+    values = _probability_values(frame, columns, names, path)
+    order = np.fromiter((row_of[table.image_names[i]] for i in covered), dtype=np.int64, count=len(covered))
+    return table.subset(covered), values[order]
+
+
+def _read_prediction_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The CSV and its image names (``Image Index``, else ``image_path``); refuses names listed twice."""
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in PREDICTION_NAME_COLUMNS}, keep_default_na=False)
+        frame = pd.read_csv(path, dtype={c: str for c in (*PREDICTION_NAME_COLUMNS, "path")}, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         raise LabelTableError(f"predictions {path} could not be read as CSV: {exc}") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     name_column = next((c for c in PREDICTION_NAME_COLUMNS if c in frame.columns), None)
     if name_column is None:
         raise LabelTableError(f"predictions {path} has no {PREDICTION_NAME_COLUMNS[0]!r} column naming the images")
-    columns = _prediction_columns(list(frame.columns), path)
     names = [str(v).strip() for v in frame[name_column].tolist()]
     duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicated:
-        raise LabelTableError(f"predictions {path} lists images more than once: {', '.join(duplicated[:MAX_NAMED])}")
-    row_of = {name: i for i, name in enumerate(names)}
-    absent = [name for name in table.image_names if name not in row_of]
-    if absent:
         raise LabelTableError(
-            f"predictions {path} lack {len(absent)} of the {len(table)} labelled images: "
-            f"{', '.join(absent[:MAX_NAMED])}" + (" ..." if len(absent) > MAX_NAMED else "")
+            f"predictions {path} list images more than once ({name_column} must identify each image): "
+            f"{', '.join(duplicated[:MAX_NAMED])}"
         )
-    extra = len(names) - len(table)
-    if extra:
-        logger.info("%d prediction row(s) have no label and are ignored", extra)
+    return frame, names
+
+
+def _probability_values(frame: pd.DataFrame, columns: dict[str, str], names: list[str], path: Path) -> np.ndarray:
+    """(rows, 14) float64 from the chosen columns; every value must be a probability in [0, 1]."""
     values = np.empty((len(frame), len(PATHOLOGIES)), dtype=np.float64)
     bad: list[str] = []
     for k, name in enumerate(PATHOLOGIES):
@@ -207,8 +250,7 @@ def read_predictions(path: Path, table: LabelTable) -> np.ndarray:
         values[:, k] = column
     if bad:
         raise LabelTableError(f"predictions {path} must hold probabilities in [0, 1]: {', '.join(bad[:MAX_NAMED])}")
-    order = np.fromiter((row_of[name] for name in table.image_names), dtype=np.int64, count=len(table))
-    return values[order]
+    return values
 
 
 def _fmt(value: float | None) -> str:
@@ -257,11 +299,15 @@ def write_predictions(path: Path, names: tuple[str, ...], probs: np.ndarray) -> 
 def run_evaluate(options: EvaluateOptions) -> int:
     """Evaluate, print the table, write metrics.json / predictions.csv / roc.png; returns the exit code (0)."""
     validate_options(options)
-    table = _load_table(options)
+    table, labelled = _load_table(options)
     if options.checkpoint is not None:
+        check_images_exist(table, Path(str(options.images)))
+        table = drop_unreadable(options, table)
         probs = predict_checkpoint(options, table)
     else:
-        probs = read_predictions(Path(str(options.predictions)), table)
+        total = len(table)
+        table, probs = read_predictions(Path(str(options.predictions)), table, labelled)
+        print(f"{len(table)} of {total} labelled images have predictions")
     report = auroc_report(table.targets, probs, table.patient_ids, options.bootstrap, options.seed)
     mean = mean_auroc({r.name: r.auroc for r in report})
     print_report(report, mean)

@@ -1,4 +1,9 @@
-"""``chexnet predict``: image files or folders -> CSV of ``Image Index`` + 14 probabilities."""
+"""``chexnet predict``: image files or folders -> CSV of ``Image Index``, ``path`` + 14 probabilities.
+
+Files are found by content, not by suffix (DICOM files often have none): a folder contributes every file whose
+first bytes are PNG, JPEG or DICOM.  Each file goes through the shared decoder; a file that cannot be read is
+reported with its reason and the others are still predicted.
+"""
 
 from __future__ import annotations
 
@@ -6,61 +11,132 @@ import csv
 import logging
 import sys
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint
+from models.imaging import SNIFF_BYTES, sniff_format
+from models.input_errors import InputError
 from models.labels import PATHOLOGIES
-from training.dataset import XrayDataset
+from models.preprocessing import PreprocessSpec, eval_tensor
+from training.dataset import DecodeFailure, load_gray
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+@dataclass(frozen=True)
+class FoundImages:
+    """The files to predict, in order, and how many folder entries were passed over as not images."""
+
+    paths: list[Path]
+    skipped: int
 
 
-def collect_images(paths: Iterable[Path]) -> list[Path]:
-    """Files as given; folders expanded to their PNG/JPEG files (sorted, not recursive)."""
+def is_image_file(path: Path) -> bool:
+    """True when the file's first bytes are those of a PNG, JPEG or DICOM file (read errors count as False)."""
+    try:
+        with path.open("rb") as handle:
+            sniff_format(handle.read(SNIFF_BYTES))
+    except (OSError, InputError):
+        return False
+    return True
+
+
+def collect_images(paths: Iterable[Path]) -> FoundImages:
+    """Files as given (checked when decoded); folders expanded to their image files, by content (sorted, flat).
+
+    Raises FileNotFoundError for a path that does not exist, or when no image is found at all.
+    """
     found: list[Path] = []
+    skipped = 0
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()))
-        elif path.is_file():
+            entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            images = [p for p in entries if is_image_file(p)]
+            skipped += len(entries) - len(images)
+            found.extend(images)
+        elif path.exists():
             found.append(path)
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     if not found:
-        raise FileNotFoundError("no PNG or JPEG images found in the given paths")
-    return found
+        raise FileNotFoundError("no PNG, JPEG or DICOM images found in the given paths")
+    return FoundImages(found, skipped)
+
+
+class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
+    """Item i -> ((3, S, S) eval input, i), or a DecodeFailure naming the file and the reason."""
+
+    def __init__(self, paths: Sequence[Path], spec: PreprocessSpec) -> None:
+        self.paths, self.spec = list(paths), spec
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | DecodeFailure:
+        try:
+            return eval_tensor(self.spec, load_gray(self.paths[index])), index
+        except InputError as error:
+            return DecodeFailure(index, str(self.paths[index]), error.code, error.message)
+
+
+def _collate_readable(items: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor, list[DecodeFailure]]:
+    """(inputs of the readable items or None, their indices, the failures)."""
+    failures = [item for item in items if isinstance(item, DecodeFailure)]
+    good = [item for item in items if not isinstance(item, DecodeFailure)]
+    if not good:
+        return None, torch.empty(0, dtype=torch.long), failures
+    inputs, indices = default_collate(good)
+    return inputs, indices, failures
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """``probs`` (N, 14) for ``paths`` (the readable files, in input order); ``failures`` for the others."""
+
+    paths: list[Path]
+    probs: np.ndarray
+    failures: list[DecodeFailure]
 
 
 @torch.no_grad()
 def predict_files(
     checkpoint_path: Path, images: Sequence[Path], batch_size: int, workers: int, device: torch.device
-) -> np.ndarray:
-    """(N, 14) probabilities for ``images`` in order, through the checkpoint's own preprocessing."""
+) -> Predictions:
+    """Probabilities for every readable file of ``images``, through the checkpoint's own preprocessing."""
     checkpoint = load_checkpoint(checkpoint_path)
     model = checkpoint.build_model().to(device)
-    dataset = XrayDataset(images, np.zeros((len(images), len(PATHOLOGIES))), checkpoint.spec, train=False)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    parts = [
-        torch.sigmoid(model(batch.to(device)).float()).cpu()
-        for batch, _, _ in tqdm(loader, desc="predict", unit="batch", disable=not sys.stderr.isatty())
-    ]
-    return torch.cat(parts).numpy()
+    loader = DataLoader(
+        _PredictImages(images, checkpoint.spec),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate_readable,
+    )
+    probs = np.full((len(images), len(PATHOLOGIES)), np.nan, dtype=np.float32)
+    failures: list[DecodeFailure] = []
+    for inputs, indices, failed in tqdm(loader, desc="predict", unit="batch", disable=not sys.stderr.isatty()):
+        failures.extend(failed)
+        if inputs is not None:
+            probs[indices.numpy()] = torch.sigmoid(model(inputs.to(device)).float()).cpu().numpy()
+    failed_at = {f.index for f in failures}
+    keep = [i for i in range(len(images)) if i not in failed_at]
+    return Predictions([images[i] for i in keep], probs[keep], sorted(failures, key=lambda f: f.index))
 
 
 def write_predictions_csv(images: Sequence[Path], probs: np.ndarray, out: Path | None) -> None:
-    """``Image Index`` (the file name) + one column per pathology, 6 decimals; stdout when ``out`` is None."""
+    """``Image Index`` (the file name, NIH's identifier), ``path`` (as given), 14 columns; stdout when no ``out``."""
     handle = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
     try:
         writer = csv.writer(handle)
-        writer.writerow(["Image Index", *PATHOLOGIES])
+        writer.writerow(["Image Index", "path", *PATHOLOGIES])
         for path, row in zip(images, probs, strict=True):
-            writer.writerow([path.name, *(f"{p:.6f}" for p in row)])
+            writer.writerow([path.name, str(path), *(f"{p:.6f}" for p in row)])
     finally:
         if out:
             handle.close()

@@ -17,9 +17,10 @@ from torch.utils.data import DataLoader
 from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
 from models.preprocessing import PreprocessSpec
 from training.config import TrainConfig, TrainConfigError
-from training.dataset import EpochSampler, XrayDataset
+from training.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.distributed import DistContext, init_distributed, shutdown_distributed
 from training.engine import EvalResult, evaluate, train_one_epoch
+from training.image_check import UNREADABLE_LIST, UnreadableImagesError, find_unreadable, write_unreadable_list
 from training.labels_table import LabelTable, check_images_exist, read_label_table
 from training.metrics import mean_auroc, per_class_auroc
 from training.provenance import describe_run
@@ -38,15 +39,35 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_split(config: TrainConfig) -> tuple[LabelTable, LabelTable]:
-    """Read the labels, check every image exists, split by patient or by the given lists."""
+def load_split(config: TrainConfig, ctx: DistContext | None = None) -> tuple[LabelTable, LabelTable]:
+    """Read the labels, check every image exists and opens, split by patient or by the given lists.
+
+    Raises :class:`UnreadableImagesError` naming the first unreadable images, unless ``--skip-unreadable``
+    leaves them out (counted in the log, listed in ``OUT/unreadable.csv``).
+    """
     table = read_label_table(config.labels)
     check_images_exist(table, config.images)
+    table = drop_unreadable(config, table, write=ctx is None or ctx.is_main)
     if config.train_list is not None and config.val_list is not None:
         train_idx, val_idx = split_from_lists(table, config.train_list, config.val_list)
     else:
         train_idx, val_idx = split_by_patient(table, config.val_fraction, config.seed)
     return table.subset(list(train_idx)), table.subset(list(val_idx))
+
+
+def drop_unreadable(config: TrainConfig, table: LabelTable, write: bool) -> LabelTable:
+    """The table without images that fail the decoder's header checks (or UnreadableImagesError)."""
+    paths = [config.images / name for name in table.image_names]
+    failures = find_unreadable(paths)
+    if not failures:
+        return table
+    if not config.skip_unreadable:
+        raise UnreadableImagesError(failures, len(paths))
+    bad = {f.path for f in failures}
+    if write:
+        write_unreadable_list(config.out / UNREADABLE_LIST, failures)
+    logger.warning("--skip-unreadable: left out %d of %d images (listed in %s)", len(bad), len(paths), UNREADABLE_LIST)
+    return table.subset([i for i, path in enumerate(paths) if path not in bad])
 
 
 def write_split_lists(out: Path, train: LabelTable, val: LabelTable) -> None:
@@ -70,6 +91,7 @@ def make_loader(
         pin_memory=config.resolved_device().type == "cuda",
         # BatchNorm cannot train on a batch of one: drop a final single-image batch (train only)
         drop_last=train and len(sampler) % config.batch_size == 1,
+        collate_fn=collate_or_failure,
     )
 
 
@@ -116,7 +138,7 @@ def run_training(config: TrainConfig) -> Path:
 def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     seed_everything(config.seed)
     model, _ = initial_network(config.weights)  # first: missing ImageNet weights fail before any data is read
-    train_table, val_table = load_split(config)
+    train_table, val_table = load_split(config, ctx)
     if min(len(train_table), len(val_table)) < ctx.world:
         raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
     logger.info("training on %d images, validating on %d (no patient in both)", len(train_table), len(val_table))
@@ -207,7 +229,7 @@ def _save_epoch(
 
 # Options that change what an epoch does; a resumed run must keep them to repeat an uninterrupted one.
 _RESUME_FIXED = ("image_size", "batch_size", "lr", "weights", "val_fraction", "train_list", "val_list",
-                 "pos_weight", "scheduler", "seed")  # fmt: skip
+                 "pos_weight", "scheduler", "seed", "skip_unreadable")  # fmt: skip
 
 
 def check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:

@@ -81,7 +81,7 @@ def test_monochrome1_and_monochrome2_of_the_same_image_predict_alike(client: Tes
 def test_train_serve_parity(client: TestClient, tiny_checkpoint: Path) -> None:
     paths = [FIXTURES / "00000075_000.png", FIXTURES / "00002578_000_rgba.png"]
     cli = predict_files(tiny_checkpoint, paths, batch_size=2, workers=0, device=torch.device("cpu"))
-    for path, row in zip(paths, cli, strict=True):
+    for path, row in zip(paths, cli.probs, strict=True):
         assert np.allclose(predict(client, path.read_bytes()), row, atol=1e-6)
 
 

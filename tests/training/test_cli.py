@@ -52,13 +52,14 @@ def test_predict_writes_probabilities(tmp_path: Path, tiny_checkpoint: Path) -> 
     out = tmp_path / "preds.csv"
     assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), str(folder)]) == 0
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["Image Index", *PATHOLOGIES]
+    assert rows[0] == ["Image Index", "path", *PATHOLOGIES]
     assert [r[0] for r in rows[1:]] == ["a.png", "b.png"]
+    assert [r[1] for r in rows[1:]] == [str(folder / "a.png"), str(folder / "b.png")]
     checkpoint = load_checkpoint(tiny_checkpoint)
     model = checkpoint.build_model()
     with Image.open(folder / "a.png") as image, torch.no_grad():
         expected = torch.sigmoid(model(eval_tensor(checkpoint.spec, image_to_gray(image))[None]))[0]
-    assert np.allclose([float(x) for x in rows[1][1:]], expected.numpy(), atol=1e-6)
+    assert np.allclose([float(x) for x in rows[1][2:]], expected.numpy(), atol=1e-6)
 
 
 def test_predict_missing_path_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

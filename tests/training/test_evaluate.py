@@ -130,12 +130,38 @@ def test_known_imperfect_auroc_and_split_list(tmp_path: Path) -> None:
     assert len(pd.read_csv(tmp_path / "out" / "predictions.csv")) == 4
 
 
-def test_prediction_errors(tmp_path: Path) -> None:
+def test_labels_covering_more_images_than_the_predictions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The usual case: test-set predictions scored against a label table of every image."""
     write_labels(tmp_path)
     probs = 0.1 + 0.8 * truth()
     preds = write_predictions(tmp_path, probs[:4], names=[row[0] for row in LABELS[:4]])
-    with pytest.raises(LabelTableError, match=r"lack 2 of the 6 labelled images: 00000005_000.png, 00000006_000.png"):
+    assert run_evaluate(options(tmp_path, predictions=preds)) == 0
+    assert "4 of 6 labelled images have predictions" in capsys.readouterr().out
+    document = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert document["n"] == 4
+    assert document["positives"]["Atelectasis"] == 2
+    written = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert written["Image Index"].tolist() == [row[0] for row in LABELS[:4]]
+
+
+def test_prediction_errors(tmp_path: Path) -> None:
+    write_labels(tmp_path)
+    probs = 0.1 + 0.8 * truth()
+    names = [row[0] for row in LABELS[:5]] + ["99999999_000.png"]
+    preds = write_predictions(tmp_path, probs, names=names)
+    with pytest.raises(LabelTableError, match=r"name 1 image\(s\) that have no label: 99999999_000.png"):
         run_evaluate(options(tmp_path, predictions=preds))
+    names = [row[0] for row in LABELS[:5]] + [LABELS[0][0]]
+    preds = write_predictions(tmp_path, probs, names=names)
+    with pytest.raises(
+        LabelTableError, match=r"list images more than once \(Image Index must identify each image\): 00000001_000.png"
+    ):
+        run_evaluate(options(tmp_path, predictions=preds))
+    split = tmp_path / "split.txt"
+    split.write_text("00000006_000.png\n")
+    preds = write_predictions(tmp_path, probs[:2], names=[row[0] for row in LABELS[:2]])
+    with pytest.raises(LabelTableError, match=r"cover none of the 1 labelled images"):
+        run_evaluate(options(tmp_path, predictions=preds, split_list=split))
     preds = write_predictions(tmp_path, probs)
     frame = pd.read_csv(preds).drop(columns=["Edema", "Hernia"])
     frame.to_csv(preds, index=False)
