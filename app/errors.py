@@ -19,6 +19,10 @@ from models.input_errors import InputError, UnsupportedFormatError
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "1"
+NOT_A_FILE_MESSAGE = (
+    "'file' must be a file upload: send the X-ray as a multipart/form-data file part with a file name "
+    "(for example: curl -F file=@xray.png ...)."
+)
 
 
 class ApiError(Exception):
@@ -55,16 +59,25 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
-    """Where and what, from pydantic's error list, without echoing the input values."""
+def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
+    """(code, message) from pydantic's error list, without echoing input values or framework text.
+
+    Query and path parameters keep pydantic's message (it names the allowed values); a body field gets a fixed
+    one, since validators of form fields speak in Python types (``Expected UploadFile, received: <class 'str'>``).
+    """
     parts = []
     for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        loc = tuple(str(p) for p in error.get("loc", ()))
+        where = ".".join(p for p in loc if p != "body")
         if error.get("type") == "missing":
             parts.append(f"'{where}' is required" + (" (multipart/form-data upload)" if where == "file" else ""))
+        elif loc == ("body", "file"):
+            return "not_a_file", NOT_A_FILE_MESSAGE
+        elif loc[:1] == ("body",):
+            parts.append(f"'{where}' is not valid")
         else:
             parts.append(f"'{where}': {error.get('msg', 'invalid value')}")
-    return "; ".join(parts) or "invalid request"
+    return "validation_error", "; ".join(parts) or "invalid request"
 
 
 async def _on_api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -87,7 +100,7 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(422, "validation_error", _describe_validation(exc))
+    return error_response(422, *_describe_validation(exc))
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -15,10 +15,12 @@ from app.schemas import ErrorBody, GradcamAllJson, GradcamJson, Health, ModelCar
 from app.security import check_api_key
 from app.service import Service
 from app.settings import DISCLAIMER
+from app.uploads import require_one_file
 from models.labels import PATHOLOGIES
 
 router = APIRouter()
 Guarded = [Depends(check_api_key)]
+Uploading = [*Guarded, Depends(require_one_file)]
 Upload = Annotated[UploadFile, File(description="a chest X-ray: PNG, JPEG or DICOM (format read from the bytes)")]
 _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 413, 415, 422, 503)}
 
@@ -51,7 +53,7 @@ async def read_readiness(request: Request) -> Health:
     return Health(status="ready")
 
 
-@router.post("/predict", response_model=PredictResponse, dependencies=Guarded, responses=_ERRORS, tags=["model"])
+@router.post("/predict", response_model=PredictResponse, dependencies=Uploading, responses=_ERRORS, tags=["model"])
 async def predict_image(request: Request, file: Upload) -> PredictResponse:
     """Predict the 14 ChestX-ray14 pathology probabilities for one chest X-ray."""
     service = _service(request)
@@ -69,7 +71,7 @@ async def predict_image(request: Request, file: Upload) -> PredictResponse:
 
 @router.post(
     "/gradcam",
-    dependencies=Guarded,
+    dependencies=Uploading,
     tags=["model"],
     response_class=Response,
     responses={

@@ -22,6 +22,7 @@ __all__ = [
     "DecodedImage",
     "ImageHeader",
     "check_dimensions",
+    "too_many_pixels",
 ]
 
 
@@ -75,6 +76,11 @@ class DecodedImage:
         return int(self.gray.shape[1])
 
 
+def too_many_pixels(limits: DecodeLimits) -> DecompressionBombError:
+    """The error for an image over the pixel cap (ours, or a decoder's own bomb guard, which lies above it)."""
+    return DecompressionBombError(f"The image has too many pixels (at most {limits.max_pixels} are accepted).")
+
+
 def check_dimensions(width: int, height: int, limits: DecodeLimits) -> None:
     """Pixel cap, then minimum side, then aspect ratio (all invariant under 90° rotation).
 
@@ -84,7 +90,7 @@ def check_dimensions(width: int, height: int, limits: DecodeLimits) -> None:
     if width < 1 or height < 1:
         raise InvalidImageError("The image has no pixels.")
     if width * height > limits.max_pixels:
-        raise DecompressionBombError(f"The image has too many pixels (at most {limits.max_pixels} are accepted).")
+        raise too_many_pixels(limits)
     short, long = min(width, height), max(width, height)
     if short < limits.min_side:
         raise ImageTooSmallError(f"The image is too small: both sides must be at least {limits.min_side} pixels.")

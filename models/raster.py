@@ -27,8 +27,8 @@ from typing import BinaryIO, Final
 import numpy as np
 from PIL import Image, ImageOps
 
-from models.decoded import DecodedImage, DecodeLimits, check_dimensions
-from models.input_errors import DecompressionBombError, InputError, InvalidImageError, MultiFrameError
+from models.decoded import DecodedImage, DecodeLimits, check_dimensions, too_many_pixels
+from models.input_errors import InputError, InvalidImageError, MultiFrameError
 from models.preprocessing import image_to_gray
 
 __all__ = ["decode_raster", "png_significant_bits", "read_raster_header"]
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _PILLOW_FORMATS: Final = {"png": ["PNG"], "jpeg": ["JPEG", "MPO"]}
 _EXIF_ORIENTATION: Final = 0x0112
+_PNG_TAIL_BYTES: Final = 1024  # IEND must be in the last KiB (room for a little trailing junk, which Pillow ignores)
 # PNG colour type -> sBIT bytes of its colour (non-alpha) samples; palette images (type 3) are left as they are.
 _COLOUR_SAMPLES: Final = {0: 1, 2: 3, 4: 1, 6: 3}
 _SIXTEEN_BIT_GRAY: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -71,15 +72,25 @@ def read_raster_header(stream: BinaryIO, fmt: str, limits: DecodeLimits) -> tupl
         with Image.open(stream, formats=_PILLOW_FORMATS[fmt]) as image:
             _check_frames(image)
             width, height = image.size
+        if fmt == "png":
+            _check_png_ends(stream)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecompressionBombError() from exc
+        raise too_many_pixels(limits) from exc
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, struct.error, ...
         logger.info("%s header could not be read (%s)", fmt, type(exc).__name__)
         raise InvalidImageError() from exc
     _check_size(width, height, limits)
     return width, height
+
+
+def _check_png_ends(stream: BinaryIO) -> None:
+    """A PNG's last chunk is IEND (PNG 1.2 §5.6): its absence near the end of the file means a truncated file."""
+    size = stream.seek(0, 2)
+    stream.seek(max(0, size - _PNG_TAIL_BYTES))
+    if b"IEND" not in stream.read(_PNG_TAIL_BYTES):
+        raise InvalidImageError("The PNG file is truncated: it does not end with its IEND chunk.")
 
 
 def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
@@ -89,7 +100,7 @@ def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecompressionBombError() from exc
+        raise too_many_pixels(limits) from exc
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error, ...
         logger.info("%s image could not be decoded (%s)", fmt, type(exc).__name__)
         raise InvalidImageError() from exc
@@ -103,7 +114,7 @@ def _check_frames(image: Image.Image) -> None:
 def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
     pillow_cap = Image.MAX_IMAGE_PIXELS  # read, never written: see the module docstring
     if pillow_cap is not None and width * height > pillow_cap:
-        raise DecompressionBombError()
+        raise too_many_pixels(limits)
     check_dimensions(width, height, limits)
 
 

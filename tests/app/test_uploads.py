@@ -1,0 +1,57 @@
+"""app.uploads and the validation handler: one file part named ``file``, and no framework text in any answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.fakes import FakeEngine, client_for
+from tests.app.test_api import XRAY, assert_error
+
+FRAMEWORK_WORDS = ("UploadFile", "<class", "Value error", "Expected", "pydantic", "Traceback", "str'")
+
+
+@pytest.mark.parametrize("route", ["/predict", "/gradcam"])
+def test_two_file_parts_are_refused_not_half_answered(route: str) -> None:
+    engine = FakeEngine()
+    with client_for(engine) as client:
+        response = client.post(
+            route, files=[("file", ("a.png", XRAY, "image/png")), ("file", ("b.png", XRAY, "image/png"))]
+        )
+    body = assert_error(response, 422, "multiple_files")
+    assert body["detail"] == "Send one X-ray per request: the form has 2 parts named 'file'."
+    assert len(engine.tensors) == 1  # the warm-up only: nothing was predicted
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"files": {"file": (None, b"xray.png")}}, "multipart text part"),
+        ({"data": {"file": "xray.png"}}, "urlencoded form"),
+    ],
+)
+def test_file_sent_as_text_gets_a_message_for_a_person(kwargs: dict[str, object], why: str) -> None:
+    with client_for(FakeEngine()) as client:
+        response = client.post("/predict", **kwargs)  # type: ignore[arg-type]
+    body = assert_error(response, 422, "not_a_file")
+    assert body["detail"].startswith("'file' must be a file upload"), why
+    assert "curl -F file=@xray.png" in body["detail"]
+
+
+def test_no_framework_text_in_any_detail() -> None:
+    requests: list[tuple[str, dict[str, object]]] = [
+        ("/predict", {"files": {"file": (None, b"text")}}),
+        ("/predict", {"data": {"file": "text"}}),
+        ("/predict", {"files": {"other": ("a.png", XRAY, "image/png")}}),
+        ("/predict", {"content": b"{}", "headers": {"content-type": "application/json"}}),
+        ("/predict", {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=x"}}),
+        ("/gradcam?format=svg", {"files": {"file": ("a.png", XRAY, "image/png")}}),
+        ("/gradcam?pathology=Flu", {"files": {"file": ("a.png", XRAY, "image/png")}}),
+        ("/predict", {"files": {"file": ("a.txt", b"hello", "text/plain")}}),
+    ]
+    with client_for(FakeEngine()) as client:
+        for path, kwargs in requests:
+            response = client.post(path, **kwargs)  # type: ignore[arg-type]
+            assert 400 <= response.status_code < 500, (path, response.status_code)
+            detail = response.json()["detail"]
+            assert isinstance(detail, str) and detail
+            assert not any(word in detail for word in FRAMEWORK_WORDS), (path, detail)

@@ -1,0 +1,148 @@
+"""models.raster: PNG/JPEG as people have them — MPO previews, sBIT-declared precision, APNG still refused."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.decoded import DecodeLimits
+from models.imaging import decode_image, probe_image
+from models.input_errors import InvalidImageError, MultiFrameError
+from models.raster import png_significant_bits
+
+LIMITS = DecodeLimits()
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_16(samples: np.ndarray, colour_type: int, sbit: bytes | None) -> bytes:
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour or an sBIT chunk)."""
+    height, width = samples.shape[:2]
+    rows = samples.astype(">u2").reshape(height, -1)
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+    extra = chunk(b"sBIT", sbit) if sbit is not None else b""
+    return b"\x89PNG\r\n\x1a\n" + header + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def twelve_bit(shape: tuple[int, int] = (64, 80)) -> np.ndarray:
+    values = np.random.default_rng(0).integers(0, 4096, shape)
+    values[0, 0], values[0, 1] = 0, 4095
+    return values
+
+
+# --- MPO: a camera JPEG with a preview picture ----------------------------------------------------------
+
+
+def mpo(primary: Image.Image, preview: Image.Image) -> bytes:
+    data = encode(primary, "MPO", save_all=True, append_images=[preview], quality=95)
+    with Image.open(io.BytesIO(data)) as check:
+        assert check.format == "MPO" and check.n_frames == 2  # really what a phone sends
+    return data
+
+
+def test_mpo_decodes_its_primary_picture() -> None:
+    primary = Image.fromarray(np.random.default_rng(1).integers(0, 256, (96, 128), dtype=np.uint8), "L")
+    preview = Image.new("L", (64, 64), 255)
+    decoded = decode_image(mpo(primary, preview), LIMITS)
+    alone = decode_image(encode(primary, "JPEG", quality=95), LIMITS)
+    assert decoded.format == "jpeg"
+    assert decoded.steps == ("mpo_primary_image",)
+    np.testing.assert_array_equal(decoded.gray, alone.gray)
+
+
+def test_mpo_probe_reads_the_primary_size() -> None:
+    header = probe_image(mpo(Image.new("L", (128, 96), 30), Image.new("L", (64, 64))), LIMITS)
+    assert (header.format, header.width, header.height) == ("jpeg", 128, 96)
+
+
+def test_animated_png_stays_refused() -> None:
+    frames = [Image.new("L", (64, 64), v) for v in (0, 255)]
+    data = encode(frames[0], "PNG", save_all=True, append_images=frames[1:])
+    with pytest.raises(MultiFrameError) as info:
+        decode_image(data, LIMITS)
+    assert info.value.code == "multi_frame"
+    with pytest.raises(MultiFrameError):
+        probe_image(data, LIMITS)
+
+
+# --- sBIT: fewer significant bits than the bit depth ----------------------------------------------------
+
+
+def test_sbit_is_read_from_the_header() -> None:
+    values = twelve_bit()
+    assert png_significant_bits(png_16(values, 0, b"\x0c")) == (16, 12)
+    assert png_significant_bits(png_16(values, 0, None)) is None
+    assert png_significant_bits(png_16(values, 0, b"\x10")) is None  # all 16 bits significant: nothing to do
+    assert png_significant_bits(png_16(np.stack([values] * 3, -1), 2, b"\x0c\x0c\x0b")) == (16, 12)
+
+
+def test_12_bit_data_in_a_16_bit_png_is_scaled_by_4095() -> None:
+    values = twelve_bit()
+    decoded = decode_image(png_16(values, 0, b"\x0c"), LIMITS)
+    assert decoded.steps == ("sbit_12",)
+    np.testing.assert_array_equal(decoded.gray, (values / 4095.0).astype(np.float32))
+    assert decoded.gray.max() == 1.0
+
+
+def test_sbit_12_png_equals_the_same_pixels_as_an_8_bit_png() -> None:
+    eight = np.random.default_rng(2).integers(0, 256, (64, 80))
+    eight[0, 0], eight[0, 1] = 0, 255
+    sixteen = decode_image(png_16(eight * 4095 // 255, 0, b"\x0c"), LIMITS).gray
+    plain = decode_image(encode(Image.fromarray(eight.astype(np.uint8), "L")), LIMITS).gray
+    np.testing.assert_allclose(sixteen, plain, atol=1 / 4095)
+
+
+def test_conforming_scaled_data_is_divided_by_65535() -> None:
+    """A writer that followed PNG 1.2 §12.5 scaled 12-bit data up to 16 bits: the full depth is right."""
+    values = twelve_bit()
+    scaled = (values << 4) | (values >> 8)
+    decoded = decode_image(png_16(scaled, 0, b"\x0c"), LIMITS)
+    assert decoded.steps == ()
+    np.testing.assert_array_equal(decoded.gray, (scaled / 65535.0).astype(np.float32))
+
+
+def test_16_bit_png_without_sbit_is_divided_by_65535() -> None:
+    values = twelve_bit()
+    np.testing.assert_array_equal(
+        decode_image(png_16(values, 0, None), LIMITS).gray, (values / 65535).astype(np.float32)
+    )
+
+
+def test_8_bit_png_with_6_significant_bits() -> None:
+    values = np.random.default_rng(3).integers(0, 64, (64, 64))
+    values[0, 0] = 63
+    raw = b"".join(b"\0" + row.astype(np.uint8).tobytes() for row in values)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
+        + chunk(b"sBIT", b"\x06")
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    decoded = decode_image(data, LIMITS)
+    assert decoded.steps == ("sbit_6",)
+    np.testing.assert_array_equal(decoded.gray, (values / 63.0).astype(np.float32))
+
+
+def test_16_bit_colour_png_with_unscaled_12_bit_data_is_refused_not_shown_dark() -> None:
+    """Pillow keeps only the high byte of 16-bit colour samples; 12-bit values would come out near black."""
+    values = np.stack([twelve_bit()] * 3, -1)
+    with pytest.raises(InvalidImageError, match="16-bit grayscale PNG"):
+        decode_image(png_16(values, 2, b"\x0c\x0c\x0c"), LIMITS)
+    conforming = (values << 4) | (values >> 8)
+    gray = decode_image(png_16(conforming, 2, b"\x0c\x0c\x0c"), LIMITS).gray
+    np.testing.assert_allclose(gray, (conforming[..., 0] >> 8) / 255.0, atol=1e-6)  # what Pillow gives

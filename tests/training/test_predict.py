@@ -1,0 +1,100 @@
+"""``chexnet predict`` on real-world folders: bad files named with their reason, DICOM found by content."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from chexnet_cli import main
+from models.labels import PATHOLOGIES
+from tests.models.test_dicom import make_dicom
+from tests.models.test_imaging import png_claiming_size
+
+TRUNCATED = "The image could not be decoded; the file may be empty, corrupt or truncated."
+
+
+def xray_pixels(seed: int = 0) -> np.ndarray:
+    pixels = np.random.default_rng(seed).integers(0, 256, (72, 80))
+    pixels[0, 0], pixels[0, 1] = 0, 255  # full range: a DICOM without VOI data is min-max scaled to the same
+    return pixels
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "L").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def read_csv(path: Path) -> tuple[list[str], dict[str, list[float]]]:
+    rows = list(csv.reader(path.open()))
+    return rows[0], {row[1]: [float(v) for v in row[2:]] for row in rows[1:]}
+
+
+def test_bad_files_are_named_and_the_rest_predicted(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    pixels = xray_pixels()
+    good = png_bytes(pixels)
+    (folder / "a-good.png").write_bytes(good)
+    (folder / "b-truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "c-bomb.png").write_bytes(png_claiming_size(14_000, 14_000))  # 196 MP in a few hundred bytes
+    (folder / "IM000001").write_bytes(make_dicom(pixels, bits_stored=8))  # DICOM with no suffix
+    (folder / "d-scan.dcm").write_bytes(make_dicom(pixels, bits_stored=8))
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "preds.csv"
+
+    code = main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), str(folder)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"chexnet predict: cannot read {folder / 'b-truncated.png'}: {TRUNCATED}" in err.splitlines()
+    assert (
+        f"chexnet predict: cannot read {folder / 'c-bomb.png'}: The image has too many pixels "
+        "(at most 40000000 are accepted)." in err.splitlines()
+    )
+    assert "chexnet predict: 2 of 5 files could not be read" in err
+    assert "passed over 1 folder entries that are not PNG, JPEG or DICOM" in err
+    header, rows = read_csv(out)
+    assert header == ["Image Index", "path", *PATHOLOGIES]
+    assert list(rows) == [str(folder / n) for n in ("IM000001", "a-good.png", "d-scan.dcm")]
+    np.testing.assert_allclose(rows[str(folder / "IM000001")], rows[str(folder / "a-good.png")], atol=1e-4)
+    np.testing.assert_allclose(rows[str(folder / "d-scan.dcm")], rows[str(folder / "a-good.png")], atol=1e-4)
+
+
+def test_same_file_name_in_two_folders_is_told_apart_by_path(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    for index, name in enumerate(("left", "right")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "00000001_000.png").write_bytes(png_bytes(xray_pixels(index)))
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), str(tmp_path / "left")]
+    assert main([*args, str(tmp_path / "right")]) == 0
+    rows = list(csv.reader(out.open()))[1:]
+    assert [row[0] for row in rows] == ["00000001_000.png", "00000001_000.png"]
+    assert [row[1] for row in rows] == [
+        str(tmp_path / "left" / "00000001_000.png"),
+        str(tmp_path / "right" / "00000001_000.png"),
+    ]
+    assert rows[0][2:] != rows[1][2:]
+
+
+def test_a_named_file_that_is_not_an_image(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    (tmp_path / "x.png").write_bytes(png_bytes(xray_pixels()))
+    code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(notes), str(tmp_path / "x.png")])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert f"chexnet predict: cannot read {notes}: Unsupported file format: upload a PNG, JPEG or DICOM image." in (
+        captured.err
+    )
+    assert str(tmp_path / "x.png") in captured.out  # the good file is still predicted (CSV on stdout)
