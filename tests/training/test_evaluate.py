@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +19,9 @@ from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.labels import PATHOLOGIES
 from models.network import build_network
 from models.preprocessing import PreprocessSpec, eval_tensor, image_to_gray
+from training.dataset import UnreadableImageError
 from training.evaluate import EvaluateOptions, run_evaluate
+from training.image_check import UnreadableImagesError
 from training.labels_table import LabelTableError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -254,3 +258,30 @@ def test_checkpoint_missing_images(tiny_setup: tuple[Path, Path], tmp_path: Path
     write_labels(tmp_path, [*LABELS, ("00000099_000.png", "Mass", "99")])
     with pytest.raises(LabelTableError, match=r"1 of 7 labelled images are missing .*00000099_000.png"):
         run_evaluate(options(tmp_path, checkpoint=root / "model.pt", images=images, device="cpu"))
+
+
+def test_unreadable_images_are_named_skipped_or_stop_in_one_line(tiny_setup: tuple[Path, Path], tmp_path: Path) -> None:
+    root, originals = tiny_setup
+    images = tmp_path / "images"
+    shutil.copytree(originals, images)
+    write_labels(tmp_path)
+    truncated = images / LABELS[1][0]
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    base = options(tmp_path, checkpoint=root / "model.pt", images=images, device="cpu")
+    with pytest.raises(UnreadableImagesError, match=rf"1 of 6 images cannot be read: {re.escape(str(truncated))}: "):
+        run_evaluate(base)
+    assert run_evaluate(replace(base, skip_unreadable=True)) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n"] == 5
+    assert pd.read_csv(tmp_path / "out" / "unreadable.csv")["path"].tolist() == [str(truncated)]
+
+    shutil.copy(originals / LABELS[1][0], truncated)
+    scrambled = images / LABELS[2][0]
+    data = bytearray(scrambled.read_bytes())
+    start = data.index(b"IDAT") + 6
+    data[start : start + 30] = bytes(range(30))  # header and IEND intact: passes the check, fails to decode
+    scrambled.write_bytes(bytes(data))
+    with pytest.raises(UnreadableImageError) as info:
+        run_evaluate(replace(base, workers=1))
+    assert str(info.value) == (
+        f"{scrambled}: The image could not be decoded; the file may be empty, corrupt or truncated."
+    )
