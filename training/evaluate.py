@@ -73,7 +73,7 @@ class _EvalImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | DecodeFailure:
         path = self.paths[index]
         try:
             gray = load_gray(path)  # the same decoder as training, `chexnet predict` and the service

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ import torch
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states as tensors and plain data."""
-    np_state = np.random.get_state()
+    np_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple form (MT19937)
     version, keys, cached = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -1,0 +1,66 @@
+"""One file, one tensor: the service, ``chexnet predict`` and the training dataset see the same input."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.app.fakes import SPEC, FakeEngine, client_for
+from tests.conftest import FIXTURES
+from tests.models.test_dicom import make_dicom
+from tests.models.test_raster import mpo, png_16
+from training.dataset import XrayDataset
+from training.evaluate import _EvalImages
+from training.predict import _PredictImages
+
+
+def _pixels() -> np.ndarray:
+    with Image.open(FIXTURES / "00000075_000.png") as image:
+        return np.asarray(image.convert("L"), dtype=np.int64)
+
+
+def _jpeg(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8), "L").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _files() -> dict[str, bytes]:
+    pixels = _pixels()
+    return {
+        "png": (FIXTURES / "00000075_000.png").read_bytes(),
+        "rgba-png": (FIXTURES / "00002578_000_rgba.png").read_bytes(),
+        "sbit-png": png_16(pixels * 16, 0, b"\x0c"),
+        "jpeg": _jpeg(pixels),
+        "mpo": mpo(Image.fromarray(pixels.astype(np.uint8), "L"), Image.new("L", (64, 64))),
+        "dicom-jpeg-baseline": (FIXTURES / "cxr-monochrome1.dcm").read_bytes(),
+        "dicom-window": make_dicom(pixels * 16, "MONOCHROME1", 12, WindowCenter=2048, WindowWidth=4096),
+    }
+
+
+FILES = _files()
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_service_predict_and_training_see_the_same_tensor(name: str, tmp_path: Path) -> None:
+    data = FILES[name]
+    path = tmp_path / "upload"  # no suffix: the format comes from the bytes everywhere
+    path.write_bytes(data)
+    engine = FakeEngine()
+    with client_for(engine) as client:
+        response = client.post("/predict", files={"file": ("x", data, "application/octet-stream")})
+    assert response.status_code == 200, response.text
+    served = engine.tensors[-1]
+    assert served.shape == (3, SPEC.image_size, SPEC.image_size)
+    predicted = _PredictImages([path], SPEC)[0]
+    trained = XrayDataset([path], np.zeros((1, 14)), SPEC, train=False)[0]
+    evaluated = _EvalImages([path], SPEC, "none")[0]
+    assert isinstance(predicted, tuple) and isinstance(trained, tuple) and isinstance(evaluated, tuple)
+    assert torch.equal(served, predicted[0])
+    assert torch.equal(served, trained[0])
+    assert torch.equal(served, evaluated[0])
