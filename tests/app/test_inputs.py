@@ -17,6 +17,7 @@ from app.settings import Settings
 from tests.app.fakes import FakeEngine, client_for
 from tests.conftest import FIXTURES
 from tests.models.test_dicom import make_dicom
+from tests.models.test_raster import mpo, png_16
 from training.predict import predict_files
 
 
@@ -101,3 +102,29 @@ def test_overlay_lands_on_the_bright_region_in_original_coordinates() -> None:
     assert red_minus_blue[20, 80] < 0  # cold (blue) inside the crop, far from the blob
     outside = overlay[:, :50]  # left of the crop: the image alone, gray
     assert np.array_equal(outside[..., 0], outside[..., 2]) and np.all(outside[..., 0] == 60)
+
+
+def predict_json(client: TestClient, data: bytes) -> dict[str, object]:
+    response = client.post("/predict", files={"file": ("upload", data, "application/octet-stream")})
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_12_bit_data_in_a_16_bit_png_equals_the_8_bit_png(client: TestClient) -> None:
+    eight = np.asarray(Image.open(FIXTURES / "00000353_000.png").convert("L"), dtype=np.int64)
+    twelve = eight * 4095 // 255  # what a detector writes unscaled into 16 bits, declared by sBIT = 12
+    body = predict_json(client, png_16(twelve, 0, b"\x0c"))
+    assert body["input"] == {"format": "png", "width": 64, "height": 64, "steps": ["sbit_12"]}
+    reference = predict(client, encoded(Image.fromarray(eight.astype(np.uint8))))
+    probs = np.array(list(body["probabilities"].values()))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(probs, reference, atol=1e-4)
+
+
+def test_camera_jpeg_with_a_preview_equals_its_primary_picture(client: TestClient) -> None:
+    primary = Image.open(FIXTURES / "00000282_000.png").convert("L")
+    body = predict_json(client, mpo(primary, Image.new("L", (160, 120), 255)))
+    assert body["input"] == {"format": "jpeg", "width": 64, "height": 64, "steps": ["mpo_primary_image"]}
+    reference = predict(client, encoded(primary, "JPEG", quality=95))
+    probs = np.array(list(body["probabilities"].values()))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(probs, reference, atol=1e-4)
