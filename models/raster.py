@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from typing import BinaryIO, Final
 
@@ -66,21 +68,28 @@ def png_significant_bits(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+@contextmanager
+def _typed_errors(fmt: str, limits: DecodeLimits) -> Iterator[None]:
+    """Pillow's exceptions as InputErrors: a bomb as ``decompression_bomb``, anything else ``invalid_image``."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise too_many_pixels(limits) from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error, ...
+        logger.info("%s image could not be read (%s)", fmt, type(exc).__name__)
+        raise InvalidImageError() from exc
+
+
 def read_raster_header(stream: BinaryIO, fmt: str, limits: DecodeLimits) -> tuple[int, int]:
     """(width, height) of a PNG/JPEG from its header, limits checked, nothing decoded; raises InputError."""
-    try:
+    with _typed_errors(fmt, limits):
         with Image.open(stream, formats=_PILLOW_FORMATS[fmt]) as image:
             _check_frames(image)
             width, height = image.size
         if fmt == "png":
             _check_png_ends(stream)
-    except InputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise too_many_pixels(limits) from exc
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, struct.error, ...
-        logger.info("%s header could not be read (%s)", fmt, type(exc).__name__)
-        raise InvalidImageError() from exc
     _check_size(width, height, limits)
     return width, height
 
@@ -95,15 +104,8 @@ def _check_png_ends(stream: BinaryIO) -> None:
 
 def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     """PNG (``fmt="png"``) or JPEG (``"jpeg"``) bytes -> DecodedImage; raises :class:`InputError`."""
-    try:
+    with _typed_errors(fmt, limits):
         return _decode(data, fmt, limits)
-    except InputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise too_many_pixels(limits) from exc
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error, ...
-        logger.info("%s image could not be decoded (%s)", fmt, type(exc).__name__)
-        raise InvalidImageError() from exc
 
 
 def _check_frames(image: Image.Image) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path,
     )
     return path
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny convolutions gain nothing from threads, and spinning OpenMP threads crawl on a shared 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def shared_or_skip(*parts: str) -> Path:

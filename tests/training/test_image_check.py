@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from chexnet_cli import main
@@ -21,13 +19,7 @@ from training.image_check import UnreadableImage, find_unreadable
 TRAIN_ARGS = ["--weights", "none", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--seed", "0"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny convolutions gain nothing from threads, and spinning OpenMP threads crawl on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def corrupt_idat(data: bytes) -> bytes:
