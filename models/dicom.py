@@ -22,12 +22,13 @@ import pydicom.filereader
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
-from pydicom.pixels.processing import apply_modality_lut, apply_voi, apply_windowing  # = pydicom.pixels.*
+from pydicom.pixels.processing import apply_modality_lut, apply_windowing  # = pydicom.pixels.*
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian
 
 from models.decoded import DEFAULT_LIMITS, DecodedImage, DecodeLimits, check_dimensions
 from models.input_errors import DecompressionBombError, InputError, InvalidImageError, MultiFrameError
+from models.voi_lut import apply_lut, modality_output_can_be_negative, read_lut
 
 __all__ = ["decode_dicom", "looks_like_dicom", "read_dicom_header"]
 
@@ -178,11 +179,17 @@ def _monochrome_to_unit(
 ) -> npt.NDArray[np.float64]:
     if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
         steps.append("modality_lut")
-    values = apply_modality_lut(pixels, ds)
+    modality_lut = ds.get("ModalityLUTSequence")
+    values: npt.NDArray[np.generic]
+    if modality_lut:  # PS3.3 C.11.1: a Modality LUT Sequence replaces the rescale; its input is stored values
+        signed = int(ds.get("PixelRepresentation") or 0) == 1
+        values = apply_lut(pixels, read_lut(modality_lut[0], signed, _little_endian(ds)))
+    else:
+        values = apply_modality_lut(pixels, ds)  # the rescale (or nothing)
     values, output_range, voi_step = _apply_voi(values, ds)
     steps.append(voi_step)
-    values = values.astype(np.float64)
-    if not np.isfinite(values).all():
+    floats = values.astype(np.float64)
+    if not np.isfinite(floats).all():
         raise InvalidImageError("The DICOM file could not be decoded.")
     # Scaling to [0, 1]:
     # * With a VOI LUT or window, the VOI step's own output range is the display range: a window maps to
@@ -193,8 +200,8 @@ def _monochrome_to_unit(
     #   (e.g. 12-bit data in 16 bits stored), which would give a dark, flat image unlike the display-windowed
     #   8-bit images the model was trained on.  Min-max of the image ("auto window", what viewers do without a
     #   VOI) is used instead; a constant image becomes all zeros.
-    low, high = output_range if output_range is not None else (float(values.min()), float(values.max()))
-    unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    low, high = output_range if output_range is not None else (float(floats.min()), float(floats.max()))
+    unit = (floats - low) / (high - low) if high > low else np.zeros_like(floats)
     unit = np.clip(unit, 0.0, 1.0)
     # PS3.3 C.7.6.3.1.2: MONOCHROME1 means the minimum value is displayed white.  A Presentation LUT Shape of
     # INVERSE on such images describes this same inversion (PS3.3 C.8.11.6.1.2), so it is not applied again.
@@ -215,13 +222,17 @@ def _apply_voi(
     if sequence and "LUTDescriptor" in sequence[0] and "LUTData" in sequence[0]:
         if not np.issubdtype(values.dtype, np.integer):  # LUT inputs are indices (a rescale gives floats)
             values = np.rint(values).astype(np.int64)
-        entries, first_map = int(sequence[0].LUTDescriptor[0]) or 2**16, int(sequence[0].LUTDescriptor[1])
+        lut = read_lut(sequence[0], modality_output_can_be_negative(ds), _little_endian(ds))
         # The LUT's output range is the range of its entries: every input maps to one of them.
-        table = apply_voi(np.arange(first_map, first_map + entries, dtype=np.int64), ds)
-        return apply_voi(values, ds), (float(table.min()), float(table.max())), "voi_lut"
+        return apply_lut(values, lut), lut.output_range, "voi_lut"
     if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         # The window's output range is where it sends -inf and +inf (y_min and y_max; reversed when a rescale
         # slope is negative), computed by pydicom itself so the range always matches the function applied.
         ends = apply_windowing(np.array([-np.inf, np.inf]), ds)
         return apply_windowing(values, ds), (float(ends.min()), float(ends.max())), "window"
     return values, None, "auto_window"
+
+
+def _little_endian(ds: Dataset) -> bool:
+    """Byte order of OW values in ``ds`` (only Explicit VR Big Endian, retired, is big endian)."""
+    return bool(ds.file_meta.TransferSyntaxUID != ExplicitVRBigEndian)
