@@ -2,8 +2,11 @@
 
 Order of operations (PS3.3 C.11, and pydicom's documented order): stored values -> Modality LUT / rescale
 -> VOI LUT or window -> scale to [0, 1] -> MONOCHROME1 inverted (``1 - x``, which is the same as inverting
-within the VOI output range before scaling).  Compressed transfer syntaxes are decoded by whatever pydicom
-decoder is installed; JPEG baseline (1.2.840.10008.1.2.4.50) needs only Pillow.
+within the VOI output range before scaling).  The LUT maths is in :mod:`models.voi_lut`; which decoder reads
+each compressed transfer syntax, and the codestream size check, in :mod:`models.dicom_codecs`.
+
+A stream without the Part-10 preamble (raw PACS exports) is accepted when its first element is well formed
+(:func:`looks_like_dicom`); one that starts at group 0008 has no file meta, so its pixel data must be native.
 
 Privacy: nothing read from the header is ever logged or put into an error message.  Failures are logged with
 the exception *type* only, and every error carries a fixed message.
@@ -21,13 +24,25 @@ import pydicom
 import pydicom.filereader
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.encaps import generate_frames
-from pydicom.pixels.processing import apply_modality_lut, apply_voi, apply_windowing  # = pydicom.pixels.*
+from pydicom.pixels.processing import apply_modality_lut, apply_windowing  # = pydicom.pixels.*
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from models.decoded import DEFAULT_LIMITS, DecodedImage, DecodeLimits, check_dimensions
-from models.input_errors import DecompressionBombError, InputError, InvalidImageError, MultiFrameError
+from models.dicom_codecs import NATIVE, check_codestream_size, check_transfer_syntax, decode_pixels
+from models.input_errors import (
+    DecompressionBombError,
+    InputError,
+    InvalidImageError,
+    MultiFrameError,
+    UnsupportedFormatError,
+)
+from models.voi_lut import apply_lut, modality_output_can_be_negative, read_lut
 
 __all__ = ["decode_dicom", "looks_like_dicom", "read_dicom_header"]
 
@@ -67,19 +82,64 @@ _IMAGE_TAGS: Final[list[BaseTag | int]] = [
 
 DICOM_MAGIC: Final = b"DICM"
 DICOM_MAGIC_OFFSET: Final = 128  # after the 128-byte preamble (PS3.10 §7.1)
+# PS3.5 6.2: every VR; those with a 2-byte reserved field and a 4-byte length in explicit VR (PS3.5 7.1.2).
+_VRS: Final = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+_LONG_VRS: Final = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
+_MAX_FIRST_LENGTH: Final = 1 << 16  # a first element longer than this is not a header element
+_UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 
 
 def looks_like_dicom(data: bytes) -> bool:
-    """True for a Part-10 file ("DICM" after the 128-byte preamble)."""
-    return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + len(DICOM_MAGIC)] == DICOM_MAGIC
+    """True for a Part-10 file ("DICM" after the 128-byte preamble), or a stream without the preamble.
+
+    Without one, the first element must be well formed (PS3.5 7.1): group 0002 (file meta) in explicit VR
+    little endian, or group 0008 in implicit or explicit VR little endian; the VR must be a real VR and the
+    length even and small (or undefined, for a sequence).  Looks at 12 bytes; parses nothing else.
+    """
+    if data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + len(DICOM_MAGIC)] == DICOM_MAGIC:
+        return True
+    return _preambleless_encoding(data) is not None
+
+
+def _preambleless_encoding(data: bytes) -> str | None:
+    """ "explicit" or "implicit" (VR little endian) when ``data`` starts with a well-formed element, else None."""
+    if len(data) < 12:
+        return None
+    group = int.from_bytes(data[0:2], "little")
+    if group not in (0x0002, 0x0008):
+        return None
+    vr = data[4:6]
+    if vr in _VRS:
+        if vr in _LONG_VRS:
+            length = int.from_bytes(data[8:12], "little")
+            reserved_ok = data[6:8] == b"\0\0"
+            undefined_ok = vr in (b"SQ", b"UN") and length == _UNDEFINED_LENGTH
+            if reserved_ok and (undefined_ok or _plausible_length(length)):
+                return "explicit"
+        elif _plausible_length(int.from_bytes(data[6:8], "little")):
+            return "explicit"
+    if group == 0x0008:  # group 0002 is always explicit VR (PS3.10 7.1)
+        length = int.from_bytes(data[4:8], "little")
+        if _plausible_length(length) or length == _UNDEFINED_LENGTH:
+            return "implicit"
+    return None
+
+
+def _plausible_length(length: int) -> bool:
+    return length % 2 == 0 and length <= _MAX_FIRST_LENGTH
 
 
 def read_dicom_header(stream: BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[int, int]:
-    """(width, height) from the header, with every check that needs no pixel data; raises InputError."""
+    """(width, height) in pixels from the header, with every check that needs no pixel data.
+
+    Raises :class:`UnsupportedFormatError` (not DICOM), :class:`UnsupportedCompressionError` (no decoder for
+    the transfer syntax; the message names it), or another :class:`InputError`.
+    """
     try:
         data = stream.read()
-        _refuse_deflated(data)
-        ds = pydicom.dcmread(BytesIO(data), specific_tags=_IMAGE_TAGS, stop_before_pixels=True)
+        ds = _read_dataset(data, stop_before_pixels=True)
         _check_header(ds, limits, need_pixels=False)
         return int(ds.Columns), int(ds.Rows)
     except InputError:
@@ -90,27 +150,29 @@ def read_dicom_header(stream: BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS) -
 
 
 def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedImage:
-    """A single-frame DICOM file -> :class:`DecodedImage`; raises :class:`InputError`."""
+    """A single-frame DICOM file (Part 10, or without the preamble) -> :class:`DecodedImage`.
+
+    ``gray`` is (H, W) float32 in [0, 1].  Raises :class:`UnsupportedFormatError`,
+    :class:`UnsupportedCompressionError` (naming the compression), :class:`InvalidImageError`,
+    :class:`MultiFrameError`, :class:`DecompressionBombError` or another :class:`InputError`.
+    """
     try:
         return _decode(data, limits)
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
         raise DecompressionBombError() from exc
-    except Exception as exc:  # pydicom / Pillow / numpy errors: their text may quote header values
+    except Exception as exc:  # pydicom / decoder / numpy errors: their text may quote header values
         logger.info("DICOM upload could not be decoded (%s)", type(exc).__name__)
         raise InvalidImageError("The DICOM file could not be decoded.") from exc
 
 
 def _decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
-    # force=False: the preamble + "DICM" must be there.  specific_tags: only the image tags are kept, so patient
-    # and study data are never parsed (nor validated by pydicom, whose warnings quote the offending values).
-    _refuse_deflated(data)
-    ds = pydicom.dcmread(BytesIO(data), specific_tags=_IMAGE_TAGS)
+    ds = _read_dataset(data, stop_before_pixels=False)
     photometric = _check_header(ds, limits)
-    _check_compressed_frame(ds)
-    steps: list[str] = ["decompress"] if ds.file_meta.TransferSyntaxUID.is_encapsulated else []
-    pixels = ds.pixel_array  # the only place pixel data is decoded
+    check_codestream_size(ds)
+    steps: list[str] = [] if ds.file_meta.TransferSyntaxUID in NATIVE else ["decompress"]
+    pixels = decode_pixels(ds)  # the only place pixel data is decoded
     if photometric in _MONOCHROME:
         if pixels.ndim != 2:
             raise InvalidImageError("The DICOM file could not be decoded.")
@@ -125,13 +187,44 @@ def _decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
     return DecodedImage(out, "dicom", tuple(steps))
 
 
-def _refuse_deflated(data: bytes) -> None:
-    """A deflated dataset is inflated whole, without a size cap, before any tag can be checked: a zip bomb."""
-    stream = BytesIO(data)
-    pydicom.filereader.read_preamble(stream, force=False)
-    meta = pydicom.filereader._read_file_meta_info(stream)  # the public variant only takes a path
-    if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+def _read_dataset(data: bytes, stop_before_pixels: bool) -> Dataset:
+    """The image tags of a DICOM stream, with ``file_meta.TransferSyntaxUID`` always set and decodable.
+
+    Only the image tags are kept (``specific_tags``), so patient and study data are never parsed, nor validated
+    by pydicom, whose warnings quote the offending values.  ``force=True`` is used only for a stream that
+    :func:`looks_like_dicom` accepted without the preamble.
+    """
+    part10 = data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + len(DICOM_MAGIC)] == DICOM_MAGIC
+    encoding = None if part10 else _preambleless_encoding(data)
+    if not part10 and encoding is None:
+        raise UnsupportedFormatError()
+    transfer_syntax = _meta_transfer_syntax(data, part10)
+    if transfer_syntax == DeflatedExplicitVRLittleEndian:
+        # A deflated dataset is inflated whole, without a size cap, before any tag can be checked: a zip bomb.
         raise InvalidImageError("Deflated DICOM files are not accepted; send the uncompressed or JPEG form.")
+    if transfer_syntax is not None:
+        check_transfer_syntax(transfer_syntax)  # before parsing: an unknown syntax may not even parse
+    ds = pydicom.dcmread(
+        BytesIO(data), force=not part10, specific_tags=_IMAGE_TAGS, stop_before_pixels=stop_before_pixels
+    )
+    if "TransferSyntaxUID" not in ds.file_meta:
+        # No file meta (a stream starting at group 0008): the encoding is what the first element showed, and
+        # the pixel data can only be native, since nothing says how it would be compressed.
+        guessed = ImplicitVRLittleEndian if encoding == "implicit" else ExplicitVRLittleEndian
+        ds.file_meta.TransferSyntaxUID = guessed
+    return ds
+
+
+def _meta_transfer_syntax(data: bytes, part10: bool) -> str | None:
+    """The Transfer Syntax UID of the file meta (group 0002), read alone; None when there is no file meta."""
+    stream = BytesIO(data)
+    if part10:
+        stream.seek(DICOM_MAGIC_OFFSET + len(DICOM_MAGIC))
+    elif data[0:2] != b"\x02\x00":
+        return None
+    meta = pydicom.filereader._read_file_meta_info(stream)  # the public variant only takes a path
+    value = meta.get("TransferSyntaxUID")
+    return None if value is None else str(value).strip("\0 ")
 
 
 def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -> str:
@@ -152,37 +245,22 @@ def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -
     return photometric
 
 
-def _check_compressed_frame(ds: Dataset) -> None:
-    """For JPEG-family pixel data, the codestream's own size must match Rows/Columns.
-
-    Rows/Columns were checked against the limits, but the decoder allocates what the codestream header says.
-    Pillow reads that header without decoding; a codestream Pillow cannot parse (RLE, JPEG-LS, ...) is left to
-    pydicom's decoders, which validate their output against Rows/Columns.
-    """
-    if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
-        return
-    frame = next(generate_frames(ds.PixelData, number_of_frames=1), b"")
-    try:
-        with Image.open(BytesIO(frame), formats=["JPEG", "JPEG2000"]) as codestream:
-            size = codestream.size
-    except Image.DecompressionBombError:
-        raise
-    except Exception:
-        return
-    if size != (int(ds.Columns), int(ds.Rows)):
-        raise InvalidImageError("The DICOM file could not be decoded.")
-
-
 def _monochrome_to_unit(
     pixels: npt.NDArray[np.generic], ds: Dataset, invert: bool, steps: list[str]
 ) -> npt.NDArray[np.float64]:
     if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
         steps.append("modality_lut")
-    values = apply_modality_lut(pixels, ds)
+    modality_lut = ds.get("ModalityLUTSequence")
+    values: npt.NDArray[np.generic]
+    if modality_lut:  # PS3.3 C.11.1: a Modality LUT Sequence replaces the rescale; its input is stored values
+        signed = int(ds.get("PixelRepresentation") or 0) == 1
+        values = apply_lut(pixels, read_lut(modality_lut[0], signed, _little_endian(ds)))
+    else:
+        values = apply_modality_lut(pixels, ds)  # the rescale (or nothing)
     values, output_range, voi_step = _apply_voi(values, ds)
     steps.append(voi_step)
-    values = values.astype(np.float64)
-    if not np.isfinite(values).all():
+    floats = values.astype(np.float64)
+    if not np.isfinite(floats).all():
         raise InvalidImageError("The DICOM file could not be decoded.")
     # Scaling to [0, 1]:
     # * With a VOI LUT or window, the VOI step's own output range is the display range: a window maps to
@@ -193,8 +271,8 @@ def _monochrome_to_unit(
     #   (e.g. 12-bit data in 16 bits stored), which would give a dark, flat image unlike the display-windowed
     #   8-bit images the model was trained on.  Min-max of the image ("auto window", what viewers do without a
     #   VOI) is used instead; a constant image becomes all zeros.
-    low, high = output_range if output_range is not None else (float(values.min()), float(values.max()))
-    unit = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    low, high = output_range if output_range is not None else (float(floats.min()), float(floats.max()))
+    unit = (floats - low) / (high - low) if high > low else np.zeros_like(floats)
     unit = np.clip(unit, 0.0, 1.0)
     # PS3.3 C.7.6.3.1.2: MONOCHROME1 means the minimum value is displayed white.  A Presentation LUT Shape of
     # INVERSE on such images describes this same inversion (PS3.3 C.8.11.6.1.2), so it is not applied again.
@@ -215,13 +293,17 @@ def _apply_voi(
     if sequence and "LUTDescriptor" in sequence[0] and "LUTData" in sequence[0]:
         if not np.issubdtype(values.dtype, np.integer):  # LUT inputs are indices (a rescale gives floats)
             values = np.rint(values).astype(np.int64)
-        entries, first_map = int(sequence[0].LUTDescriptor[0]) or 2**16, int(sequence[0].LUTDescriptor[1])
+        lut = read_lut(sequence[0], modality_output_can_be_negative(ds), _little_endian(ds))
         # The LUT's output range is the range of its entries: every input maps to one of them.
-        table = apply_voi(np.arange(first_map, first_map + entries, dtype=np.int64), ds)
-        return apply_voi(values, ds), (float(table.min()), float(table.max())), "voi_lut"
+        return apply_lut(values, lut), lut.output_range, "voi_lut"
     if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         # The window's output range is where it sends -inf and +inf (y_min and y_max; reversed when a rescale
         # slope is negative), computed by pydicom itself so the range always matches the function applied.
         ends = apply_windowing(np.array([-np.inf, np.inf]), ds)
         return apply_windowing(values, ds), (float(ends.min()), float(ends.max())), "window"
     return values, None, "auto_window"
+
+
+def _little_endian(ds: Dataset) -> bool:
+    """Byte order of OW values in ``ds`` (only Explicit VR Big Endian, retired, is big endian)."""
+    return bool(ds.file_meta.TransferSyntaxUID != ExplicitVRBigEndian)
