@@ -9,12 +9,15 @@ A stream without the Part-10 preamble (raw PACS exports) is accepted when its fi
 (:func:`looks_like_dicom`); one that starts at group 0008 has no file meta, so its pixel data must be native.
 
 Privacy: nothing read from the header is ever logged or put into an error message.  Failures are logged with
-the exception *type* only, and every error carries a fixed message.
+the exception *type* only, and every error carries a fixed message.  pydicom itself reports odd header values
+(an unknown character set, a malformed UID) through its logger and through warnings, quoting the value; both are
+silenced for the ``pydicom`` namespace, once, when this module is imported (:func:`_silence_pydicom`).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from io import BytesIO
 from typing import BinaryIO, Final
 
@@ -47,6 +50,22 @@ from models.voi_lut import apply_lut, modality_output_can_be_negative, read_lut
 __all__ = ["decode_dicom", "looks_like_dicom", "read_dicom_header"]
 
 logger = logging.getLogger(__name__)
+
+
+def _silence_pydicom() -> None:
+    """pydicom's logger and warnings quote header values (possibly patient data): neither may reach a log.
+
+    Process-wide, but set once at import, never per call (``warnings.catch_warnings`` per decode would not be
+    thread-safe).  Our own messages say what failed, without the values.
+    """
+    pydicom_logger = logging.getLogger("pydicom")
+    pydicom_logger.setLevel(logging.CRITICAL + 1)
+    pydicom_logger.propagate = False
+    pydicom_logger.addHandler(logging.NullHandler())
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+_silence_pydicom()
 
 _MONOCHROME: Final = frozenset({"MONOCHROME1", "MONOCHROME2"})
 # pydicom's pixel_array returns these as RGB (YBR is converted by default).
@@ -89,6 +108,7 @@ _VRS: Final = frozenset(
 _LONG_VRS: Final = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
 _MAX_FIRST_LENGTH: Final = 1 << 16  # a first element longer than this is not a header element
 _UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+HEADER_PREFIX_BYTES: Final = 256 * 1024  # what a header check reads first (a CR/DX header is a few KiB)
 
 
 def looks_like_dicom(data: bytes) -> bool:
@@ -134,11 +154,24 @@ def _plausible_length(length: int) -> bool:
 def read_dicom_header(stream: BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS) -> tuple[int, int]:
     """(width, height) in pixels from the header, with every check that needs no pixel data.
 
-    Raises :class:`UnsupportedFormatError` (not DICOM), :class:`UnsupportedCompressionError` (no decoder for
-    the transfer syntax; the message names it), or another :class:`InputError`.
+    Reads the first :data:`HEADER_PREFIX_BYTES` of the stream, where the image tags of almost every file lie,
+    and the rest only when the header does not parse from that prefix alone.  Raises
+    :class:`UnsupportedFormatError` (not DICOM), :class:`UnsupportedCompressionError` (no decoder for the
+    transfer syntax; the message names it), or another :class:`InputError`.
     """
+    data = stream.read(HEADER_PREFIX_BYTES)
+    if len(data) == HEADER_PREFIX_BYTES:
+        try:
+            return _header_size(data, limits)
+        except InvalidImageError as error:
+            if type(error) is not InvalidImageError:
+                raise
+        data += stream.read()  # a header longer than the prefix (large private tags, an icon, overlays)
+    return _header_size(data, limits)
+
+
+def _header_size(data: bytes, limits: DecodeLimits) -> tuple[int, int]:
     try:
-        data = stream.read()
         ds = _read_dataset(data, stop_before_pixels=True)
         _check_header(ds, limits, need_pixels=False)
         return int(ds.Columns), int(ds.Rows)

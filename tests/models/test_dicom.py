@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -323,3 +325,45 @@ def test_deflated_dicom_is_refused_before_inflating() -> None:
     ds.save_as(buffer, enforce_file_format=True)
     with pytest.raises(InvalidImageError, match="Deflated"):
         decode_dicom(buffer.getvalue())
+
+
+def test_pydicom_never_quotes_header_values_in_logs_or_warnings(tmp_path: Path) -> None:
+    """pydicom's own reports of odd values (unknown charset, malformed UID) quote them: they must go nowhere.
+
+    Run in a fresh process, as a service or CLI runs: pytest resets warning filters around collection, which
+    would hide whether the filter set at import is in force.
+    """
+    (tmp_path / "charset.dcm").write_bytes(make_dicom(np.zeros((64, 64)), SpecificCharacterSet="SECRETNAME"))
+    ds = pydicom.dcmread(BytesIO(make_dicom(np.zeros((64, 64)))))
+    ds.SOPInstanceUID = "1.2.SECRETNAME"
+    ds.save_as(tmp_path / "uid.dcm", enforce_file_format=True)
+    script = (
+        "import logging, sys; logging.basicConfig(level=logging.DEBUG)\n"
+        "from models.imaging import decode_image\n"
+        "for path in sys.argv[1:]: print(decode_image(path).steps)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "charset.dcm"), str(tmp_path / "uid.dcm")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.stdout.splitlines() == ["('auto_window',)", "('auto_window',)"]  # both decode
+    assert "secretname" not in (result.stdout + result.stderr).lower()
+
+
+def test_probe_reads_a_header_longer_than_its_first_read() -> None:
+    from models.dicom import HEADER_PREFIX_BYTES
+    from models.imaging import probe_image
+
+    ds = pydicom.dcmread(BytesIO(make_dicom(np.zeros((96, 80)))))
+    ds.add_new(0x00091010, "OB", b"\0" * (HEADER_PREFIX_BYTES + 1000))  # a large private element before 7FE0
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    header = probe_image(buffer.getvalue())
+    assert (header.format, header.width, header.height) == ("dicom", 80, 96)
+    truncated = buffer.getvalue()[: HEADER_PREFIX_BYTES // 2]
+    with pytest.raises(InvalidImageError):
+        probe_image(truncated)
