@@ -178,7 +178,7 @@ def _header_size(data: bytes, limits: DecodeLimits) -> tuple[int, int]:
     except InputError:
         raise
     except Exception as exc:
-        logger.info("DICOM header could not be read (%s)", type(exc).__name__)
+        logger.debug("DICOM header could not be read (%s)", type(exc).__name__)
         raise InvalidImageError("The DICOM file could not be decoded.") from exc
 
 
@@ -196,7 +196,7 @@ def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedI
     except Image.DecompressionBombError as exc:
         raise DecompressionBombError() from exc
     except Exception as exc:  # pydicom / decoder / numpy errors: their text may quote header values
-        logger.info("DICOM upload could not be decoded (%s)", type(exc).__name__)
+        logger.debug("DICOM file could not be decoded (%s)", type(exc).__name__)
         raise InvalidImageError("The DICOM file could not be decoded.") from exc
 
 

@@ -78,7 +78,7 @@ def _typed_errors(fmt: str, limits: DecodeLimits) -> Iterator[None]:
     except Image.DecompressionBombError as exc:
         raise too_many_pixels(limits) from exc
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error, ...
-        logger.info("%s image could not be read (%s)", fmt, type(exc).__name__)
+        logger.debug("%s image could not be read (%s)", fmt, type(exc).__name__)
         raise InvalidImageError() from exc
 
 

@@ -44,11 +44,11 @@ class UnreadableImagesError(ValueError):
 
     def __init__(self, failures: Sequence[UnreadableImage], total: int) -> None:
         self.failures = list(failures)
-        shown = "; ".join(f.describe() for f in self.failures[:MAX_NAMED])
-        more = f" (and {len(self.failures) - MAX_NAMED} more)" if len(self.failures) > MAX_NAMED else ""
+        shown = "; ".join(f.describe().rstrip(".") for f in self.failures[:MAX_NAMED])
+        more = f"; and {len(self.failures) - MAX_NAMED} more" if len(self.failures) > MAX_NAMED else ""
         super().__init__(
-            f"{len(self.failures)} of {total} images cannot be read: {shown}{more}. Fix or remove them, or pass "
-            "--skip-unreadable to leave them out"
+            f"{len(self.failures)} of {total} images cannot be read (fix or remove them, or pass "
+            f"--skip-unreadable to leave them out): {shown}{more}."
         )
 
 

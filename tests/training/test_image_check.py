@@ -82,8 +82,8 @@ def test_train_stops_before_epoch_one_naming_the_file(
     assert main(train_args(squares, tmp_path / "run", "--workers", "0")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"chexnet train: 1 of 16 images cannot be read: {bad}: The PNG file is truncated: it does not end with its "
-        "IEND chunk.. Fix or remove them, or pass --skip-unreadable to leave them out"
+        "chexnet train: 1 of 16 images cannot be read (fix or remove them, or pass --skip-unreadable to leave them "
+        f"out): {bad}: The PNG file is truncated: it does not end with its IEND chunk."
     ]
     assert not (tmp_path / "run" / "last.pt").exists()
 
