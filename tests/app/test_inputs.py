@@ -6,17 +6,21 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.uid import JPEGLosslessSV1
 
 from app.main import create_app
 from app.settings import Settings
 from tests.app.fakes import FakeEngine, client_for
 from tests.conftest import FIXTURES
 from tests.models.test_dicom import make_dicom
+from tests.models.test_dicom_codecs import encapsulated
 from tests.models.test_raster import mpo, png_16
 from training.predict import predict_files
 
@@ -128,3 +132,53 @@ def test_camera_jpeg_with_a_preview_equals_its_primary_picture(client: TestClien
     reference = predict(client, encoded(primary, "JPEG", quality=95))
     probs = np.array(list(body["probabilities"].values()))  # type: ignore[attr-defined]
     np.testing.assert_allclose(probs, reference, atol=1e-4)
+
+
+def _xray_8bit() -> np.ndarray:
+    eight = np.asarray(Image.open(FIXTURES / "00000404_000.png").convert("L"), dtype=np.int64)
+    eight[0, 0], eight[0, 1] = 0, 255  # full range: min-max scaling of the DICOM then equals v / 255
+    return eight
+
+
+def _same_as_png(client: TestClient, data: bytes, eight: np.ndarray, steps: list[str]) -> None:
+    body = predict_json(client, data)
+    assert body["input"] == {"format": "dicom", "width": 64, "height": 64, "steps": steps}
+    reference = predict(client, encoded(Image.fromarray(eight.astype(np.uint8))))
+    probs = np.array(list(body["probabilities"].values()))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(probs, reference, atol=1e-4)
+
+
+def test_voi_lut_with_8_bit_entries_one_per_word_equals_the_8_bit_png(client: TestClient) -> None:
+    """Was 200 with a scrambled image: pydicom indexed the table with the LUT's own 8-bit type."""
+    eight = _xray_8bit()
+    stored = eight * 16 + np.random.default_rng(0).integers(0, 16, eight.shape)  # 12-bit; v // 16 is the image
+    item = Dataset()
+    item.add_new(0x00283002, "US", [4096, 0, 8])  # LUT Descriptor: 4096 entries, first mapped 0, 8 bits
+    item.add_new(0x00283006, "OW", (np.arange(4096) // 16).astype("<u2").tobytes())  # LUT Data, one per word
+    _same_as_png(client, make_dicom(stored, bits_stored=12, VOILUTSequence=[item]), eight, ["voi_lut"])
+
+
+def test_12_bit_jpeg_lossless_dicom_equals_the_8_bit_png(client: TestClient) -> None:
+    """Was 422 "could not be decoded": no decoder for transfer syntax 1.2.840.10008.1.2.4.70 was installed."""
+    eight = _xray_8bit()
+    stored = (eight * 16).astype(np.uint16)
+    frame = imagecodecs.jpeg8_encode(stored, lossless=True, predictor=1, bitspersample=12)
+    data = encapsulated(frame, JPEGLosslessSV1, stored, 12)
+    _same_as_png(client, data, eight, ["decompress", "auto_window"])
+
+
+def test_dicom_without_preamble_equals_the_8_bit_png(client: TestClient) -> None:
+    """Was 415 "upload a PNG, JPEG or DICOM image" (raw PACS exports have no preamble or DICM marker)."""
+    eight = _xray_8bit()
+    part10 = make_dicom(eight * 16, bits_stored=12)
+    assert part10[128:132] == b"DICM"
+    _same_as_png(client, part10[132:], eight, ["auto_window"])
+
+
+def test_unsupported_compression_is_named(client: TestClient) -> None:
+    data = encapsulated(b"\xff\x0a" + bytes(64), "1.2.840.10008.1.2.4.110", np.zeros((64, 64), np.uint16), 12)
+    response = client.post("/predict", files={"file": ("upload", data, "application/octet-stream")})
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "unsupported_compression"
+    assert "JPEG XL" in body["detail"] and "1.2.840" not in body["detail"]

@@ -11,6 +11,7 @@ import logging
 from io import BytesIO
 from typing import Any
 
+import imagecodecs  # a dev dependency: it writes the compressed test files
 import numpy as np
 import numpy.typing as npt
 import pydicom
@@ -24,8 +25,6 @@ from models.dicom import decode_dicom
 from models.imaging import probe_image
 from models.input_errors import InputError, InvalidImageError, UnsupportedCompressionError
 from tests.models.test_dicom import PATIENT_ID, PATIENT_NAME, make_dicom
-
-imagecodecs = pytest.importorskip("imagecodecs")
 
 
 def original(bits: int = 12) -> npt.NDArray[np.unsignedinteger[Any]]:
