@@ -131,3 +131,43 @@ class StatusSampler:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (fields 14 and 15 of /proc/PID/stat)."""
+    after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(after_name[11]) + int(after_name[12])) / CLOCK_TICKS
+
+
+def system_busy_s() -> float:
+    """CPU seconds all CPUs have spent not idle since boot (first line of /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+@dataclass
+class CpuWindow:
+    """CPU time used by the server, by this process (the load generator) and by everything else in a window."""
+
+    server_pid: int
+    start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _read(self) -> tuple[float, float, float]:
+        return process_cpu_s(self.server_pid), process_cpu_s(os.getpid()), system_busy_s()
+
+    def __post_init__(self) -> None:
+        self.start = self._read()
+
+    def close(self, elapsed_s: float, requests: int) -> dict[str, float]:
+        server, client, busy = (b - a for a, b in zip(self.start, self._read(), strict=True))
+        cpus = len(os.sched_getaffinity(0))
+        return {
+            "server_cpu_ms_per_request": server * 1000 / requests if requests else float("nan"),
+            "loadgen_cpu_share": client / (elapsed_s * cpus) if elapsed_s > 0 else float("nan"),
+            "other_cpu_share": max(0.0, busy - server - client) / (elapsed_s * cpus) if elapsed_s > 0 else float("nan"),
+        }

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 PACKAGES = ("torch", "torchvision", "numpy", "pillow", "fastapi", "uvicorn", "httpx")
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TORCH_NUM_THREADS")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GOMP_SPINCOUNT")
 
 
 def cpu_model() -> str:
@@ -53,16 +53,19 @@ def _f(value: float, digits: int = 1) -> str:
 def _load_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| route | clients | ours req/s | seed req/s | req/s ours/seed | ours p50 ms | seed p50 ms | ours p99 ms "
-        "| seed p99 ms | p99 ours/seed | requests ours/seed | errors ours/seed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| seed p99 ms | p99 ours/seed | server CPU ms/req ours / seed | others' CPU share ours / seed "
+        "| requests ours/seed | errors ours/seed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["load"]:
         ours, seed, ratio = row["ours"], row["seed"], row["ratio_ours_over_seed"]
         lines.append(
             f"| {row['route']} | {row['clients']} | {_f(ours['req_per_s'], 2)} | {_f(seed['req_per_s'], 2)} "
             f"| **{_f(ratio['req_per_s'], 2)}** | {_f(ours['p50_ms'])} | {_f(seed['p50_ms'])} | {_f(ours['p99_ms'])} "
-            f"| {_f(seed['p99_ms'])} | {_f(ratio['p99_ms'], 2)} | {ours['requests']}/{seed['requests']} "
-            f"| {ours['errors']}/{seed['errors']} |"
+            f"| {_f(seed['p99_ms'])} | {_f(ratio['p99_ms'], 2)} "
+            f"| {_f(ours['server_cpu_ms_per_request'], 0)} / {_f(seed['server_cpu_ms_per_request'], 0)} "
+            f"| {ours['other_cpu_share']:.0%} / {seed['other_cpu_share']:.0%} "
+            f"| {ours['requests']}/{seed['requests']} | {ours['errors']}/{seed['errors']} |"
         )
     return lines
 
@@ -108,18 +111,24 @@ def render_markdown(results: dict[str, Any], json_name: str) -> str:
         "",
         f"- Machine: {machine['cpu_model']}, {machine['usable_cpus']} usable of {machine['logical_cpus']} logical "
         f"CPUs, torch threads {machine['torch_threads']}, CUDA {'yes' if machine['cuda_available'] else 'no'}",
+        f"- Thread environment (servers inherit it): "
+        f"{', '.join(f'{k}={v}' for k, v in machine['thread_env'].items() if v) or 'defaults'}",
         f"- Versions: {version_text}",
         f"- Command: `{meta['command']}` ({_f(meta['duration_s'], 0)} s); figures: `{json_name}`",
         f"- Input: `{meta['image']['file']}` ({meta['image']['size'][0]}x{meta['image']['size'][1]} PNG, "
         f"{meta['image']['bytes']} bytes); model: DenseNet-121, {meta['checkpoint']['image_size']} px, "
         f"{meta['checkpoint']['weights']}",
         "- ours = `chexnet serve`; seed = `benchmarks/seed_server.py` (the tutorial's pipeline, forward on the event "
-        "loop). Both on 127.0.0.1, one at a time, same environment; load from a closed-loop client in one "
-        "process on the same CPUs.",
+        "loop). Both on 127.0.0.1 in the same environment, one under load at a time; levels interleaved over "
+        f"{meta['config']['rounds']} round(s), alternating which server goes first; each cell is the level's best "
+        "round. The closed-loop client runs on the same CPUs.",
         f"- Parity: largest difference of the 14 probabilities, ours vs seed, on the sample: "
         f"{results['parity']['max_abs_prob_diff_ours_vs_seed']:.4f}",
         "",
         "## Load (closed loop, req/s higher is better, latency lower is better)",
+        "",
+        "Server CPU ms/req is the server process's user+system CPU time per answered request (robust to other "
+        "load); others' CPU share is the part of all CPUs used by other processes during the level (contention).",
         "",
         *_load_table(results),
         "",
@@ -127,7 +136,7 @@ def render_markdown(results: dict[str, Any], json_name: str) -> str:
         "",
         *_memory_table(results),
         "",
-        "## Model-only forward (this process, torch.inference_mode)",
+        "## Model-only forward (this process, torch.inference_mode, best call)",
         "",
         f"Peak estimate: {_f(peak['gflops'])} GFLOP/s ({peak['method']}, 2 n³ flops). DenseNet-121 at 224 px: "
         f"{model['macs_per_image'] / 1e9:.2f} G multiply-accumulates counted over Conv2d and Linear "
@@ -136,7 +145,7 @@ def render_markdown(results: dict[str, Any], json_name: str) -> str:
         "",
         *_forward_table(model),
         "",
-        "## Stages of one /gradcam request (median ms, batch of one, in this process)",
+        "## Stages of one /gradcam request (best-of ms, batch of one, in this process)",
         "",
         "ours: `decode_image`, `eval_tensor`, `forward_features`+`forward_head`, `gradcam_maps` (14 maps, no "
         "backward), `overlay_rgb`, `encode_png`. seed: `seed_server` functions; its Grad-CAM row is a forward "

@@ -3,8 +3,9 @@
     .venv/bin/python -m benchmarks.run_bench [--quick] [--out benchmarks/results]
 
 Writes a 224 px random-weight checkpoint, then starts ``chexnet serve`` and ``benchmarks.seed_server`` on free
-127.0.0.1 ports one at a time, and measures /predict at 1, 4 and 16 closed-loop clients and /gradcam at 2
-(req/s, p50, p99, errors; ratio ours/seed), resident memory idle and under load; then, in this process,
+127.0.0.1 ports one after the other, and measures /predict at 1, 4 and 16 closed-loop clients and /gradcam at 2
+on one server at a time, interleaved (see ``benchmarks.serving``): req/s, p50, p99, errors, server CPU per
+request, ratio ours/seed; resident memory idle and under load. Then, with both stopped, in this process,
 model-only forward img/s against the CPU's fp32 matmul rate, and the stages of one request. Writes
 ``bench-<date>.json`` and ``latest.md`` into ``--out``. ``--quick`` uses tiny counts (a smoke test, < 60 s).
 """
@@ -12,15 +13,12 @@ model-only forward img/s against the CPU's fp32 matmul rate, and the stages of o
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import json
 import logging
-import math
 import shlex
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +26,9 @@ from typing import Any
 import torch
 
 from benchmarks import inprocess
-from benchmarks.loadgen import SAMPLE_IMAGE, LoadSpec, run_load
-from benchmarks.processes import StatusSampler, proc_status, running_server
+from benchmarks.loadgen import SAMPLE_IMAGE, LoadSpec
 from benchmarks.report import machine_info, render_markdown, versions
+from benchmarks.serving import bench_servers, compare_levels
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.network import build_network
 from models.preprocessing import PreprocessSpec
@@ -38,7 +36,6 @@ from models.preprocessing import PreprocessSpec
 logger = logging.getLogger("benchmarks")
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 224
-SERVERS = ("ours", "seed")
 
 
 @dataclass(frozen=True)
@@ -47,16 +44,17 @@ class BenchConfig:
 
     mode: str
     predict_clients: tuple[int, ...] = (1, 4, 16)
-    predict_requests: int = 120
+    predict_requests: int = 80
     gradcam_clients: int = 2
-    gradcam_requests: int = 40
-    level_seconds: float = 25.0
-    warmup_seconds: float = 15.0
+    gradcam_requests: int = 30
+    level_seconds: float = 12.0
+    warmup_seconds: float = 10.0
+    rounds: int = 2  # each level on both servers per round, alternating which goes first
     matmul_n: int = 2048
     forward_batches: tuple[int, ...] = (1, 8)
     calls: int = 20  # per in-process measurement, bounded also by call_seconds
-    call_seconds: float = 3.0
-    repetitions: int = 3
+    call_seconds: float = 2.0
+    repetitions: int = 2
 
 
 FULL = BenchConfig(mode="full")
@@ -70,6 +68,7 @@ QUICK = BenchConfig(
     calls=2,
     call_seconds=1.0,
     repetitions=1,
+    rounds=1,
 )
 
 
@@ -91,66 +90,6 @@ def load_levels(config: BenchConfig) -> list[LoadSpec]:
         LoadSpec(path, clients, max(requests, clients), config.level_seconds, clients, config.warmup_seconds)
         for path, clients, requests in levels
     ]
-
-
-async def _measure_server(url: str, pid: int, config: BenchConfig, image: bytes) -> dict[str, Any]:
-    sampler = StatusSampler(pid)
-    sampler.start()
-    levels = []
-    try:
-        for spec in load_levels(config):
-            result = await run_load(url, spec, image)
-            logger.info("  %s x%d: %.2f req/s, p50 %.0f ms", spec.path, spec.clients, result.req_per_s, result.p50_ms)
-            levels.append(asdict(result))
-    finally:
-        await sampler.stop()
-    return {"levels": levels, "load_max_rss_mib": sampler.max_rss_mib, "load_max_threads": sampler.max_threads}
-
-
-def bench_server(kind: str, checkpoint: Path, config: BenchConfig, image: bytes, log_dir: Path) -> dict[str, Any]:
-    """Start one server, read its idle memory, run every load level against it, stop it."""
-    import httpx
-
-    logger.info("server %s: starting", kind)
-    with running_server(kind, checkpoint, log_dir / f"{kind}-server.log") as server:
-        time.sleep(1.0)  # let start-up allocations settle before reading the idle figure
-        idle = proc_status(server.process.pid)
-        files = {"file": ("sample-xray.png", image, "image/png")}
-        answer = httpx.post(f"{server.url}/predict", files=files, timeout=120, trust_env=False)
-        answer.raise_for_status()
-        measured = asyncio.run(_measure_server(server.url, server.process.pid, config, image))
-        final = proc_status(server.process.pid)
-    return {
-        "startup_s": server.startup_s,
-        "idle_rss_mib": idle["rss_mib"],
-        "idle_threads": idle["threads"],
-        "load_max_rss_mib": measured["load_max_rss_mib"],
-        "load_max_threads": measured["load_max_threads"],
-        "peak_rss_mib": final["hwm_mib"],
-        "probabilities": answer.json()["probabilities"],
-        "levels": measured["levels"],
-    }
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
-
-
-def compare_levels(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per load level: both servers' figures and ours/seed for req/s, p50 and p99."""
-    rows = []
-    for ours, seed in zip(servers["ours"]["levels"], servers["seed"]["levels"], strict=True):
-        keys = ("req_per_s", "p50_ms", "p99_ms")
-        rows.append(
-            {
-                "route": ours["path"],
-                "clients": ours["clients"],
-                "ours": ours,
-                "seed": seed,
-                "ratio_ours_over_seed": {k: _ratio(ours[k], seed[k]) for k in keys},
-            }
-        )
-    return rows
 
 
 def bench_model(checkpoint: Path, config: BenchConfig) -> dict[str, Any]:
@@ -189,12 +128,11 @@ def run(config: BenchConfig, out_dir: Path, image: Path = SAMPLE_IMAGE) -> Path:
     data = image.read_bytes()
     with tempfile.TemporaryDirectory(prefix="chexnet-bench-") as tmp:
         checkpoint = write_checkpoint(Path(tmp) / "bench-224.pt")
-        servers = {kind: bench_server(kind, checkpoint, config, data, Path(tmp)) for kind in SERVERS}
+        served = bench_servers(checkpoint, load_levels(config), config.rounds, data, Path(tmp))
         logger.info("model-only forward")
         model = bench_model(checkpoint, config)
         logger.info("stages of one request")
         stages = bench_stages(checkpoint, config, image)
-    probs = [servers[k].pop("probabilities") for k in SERVERS]
     results = {
         "meta": {
             "created_utc": started.isoformat(timespec="seconds"),
@@ -207,9 +145,9 @@ def run(config: BenchConfig, out_dir: Path, image: Path = SAMPLE_IMAGE) -> Path:
             "image": {"file": image.name, "bytes": len(data), "size": list(inprocess.image_size(image))},
             "checkpoint": {"image_size": IMAGE_SIZE, "weights": "random, torch.manual_seed(0)"},
         },
-        "load": compare_levels(servers),
-        "servers": servers,
-        "parity": {"max_abs_prob_diff_ours_vs_seed": max(abs(probs[0][k] - probs[1][k]) for k in probs[0])},
+        "load": compare_levels(served["servers"]),
+        "servers": served["servers"],
+        "parity": served["parity"],
         "model_forward": model,
         "stages_ms": stages,
     }

@@ -15,7 +15,10 @@ import pytest
 from benchmarks.loadgen import check_loopback, percentile
 
 REPO = Path(__file__).resolve().parents[2]
-LEVEL_KEYS = {"path", "clients", "requests", "errors", "elapsed_s", "req_per_s", "p50_ms", "p99_ms", "mean_ms"}
+LEVEL_KEYS = {
+    "path", "clients", "requests", "errors", "elapsed_s", "req_per_s", "p50_ms", "p99_ms", "mean_ms",
+    "server_cpu_ms_per_request", "other_cpu_share", "loadgen_cpu_share", "rounds_req_per_s",
+}  # fmt: skip
 SERVER_KEYS = {"startup_s", "idle_rss_mib", "idle_threads", "load_max_rss_mib", "load_max_threads", "peak_rss_mib"}
 STAGES = ["read_png", "decode", "preprocess", "forward", "gradcam_maps", "overlay_render", "png_encode"]
 
@@ -50,12 +53,13 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     levels = [(row["route"], row["clients"]) for row in results["load"]]
     assert levels == [("/predict", 1), ("/predict", 4), ("/predict", 16), ("/gradcam", 2)]
     for row in results["load"]:
-        assert set(row["ratio_ours_over_seed"]) == {"req_per_s", "p50_ms", "p99_ms"}
+        assert set(row["ratio_ours_over_seed"]) == {"req_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request"}
         for side in ("ours", "seed"):
             assert set(row[side]) >= LEVEL_KEYS
             assert row[side]["errors"] == 0
             assert row[side]["requests"] >= row["clients"]
             assert row[side]["req_per_s"] > 0 and row[side]["p99_ms"] >= row[side]["p50_ms"] > 0
+            assert row[side]["server_cpu_ms_per_request"] > 0 and len(row[side]["rounds_req_per_s"]) == 1
 
     for name in ("ours", "seed"):
         server = results["servers"][name]
