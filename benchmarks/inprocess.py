@@ -127,7 +127,9 @@ def our_stages(
     return {name: _best_ms(fn, count, seconds, repetitions) for name, fn in steps.items()}
 
 
-def seed_stages(model: CheXNet, image_size: int, image: Path, count: int, seconds: float, repetitions: int) -> dict:
+def seed_stages(
+    model: CheXNet, image_size: int, image: Path, count: int, seconds: float, repetitions: int
+) -> dict[str, float]:
     """Best-of ms of each step of one seed-style /gradcam request (benchmarks.seed_server's functions)."""
     data = image.read_bytes()
     preprocess = seed_server.seed_transforms(image_size)

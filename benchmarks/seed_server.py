@@ -85,7 +85,7 @@ def gradcam(model: CheXNet, tensor: torch.Tensor) -> tuple[npt.NDArray[np.float3
         output = torch.sigmoid(model(tensor.unsqueeze(0)))
         index = int(output[0].argmax())
         model.zero_grad()
-        output[0, index].backward()
+        output[0, index].backward()  # type: ignore[no-untyped-call]
     finally:
         for handle in handles:
             handle.remove()

@@ -41,7 +41,9 @@ async def _run_level(server: RunningServer, spec: LoadSpec, image: bytes, round_
     return {**asdict(result), **cpu, "round": round_index}
 
 
-async def _measure(servers: dict[str, RunningServer], levels: list[LoadSpec], rounds: int, image: bytes) -> dict:
+async def _measure(
+    servers: dict[str, RunningServer], levels: list[LoadSpec], rounds: int, image: bytes
+) -> dict[str, Any]:
     samplers = {kind: StatusSampler(server.process.pid) for kind, server in servers.items()}
     for sampler in samplers.values():
         sampler.start()
@@ -65,7 +67,7 @@ def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
-def bench_servers(checkpoint: Path, levels: list[LoadSpec], rounds: int, image: bytes, log_dir: Path) -> dict:
+def bench_servers(checkpoint: Path, levels: list[LoadSpec], rounds: int, image: bytes, log_dir: Path) -> dict[str, Any]:
     """Start both servers, read idle memory and one answer each, run the interleaved rounds; always stop both."""
     servers: dict[str, RunningServer] = {}
     idle: dict[str, dict[str, float]] = {}
