@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The torch build that lies on disk here (a CUDA build that also runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install serve test lint format clean demo-model fuzz
+.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,15 @@ demo-model: $(STAMP)
 	  --image-size 128 --epochs 15 --batch-size 32 --scheduler cosine --workers 1 --seed 0 --lr 1e-3
 	$(BIN)/python -m training.bundle runs/demo-a/best.pt models/bundled/chexnet-demo.pt --recipe-selection \
 	  "best validation mean AUROC of three CPU runs on the same split (seed 0): 128 px, lr 1e-3, cosine, 15 epochs: 0.647 (chosen, epoch 11); the same with --pos-weight: 0.636; 224 px, lr 1e-3, cosine, 12 epochs: 0.632"
+
+# Our service against a seed-style reference on this machine (at most about 10 minutes on 2 CPU cores);
+# writes benchmarks/results/bench-<date>.json and benchmarks/results/latest.md. OMP_WAIT_POLICY=PASSIVE for
+# every process: on a CPU shared with other work, libgomp's spin-waiting makes a forward on the main thread
+# 5-50x slower (see benchmarks/README.md); passive waiting measures the pipelines, not the neighbours.
+BENCH_ENV ?= OMP_WAIT_POLICY=PASSIVE
+bench: $(STAMP)
+	$(BENCH_ENV) $(BIN)/python -m benchmarks.run_bench --out benchmarks/results
+
+# The same suite with tiny counts (under a minute), into runs/bench-quick: a smoke test, not a measurement.
+bench-quick: $(STAMP)
+	$(BENCH_ENV) $(BIN)/python -m benchmarks.run_bench --quick --out runs/bench-quick

@@ -1,0 +1,83 @@
+"""The benchmark suite end to end in --quick mode: every section present, with the right keys and counts.
+
+No timing assertions: the figures depend on the machine; only their presence and sign are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.loadgen import check_loopback, percentile
+
+REPO = Path(__file__).resolve().parents[2]
+LEVEL_KEYS = {
+    "path", "clients", "requests", "errors", "elapsed_s", "req_per_s", "p50_ms", "p99_ms", "mean_ms",
+    "server_cpu_ms_per_request", "other_cpu_share", "loadgen_cpu_share", "rounds_req_per_s",
+}  # fmt: skip
+SERVER_KEYS = {"startup_s", "idle_rss_mib", "idle_threads", "load_max_rss_mib", "load_max_threads", "peak_rss_mib"}
+STAGES = ["read_png", "decode", "preprocess", "forward", "gradcam_maps", "overlay_render", "png_encode"]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile([7.0], 99) == 7.0
+
+
+def test_load_generator_refuses_other_hosts() -> None:
+    check_loopback("http://127.0.0.1:8000")
+    with pytest.raises(ValueError, match=r"127\.0\.0\.1 only"):
+        check_loopback("http://example.com:8000")
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_section(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "benchmarks.run_bench", "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [path] = tmp_path.glob("bench-*.json")
+    results = json.loads(path.read_text())
+
+    meta = results["meta"]
+    assert meta["mode"] == "quick"
+    assert {"python", "torch", "numpy", "pillow"} <= set(meta["versions"])
+    assert meta["machine"]["cpu_model"] and meta["machine"]["logical_cpus"] > 0
+    assert "--quick" in meta["command"]
+
+    levels = [(row["route"], row["clients"]) for row in results["load"]]
+    assert levels == [("/predict", 1), ("/predict", 4), ("/predict", 16), ("/gradcam", 2)]
+    for row in results["load"]:
+        assert set(row["ratio_ours_over_seed"]) == {"req_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request"}
+        for side in ("ours", "seed"):
+            assert set(row[side]) >= LEVEL_KEYS
+            assert row[side]["errors"] == 0
+            assert row[side]["requests"] >= row["clients"]
+            assert row[side]["req_per_s"] > 0 and row[side]["p99_ms"] >= row[side]["p50_ms"] > 0
+            assert row[side]["server_cpu_ms_per_request"] > 0 and len(row[side]["rounds_req_per_s"]) == 1
+
+    for name in ("ours", "seed"):
+        server = results["servers"][name]
+        assert set(server) >= SERVER_KEYS
+        assert server["idle_rss_mib"] > 0 and server["load_max_rss_mib"] > 0 and server["load_max_threads"] >= 1
+    assert 0 <= results["parity"]["max_abs_prob_diff_ours_vs_seed"] < 0.05
+
+    model = results["model_forward"]
+    assert model["peak_estimate"]["gflops"] > 0 and model["flops_per_image"] == 2 * model["macs_per_image"]
+    rows = {(row["layout"], row["batch"]) for row in model["rows"]}
+    assert rows == {(layout, b) for layout in ("contiguous", "channels_last") for b in (1, 8)}
+    assert all(row["img_per_s"] > 0 and row["share_of_peak"] > 0 for row in model["rows"])
+
+    for name in ("ours", "seed"):
+        assert list(results["stages_ms"][name]) == STAGES
+        assert all(ms > 0 for ms in results["stages_ms"][name].values())
+
+    markdown = (tmp_path / "latest.md").read_text()
+    for heading in ("## Load", "## Memory", "## Model-only forward", "## Stages"):
+        assert heading in markdown
+    assert path.name in markdown
