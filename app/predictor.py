@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,11 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from app.backends import InferenceBackend, build_backend
 from app.errors import NotReadyError, OverloadedError
 from app.settings import Settings
+from app.threads import model_executor
 from models.checkpoint import load_checkpoint
 from models.gradcam import gradcam_maps, normalise_maps
-from models.network import CheXNet
 from models.preprocessing import PreprocessSpec
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ class ModelInfo:
     sha256: str
     device: str
     spec: PreprocessSpec
+    backend: str = "torch"
+    precision: str = "fp32"
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -84,40 +86,49 @@ class _Job:
 
 
 class Predictor:
-    """Holds the network; everything that touches it runs on one dedicated thread."""
+    """Holds the backend; everything that touches it runs on one dedicated thread.
 
-    def __init__(self, model: CheXNet, info: ModelInfo, settings: Settings) -> None:
-        self.model, self.info = model, info
-        self.device = torch.device(info.device)
+    ``head_weight`` (K, 1024) is the classifier's weight, which closed-form Grad-CAM needs with the norm5 map.
+    """
+
+    def __init__(
+        self, backend: InferenceBackend, head_weight: torch.Tensor, info: ModelInfo, settings: Settings
+    ) -> None:
+        self.backend, self.info = backend, info
+        self.head_weight = head_weight.detach().to(backend.device)
         self.max_batch_size, self.max_wait = settings.max_batch_size, settings.max_wait_ms / 1000.0
         self.queue_size = settings.queue_size
         self.observer: BatchObserver | None = None
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: list[_Job] = []
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chexnet-model")
+        self._executor = model_executor(settings.intra_op_threads)
 
     @classmethod
     def load(cls, settings: Settings) -> Predictor:
         """Load the checkpoint strictly onto the device; raises CheckpointError / RuntimeError on failure."""
         device = resolve_device(settings.device)
         checkpoint = load_checkpoint(settings.checkpoint)
-        model = checkpoint.build_model().to(device)
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        model = checkpoint.build_model()
         digest = checkpoint.sha256 or ""
+        head_weight = model.classifier.weight.detach().clone()
+        backend = build_backend(settings, model, device, digest, checkpoint.spec.image_size)
         info = ModelInfo(
             name=Path(settings.checkpoint).stem,
             version=str(checkpoint.provenance.get("chexnet_version", "unknown")),
             sha256=digest,
-            device=str(device),
+            device=str(backend.device),
             spec=checkpoint.spec,
+            backend=backend.name,
+            precision=backend.precision,
             metrics=checkpoint.metrics,
             provenance=checkpoint.provenance,
             config=checkpoint.config,
         )
-        logger.info("model loaded on %s (sha256 %s…)", device, digest[:12])
-        return cls(model, info, settings)
+        logger.info(
+            "model loaded: %s backend, %s, on %s (sha256 %s…)", backend.name, backend.precision, device, digest[:12]
+        )
+        return cls(backend, head_weight, info, settings)
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.queue_size)
@@ -212,14 +223,11 @@ class Predictor:
     @torch.inference_mode()
     def run_batch(self, batch: list[_Job]) -> list[Inference]:
         """One forward for the batch: (B, 3, S, S) -> probabilities, plus cams for the rows that asked."""
-        images = torch.stack([job.tensor for job in batch]).to(self.device)
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        features = self.model.forward_features(images)
-        probs = torch.sigmoid(self.model.forward_head(features)).float().cpu().numpy()
+        logits, features = self.backend.run(torch.stack([job.tensor for job in batch]))
+        probs = torch.sigmoid(logits).float().cpu().numpy()
         wanted = [i for i, job in enumerate(batch) if job.with_cams]
         cams: dict[int, npt.NDArray[np.float32]] = {}
         if wanted:
-            maps = normalise_maps(gradcam_maps(features[wanted], self.model.classifier.weight))
+            maps = normalise_maps(gradcam_maps(features[wanted], self.head_weight))
             cams = dict(zip(wanted, maps.float().cpu().numpy(), strict=True))
         return [Inference(probs=probs[i], cams=cams.get(i)) for i in range(len(batch))]

@@ -120,13 +120,15 @@ async def explain_image(
 
 @router.get("/model", response_model=ModelCard, dependencies=Guarded, responses=_ERRORS, tags=["model"])
 async def read_model_card(request: Request) -> ModelCard:
-    """The model card: labels, preprocessing, training data and command, metrics, checksum, device."""
+    """The model card: labels, preprocessing, training data and command, metrics, checksum, device, backend."""
     info = _service(request).engine.info
     return ModelCard(
         name=info.name,
         version=info.version,
         sha256=info.sha256,
         device=info.device,
+        backend=info.backend,
+        precision=info.precision,
         labels=list(PATHOLOGIES),
         preprocessing=info.spec.to_dict(),
         training={"provenance": info.provenance, "config": info.config},

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.threads import available_cores
 from models.bundled import DEMO_CHECKPOINT
 
 MIB = 1024 * 1024
@@ -26,6 +27,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="auto: openvino on the CPU, torch on CUDA; torch: eager PyTorch everywhere"
+    )
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 only when asked (probabilities move ~1e-3)")
+    intra_op_threads: int = Field(
+        default_factory=available_cores, ge=1, le=1024, description="the model's threads (decode threads get 1)"
+    )
+    cache_dir: Path | None = Field(
+        None, description="compiled-model cache; unset: beside the checkpoint, else a per-user temporary folder"
+    )
     api_key: SecretStr | None = Field(None, description="when set, X-API-Key is required on model routes")
     max_upload_bytes: int = Field(20 * MIB, ge=1024)
     max_pixels: int = Field(40_000_000, ge=64 * 64)
@@ -49,4 +60,16 @@ class Settings(BaseSettings):
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("backend")
+    @classmethod
+    def _openvino_runs_on_the_cpu(cls, value: str, info: ValidationInfo) -> str:
+        if value == "openvino" and info.data.get("device") == "cuda":
+            raise ValueError("openvino runs on the CPU; with CHEXNET_DEVICE=cuda use CHEXNET_BACKEND=torch or auto")
+        return value
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_cache_dir_means_default(cls, value: object) -> object:
         return None if value == "" else value

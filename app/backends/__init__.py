@@ -1,0 +1,55 @@
+"""Inference backends behind one small interface: a batch of images in, logits and the norm5 map out.
+
+``torch`` is eager PyTorch, the reference (and the choice on CUDA); ``openvino`` is the compiled CPU backend.
+Grad-CAM (``models.gradcam``) needs only the norm5 map and the head's weights, so it works with either.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from app.backends.cache import resolve_cache_dir
+from app.backends.torch_backend import TorchBackend
+from app.settings import Settings
+from models.network import CheXNet
+
+logger = logging.getLogger(__name__)
+
+
+class InferenceBackend(Protocol):
+    """Runs the network; called from one thread only (the model owner's)."""
+
+    name: str
+    device: torch.device
+    precision: str
+
+    def run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, S, S) float32 -> logits (N, 14) float32, norm5 map (N, 1024, S/32, S/32) float32 (pre-ReLU)."""
+        ...
+
+
+def backend_name(settings: Settings, device: torch.device) -> str:
+    """``auto`` means openvino on the CPU and torch on CUDA."""
+    if settings.backend == "auto":
+        return "torch" if device.type == "cuda" else "openvino"
+    return settings.backend
+
+
+def build_backend(
+    settings: Settings, model: CheXNet, device: torch.device, sha256: str, image_size: int
+) -> InferenceBackend:
+    """The backend the settings ask for, ready to run (exported, compiled and checked when compiled)."""
+    name = backend_name(settings, device)
+    if name == "torch":
+        return TorchBackend(model, device, settings.precision)
+    from app.backends.openvino_backend import cache_for, load_openvino_backend  # only this backend needs openvino
+
+    folder = resolve_cache_dir(settings.cache_dir, Path(settings.checkpoint))
+    if folder is None:
+        logger.warning("no writable cache folder; the OpenVINO export is kept in memory only")
+    cache = cache_for(folder, sha256, image_size)
+    return load_openvino_backend(model, image_size, settings.precision, settings.intra_op_threads, cache)
