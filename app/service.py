@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI, UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from app.errors import NotReadyError, OverloadedError
 from app.pipeline import PreparedImage, decode_limits, prepare_image
 from app.predictor import Inference, InferenceEngine
 from app.settings import Settings
 from app.telemetry import Telemetry
+from app.threads import decode_executor
 from models.imaging import DecodeLimits
 from models.input_errors import InvalidImageError
 
@@ -28,6 +28,7 @@ class Service:
         self.limits: DecodeLimits = decode_limits(settings)
         self._warm = False
         self._decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+        self._decoder = decode_executor(settings.decode_concurrency)  # one torch thread each (app.threads)
         self._decoding = 0  # requests decoding or waiting for a decode slot
         if hasattr(engine, "observer"):
             engine.observer = telemetry
@@ -53,7 +54,10 @@ class Service:
         self._decoding += 1
         try:
             async with self._decode_slots:
-                return await run_in_threadpool(prepare_image, data, self.engine.info.spec, self.limits)
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    self._decoder, prepare_image, data, self.engine.info.spec, self.limits
+                )
         finally:
             self._decoding -= 1
 
@@ -78,6 +82,7 @@ class Service:
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        self._decoder = decode_executor(self.settings.decode_concurrency)  # fresh per run (threads start lazily)
         await self.engine.start()
         warm = asyncio.create_task(self.warm_up(), name="chexnet-warmup")
         try:
@@ -87,3 +92,4 @@ class Service:
             warm.cancel()
             await asyncio.gather(warm, return_exceptions=True)
             await self.engine.stop()
+            self._decoder.shutdown(wait=False, cancel_futures=True)
