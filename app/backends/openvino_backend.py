@@ -104,6 +104,9 @@ def load_openvino_backend(
     disagrees raises RuntimeError (the service does not start on a model it cannot vouch for).
     """
     core = ov.Core()
+    # Read the weights into memory rather than mapping the file: a cache file rewritten in place (a copy over
+    # it, a test) would otherwise crash the process with SIGBUS/SIGSEGV when the mapping is next touched.
+    core.set_property({"ENABLE_MMAP": False})
     backend = compile_backend(cached_ir(core, model, image_size, cache), core, precision, threads)
     difference = probe_difference(backend, model, image_size)
     if difference > PROBE_TOLERANCE[precision] and cache is not None:
