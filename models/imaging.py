@@ -12,6 +12,7 @@ errors of :mod:`models.input_errors`, each with a stable ``code`` and a message 
 from __future__ import annotations
 
 import os
+import stat
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -56,8 +57,12 @@ def sniff_format(data: bytes) -> str:
 
 
 def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes; raises :class:`UnreadableFileError` (missing, a folder, no permission) without the path."""
+    """A regular file's bytes; raises :class:`UnreadableFileError` (missing, a folder, a pipe or device, no
+    permission) without the path.  Only regular files are read: a FIFO would block and a device never ends.
+    """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode) and not Path(path).is_dir():
+            raise UnreadableFileError("This is not a regular file (a pipe, socket or device).")
         return Path(path).read_bytes()
     except FileNotFoundError as exc:
         raise UnreadableFileError("The file does not exist.") from exc
@@ -94,6 +99,8 @@ def probe_image(source: bytes | str | os.PathLike[str], limits: DecodeLimits = D
     if isinstance(source, bytes):
         return _probe_stream(BytesIO(source), limits)
     try:
+        if not stat.S_ISREG(os.stat(source).st_mode):
+            read_image_bytes(source)  # raises the UnreadableFileError matching what it is
         handle = open(source, "rb")  # noqa: SIM115 -- closed below; open errors mapped like read_image_bytes
     except OSError:
         read_image_bytes(source)  # raises the UnreadableFileError matching the failure

@@ -128,6 +128,7 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
         "with the reason; the others are predicted, and the exit status is 1."
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
     p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, help="CSV file to write (default: stdout)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -144,7 +145,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     try:
         device = resolve_device(args.device)
-        found = collect_images(args.paths)
+        found = collect_images(args.paths, args.recursive)
         result = predict_files(args.checkpoint or DEMO_CHECKPOINT, found.paths, args.batch_size, args.workers, device)
     except (ModelContractError, ValueError, OSError) as exc:
         print(f"chexnet predict: {exc}", file=sys.stderr)
@@ -154,6 +155,8 @@ def _run_predict(args: argparse.Namespace) -> int:
             f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM",
             file=sys.stderr,
         )
+    if found.subfolders:
+        print(f"chexnet predict: did not search {found.subfolders} subfolders (use --recursive)", file=sys.stderr)
     for failure in result.failures:
         print(f"chexnet predict: cannot read {failure.path}: {failure.message}", file=sys.stderr)
     write_predictions_csv(result.paths, result.probs, args.out)

@@ -32,42 +32,70 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FoundImages:
-    """The files to predict, in order, and how many folder entries were passed over as not images."""
+    """The files to predict, in order; folder entries passed over as not images; subfolders not searched."""
 
     paths: list[Path]
     skipped: int
+    subfolders: int = 0
 
 
-def is_image_file(path: Path) -> bool:
-    """True when the file's first bytes are those of a PNG, JPEG or DICOM file (read errors count as False)."""
+def is_image_candidate(path: Path) -> bool:
+    """Whether a folder entry should be predicted: a regular file whose first bytes are PNG, JPEG or DICOM.
+
+    A file that cannot be opened (no permission) or is empty is kept, so that predicting it names the file
+    with the reason instead of passing over it without a word.
+    """
     try:
         with path.open("rb") as handle:
-            sniff_format(handle.read(SNIFF_BYTES))
-    except (OSError, InputError):
+            head = handle.read(SNIFF_BYTES)
+    except OSError:
+        return True
+    if not head:
+        return True
+    try:
+        sniff_format(head)
+    except InputError:
         return False
     return True
 
 
-def collect_images(paths: Iterable[Path]) -> FoundImages:
-    """Files as given (checked when decoded); folders expanded to their image files, by content (sorted, flat).
+def _folder_entries(folder: Path, recursive: bool) -> tuple[list[Path], int]:
+    """Regular files of ``folder`` (sorted; hidden ones left out), and how many subfolders were not searched."""
+    files: list[Path] = []
+    subfolders = 0
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if recursive:
+                nested, _ = _folder_entries(entry, recursive)
+                files.extend(nested)
+            else:
+                subfolders += 1
+        elif entry.is_file():
+            files.append(entry)
+    return files, subfolders
 
-    Raises FileNotFoundError for a path that does not exist, or when no image is found at all.
+
+def collect_images(paths: Iterable[Path], recursive: bool = False) -> FoundImages:
+    """Files as given (each is checked when decoded, so a missing one is reported, not fatal); folders expanded
+    to their image files, found by content; with ``recursive`` subfolders too (symbolic links to folders are
+    followed, sorted by path).  Raises FileNotFoundError when nothing at all is found.
     """
     found: list[Path] = []
-    skipped = 0
+    skipped = subfolders = 0
     for path in paths:
         if path.is_dir():
-            entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            images = [p for p in entries if is_image_file(p)]
+            entries, unsearched = _folder_entries(path, recursive)
+            images = [p for p in entries if is_image_candidate(p)]
             skipped += len(entries) - len(images)
+            subfolders += unsearched
             found.extend(images)
-        elif path.exists():
-            found.append(path)
         else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
+            found.append(path)
     if not found:
         raise FileNotFoundError("no PNG, JPEG or DICOM images found in the given paths")
-    return FoundImages(found, skipped)
+    return FoundImages(found, skipped, subfolders)
 
 
 class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):

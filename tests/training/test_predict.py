@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,30 @@ def test_a_named_file_that_is_not_an_image(
         captured.err
     )
     assert str(tmp_path / "x.png") in captured.out  # the good file is still predicted (CSV on stdout)
+
+
+def test_missing_empty_and_special_files_are_named_and_subfolders_counted(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tmp_path / "study"
+    (study / "series").mkdir(parents=True)
+    (study / "a.png").write_bytes(png_bytes(xray_pixels()))
+    (study / "empty.png").write_bytes(b"")
+    (study / "series" / "IM0001").write_bytes(make_dicom(xray_pixels(), bits_stored=8))
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "preds.csv"
+    code = main(
+        ["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), str(study), str(fifo), str(missing)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert f"chexnet predict: cannot read {study / 'empty.png'}: The file is empty." in err
+    assert f"chexnet predict: cannot read {fifo}: This is not a regular file (a pipe, socket or device)." in err
+    assert f"chexnet predict: cannot read {missing}: The file does not exist." in err
+    assert "chexnet predict: did not search 1 subfolders (use --recursive)" in err
+    assert list(read_csv(out)[1]) == [str(study / "a.png")]
+
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--recursive", str(study)]) == 1
+    assert list(read_csv(out)[1]) == [str(study / "a.png"), str(study / "series" / "IM0001")]
