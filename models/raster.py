@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _PILLOW_FORMATS: Final = {"png": ["PNG"], "jpeg": ["JPEG", "MPO"]}
 _EXIF_ORIENTATION: Final = 0x0112
-_PNG_TAIL_BYTES: Final = 1024  # IEND must be in the last KiB (room for a little trailing junk, which Pillow ignores)
+_MAX_PNG_CHUNKS: Final = 65_536  # real files have a few dozen; more is a file built to waste time
 # PNG colour type -> sBIT bytes of its colour (non-alpha) samples; palette images (type 3) are left as they are.
 _COLOUR_SAMPLES: Final = {0: 1, 2: 3, 4: 1, 6: 3}
 _SIXTEEN_BIT_GRAY: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -85,21 +85,35 @@ def _typed_errors(fmt: str, limits: DecodeLimits) -> Iterator[None]:
 def read_raster_header(stream: BinaryIO, fmt: str, limits: DecodeLimits) -> tuple[int, int]:
     """(width, height) of a PNG/JPEG from its header, limits checked, nothing decoded; raises InputError."""
     with _typed_errors(fmt, limits):
+        if fmt == "png":
+            _check_png_ends(stream)
+            stream.seek(0)
         with Image.open(stream, formats=_PILLOW_FORMATS[fmt]) as image:
             _check_frames(image)
             width, height = image.size
-        if fmt == "png":
-            _check_png_ends(stream)
     _check_size(width, height, limits)
     return width, height
 
 
 def _check_png_ends(stream: BinaryIO) -> None:
-    """A PNG's last chunk is IEND (PNG 1.2 §5.6): its absence near the end of the file means a truncated file."""
-    size = stream.seek(0, 2)
-    stream.seek(max(0, size - _PNG_TAIL_BYTES))
-    if b"IEND" not in stream.read(_PNG_TAIL_BYTES):
-        raise InvalidImageError("The PNG file is truncated: it does not end with its IEND chunk.")
+    """Walk the chunk headers (PNG 1.2 §5.3) to the IEND chunk; a file that ends first is truncated.
+
+    Only 8 bytes a chunk are read (lengths are skipped over), so this costs microseconds; data after IEND is
+    ignored, as Pillow and viewers ignore it.  Used by both the header check and the decoder, so both give the
+    same verdict.
+    """
+    stream.seek(len(PNG_SIGNATURE))
+    for _ in range(_MAX_PNG_CHUNKS):
+        head = stream.read(8)
+        if len(head) < 8:
+            break
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IEND":
+            return
+        stream.seek(length + 4, 1)  # the chunk's data and CRC
+    else:
+        raise InvalidImageError("The PNG file has too many chunks.")
+    raise InvalidImageError("The PNG file is truncated: it ends before its IEND chunk.")
 
 
 def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
@@ -122,6 +136,8 @@ def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
 
 def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     steps: list[str] = []
+    if fmt == "png":
+        _check_png_ends(BytesIO(data))
     # formats=[...] keeps Pillow from trying any other plugin on the bytes; open() parses only the header.
     with Image.open(BytesIO(data), formats=_PILLOW_FORMATS[fmt]) as image:
         _check_frames(image)

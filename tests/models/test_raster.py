@@ -146,3 +146,19 @@ def test_16_bit_colour_png_with_unscaled_12_bit_data_is_refused_not_shown_dark()
     conforming = (values << 4) | (values >> 8)
     gray = decode_image(png_16(conforming, 2, b"\x0c\x0c\x0c"), LIMITS).gray
     np.testing.assert_allclose(gray, (conforming[..., 0] >> 8) / 255.0, atol=1e-6)  # what Pillow gives
+
+
+def test_truncated_png_gets_one_verdict_from_decoder_and_header_check() -> None:
+    data = encode(Image.fromarray(np.random.default_rng(4).integers(0, 256, (64, 64), dtype=np.uint8), "L"))
+    message = "The PNG file is truncated: it ends before its IEND chunk."
+    for cut in (data[:-12], data[: len(data) // 2], data[:40]):
+        for call in (decode_image, probe_image):
+            with pytest.raises(InvalidImageError) as info:
+                call(cut, LIMITS)
+            assert info.value.message == message, (len(cut), call.__name__)
+
+
+def test_data_after_iend_is_ignored_by_both() -> None:
+    data = encode(Image.new("L", (64, 64), 7)) + np.random.default_rng(5).bytes(5000)
+    assert decode_image(data, LIMITS).gray.shape == (64, 64)
+    assert probe_image(data, LIMITS).width == 64

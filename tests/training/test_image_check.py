@@ -59,7 +59,7 @@ def test_find_unreadable_names_each_kind(tmp_path: Path) -> None:
         ("missing.png", "unreadable_file"),
     ]
     assert failures[0] == UnreadableImage(
-        tmp_path / "truncated.png", "invalid_image", "The PNG file is truncated: it does not end with its IEND chunk."
+        tmp_path / "truncated.png", "invalid_image", "The PNG file is truncated: it ends before its IEND chunk."
     )
 
 
@@ -83,7 +83,7 @@ def test_train_stops_before_epoch_one_naming_the_file(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "chexnet train: 1 of 16 images cannot be read (fix or remove them, or pass --skip-unreadable to leave them "
-        f"out): {bad}: The PNG file is truncated: it does not end with its IEND chunk."
+        f"out): {bad}: The PNG file is truncated: it ends before its IEND chunk."
     ]
     assert not (tmp_path / "run" / "last.pt").exists()
 
