@@ -31,7 +31,9 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels.decoders.base import get_decoder
 
+from models.decoded import DEFAULT_LIMITS
 from models.input_errors import InvalidImageError, UnsupportedCompressionError
+from models.raster import check_jpeg_data
 
 __all__ = ["check_codestream_size", "check_transfer_syntax", "decode_pixels"]
 
@@ -130,6 +132,8 @@ def check_codestream_size(ds: Dataset) -> None:
     size = _jpeg_frame_size(frame) if transfer_syntax in _JPEG else _j2k_frame_size(frame)
     if size != (int(ds.Columns), int(ds.Rows)):
         raise InvalidImageError(_INVALID)
+    if transfer_syntax in (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit) and int(ds.get("BitsStored") or 8) <= 8:
+        check_jpeg_data(frame, DEFAULT_LIMITS)  # Pillow, the decoder here, would show a damaged scan as grey
 
 
 # SOF0-3, 5-7, 9-11, 13-15 (ITU T.81 B.1.1.3) and SOF55 (JPEG-LS, ITU T.87 C.2.2)

@@ -27,13 +27,14 @@ from io import BytesIO
 from typing import BinaryIO, Final
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps
 
 from models.decoded import DecodedImage, DecodeLimits, check_dimensions, too_many_pixels
-from models.input_errors import InputError, InvalidImageError, MultiFrameError
+from models.input_errors import InputError, InvalidImageError, MultiFrameError, UnsupportedCompressionError
 from models.preprocessing import image_to_gray
 
-__all__ = ["decode_raster", "png_significant_bits", "read_raster_header"]
+__all__ = ["check_jpeg_data", "decode_raster", "png_significant_bits", "read_raster_header"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,30 @@ def png_significant_bits(data: bytes) -> tuple[int, int] | None:
             return None
         offset += 12 + length
     return None
+
+
+def check_jpeg_data(data: bytes, limits: DecodeLimits) -> None:
+    """Decode the JPEG once, strictly, with libjpeg-turbo (``simplejpeg``): corrupt entropy-coded data is refused.
+
+    Pillow ignores libjpeg's "corrupt data" warnings and fills a damaged or cut scan with grey, which would be
+    scored as an X-ray.  Costs about 2 ms for a 1024 x 1024 image here.  Raises :class:`InvalidImageError`, or
+    :class:`UnsupportedCompressionError` for 12- and 16-bit JPEG, which is read only inside DICOM.
+    """
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        _check_size(width, height, limits)  # before any pixel is decoded
+        simplejpeg.decode_jpeg(
+            data, colorspace="CMYK" if colorspace == "CMYK" else "GRAY", strict=True, fastdct=True, fastupsample=True
+        )
+    except InputError:
+        raise
+    except ValueError as exc:
+        if "precision" in str(exc):  # libjpeg-turbo's "Unsupported JPEG data precision N" (the text is not shown)
+            raise UnsupportedCompressionError(
+                "JPEG files with more than 8 bits per sample are read only inside DICOM files."
+            ) from exc
+        logger.debug("jpeg data failed the strict check (%s)", type(exc).__name__)
+        raise InvalidImageError("The JPEG data is corrupt or truncated.") from exc
 
 
 @contextmanager
@@ -138,6 +163,8 @@ def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     steps: list[str] = []
     if fmt == "png":
         _check_png_ends(BytesIO(data))
+    else:
+        check_jpeg_data(data, limits)
     # formats=[...] keeps Pillow from trying any other plugin on the bytes; open() parses only the header.
     with Image.open(BytesIO(data), formats=_PILLOW_FORMATS[fmt]) as image:
         _check_frames(image)

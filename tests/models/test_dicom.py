@@ -14,6 +14,7 @@ import numpy.typing as npt
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from models.dicom import decode_dicom
@@ -427,3 +428,15 @@ def _without_pixel_data() -> bytes:
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def test_jpeg_baseline_dicom_with_a_damaged_scan_is_refused() -> None:
+    ds = pydicom.dcmread(MONO2)
+    frame = bytearray(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    scan = frame.index(b"\xff\xda")
+    frame[scan + 5000 : scan + 5100] = bytes(b ^ 0x55 for b in frame[scan + 5000 : scan + 5100])
+    ds.PixelData = encapsulate([bytes(frame)])
+    buffer = BytesIO()
+    ds.save_as(buffer)
+    with pytest.raises(InvalidImageError, match="corrupt or truncated"):
+        decode_dicom(buffer.getvalue(), DecodeLimits())

@@ -12,7 +12,7 @@ from PIL import Image
 
 from models.decoded import DecodeLimits
 from models.imaging import decode_image, probe_image
-from models.input_errors import InvalidImageError, MultiFrameError
+from models.input_errors import InvalidImageError, MultiFrameError, UnsupportedCompressionError
 from models.raster import png_significant_bits
 
 LIMITS = DecodeLimits()
@@ -162,3 +162,36 @@ def test_data_after_iend_is_ignored_by_both() -> None:
     data = encode(Image.new("L", (64, 64), 7)) + np.random.default_rng(5).bytes(5000)
     assert decode_image(data, LIMITS).gray.shape == (64, 64)
     assert probe_image(data, LIMITS).width == 64
+
+
+def _xray_jpeg() -> bytes:
+    pixels = np.random.default_rng(6).normal(120, 30, (128, 128)).clip(0, 255).astype(np.uint8)
+    return encode(Image.fromarray(pixels, "L"), "JPEG", quality=90)
+
+
+def test_jpeg_with_damaged_or_cut_scan_data_is_refused_not_shown_grey() -> None:
+    """Pillow fills a damaged scan with grey and says nothing; libjpeg-turbo's strict mode refuses it."""
+    data = _xray_jpeg()
+    scan = data.index(b"\xff\xda")
+    cut_with_end_marker = data[: scan + (len(data) - scan) // 3] + b"\xff\xd9"
+    flipped = bytearray(data)
+    flipped[scan + 200 : scan + 260] = bytes(b ^ 0x55 for b in flipped[scan + 200 : scan + 260])
+    for damaged in (cut_with_end_marker, bytes(flipped), data[:-2]):
+        with pytest.raises(InvalidImageError) as info:
+            decode_image(damaged, LIMITS)
+        assert info.value.code == "invalid_image"
+    assert decode_image(data + b"trailing bytes after the end marker", LIMITS).gray.shape == (128, 128)
+
+
+def test_cmyk_and_progressive_jpegs_still_decode() -> None:
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 256, (96, 96), dtype=np.uint8), "L")
+    assert decode_image(encode(image.convert("CMYK"), "JPEG"), LIMITS).steps == ("luma",)
+    assert decode_image(encode(image, "JPEG", progressive=True), LIMITS).gray.shape == (96, 96)
+
+
+def test_12_bit_jpeg_outside_dicom_is_named_as_such() -> None:
+    import imagecodecs
+
+    twelve = imagecodecs.jpeg8_encode(np.zeros((64, 64), np.uint16) + 1000, level=80, bitspersample=12)
+    with pytest.raises(UnsupportedCompressionError, match="more than 8 bits per sample"):
+        decode_image(twelve, LIMITS)
