@@ -333,8 +333,8 @@ def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -
 def _monochrome_to_unit(
     pixels: npt.NDArray[np.generic], ds: Dataset, invert: bool, steps: list[str]
 ) -> npt.NDArray[np.float64]:
-    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        steps.append("modality_lut")
+    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
+        steps.append("modality_lut")  # pydicom applies a rescale only when both are present (PS3.3 C.11.1)
     modality_lut = ds.get("ModalityLUTSequence")
     values: npt.NDArray[np.generic]
     if modality_lut:  # PS3.3 C.11.1: a Modality LUT Sequence replaces the rescale; its input is stored values

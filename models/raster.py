@@ -12,8 +12,9 @@ Two things people's files do that a plain ``Image.open`` gets wrong:
   Every viewer shows the first, primary picture, and so do we.  APNG stays refused (which frame is "the" X-ray?).
 * A PNG's ``sBIT`` chunk (PNG 1.2 §4.2.6) declares how many bits of each sample are significant.  Conforming
   writers scale the data up to the full depth, but some write 12-bit detector values unscaled into a 16-bit PNG
-  (0..4095), which divided by 65535 is an almost black image.  When every value fits in the declared bits we
-  scale by ``2**bits - 1`` instead.  Pillow reads 16-bit colour PNGs as 8-bit (their high bytes), so such a file
+  (0..4095), which divided by 65535 is an almost black image.  When every value fits in the declared bits, and
+  the low bits carry data (scaled-up values are all multiples of ``2**(depth - bits)``), we divide by
+  ``2**bits - 1`` instead.  Pillow reads 16-bit colour PNGs as 8-bit (their high bytes), so such a file
   whose values all fit in the declared bits cannot be read faithfully and is refused rather than shown dark.
 """
 
@@ -173,7 +174,7 @@ def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             steps.append("mpo_primary_image")
         _check_size(*image.size, limits)
         image.load()  # truncated data raises OSError here (LOAD_TRUNCATED_IMAGES is left False)
-        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        if image.getexif().get(_EXIF_ORIENTATION, 1) in range(2, 9):  # 1 is upright; other values mean nothing
             steps.append("exif_orientation")
         gray = np.asarray(image_to_gray(image), dtype=np.float32)
         if image.mode not in _GRAY_MODES:
@@ -206,6 +207,10 @@ def _honour_significant_bits(
         return gray
     if top > 2**bits - 1:
         return gray  # conforming: the data was scaled up to the full depth, as PNG 1.2 §12.5 asks
+    if not np.any(samples % (1 << (depth - bits))):
+        # Every value is a multiple of 2**(depth - bits): a dark image scaled up by a conforming writer
+        # (left shift, or bit replication, which leaves the low bits zero below 2**bits), not unscaled data.
+        return gray
     steps.append(f"sbit_{bits}")
     if oriented.mode in _SIXTEEN_BIT_GRAY or oriented.mode == "L":
         exact: np.ndarray = (samples.astype(np.float64) / (2**bits - 1)).astype(np.float32)

@@ -195,3 +195,21 @@ def test_12_bit_jpeg_outside_dicom_is_named_as_such() -> None:
     twelve = imagecodecs.jpeg8_encode(np.zeros((64, 64), np.uint16) + 1000, level=80, bitspersample=12)
     with pytest.raises(UnsupportedCompressionError, match="more than 8 bits per sample"):
         decode_image(twelve, LIMITS)
+
+
+def test_dark_conforming_data_is_not_taken_for_unscaled() -> None:
+    """Scaled-up values below 2**bits are all multiples of 2**(depth - bits): they stay divided by the depth."""
+    dark = np.random.default_rng(8).integers(0, 256, (64, 64)) << 4  # 12-bit 0..255, shifted: < 4096
+    decoded = decode_image(png_16(dark, 0, b"\x0c"), LIMITS)
+    assert decoded.steps == ()
+    np.testing.assert_array_equal(decoded.gray, (dark / 65535.0).astype(np.float32))
+    even = np.random.default_rng(9).integers(0, 64, (64, 64)) * 2  # 8-bit sBIT 7, left-shifted, all < 128
+    raw = b"".join(b"\0" + row.astype(np.uint8).tobytes() for row in even)
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
+        + chunk(b"sBIT", b"\x07")
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    np.testing.assert_array_equal(decode_image(data, LIMITS).gray, (even / 255.0).astype(np.float32))
