@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,10 @@ def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> np.ndarra
     )
     probs = np.zeros((len(table), len(PATHOLOGIES)), dtype=np.float32)
     logger.info("evaluating %d images on %s (tta %s)", len(table), device, options.tta)
-    with torch.inference_mode(), tqdm(total=len(dataset), desc="evaluate", unit="img") as progress:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(dataset), desc="evaluate", unit="img", disable=not sys.stderr.isatty()) as progress,
+    ):
         for batch in loader:
             inputs, indices = checked(batch)
             x = inputs.to(device, non_blocking=True)
