@@ -39,8 +39,8 @@ class UnsupportedFormatError(InputError):
 
     code: ClassVar[str] = "unsupported_format"
     default_message: ClassVar[str] = (
-        "Unsupported file format: upload a PNG, JPEG or DICOM image. (A DICOM file must begin with the 128-byte "
-        "preamble and 'DICM', or, without them, with a group 0002 or 0008 element.)"
+        "Unsupported file format: only PNG, JPEG and DICOM images are read. (A DICOM file must begin with the "
+        "128-byte preamble and 'DICM', or, without them, with a group 0002 or 0008 element.)"
     )
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from chexnet_cli import main
 from models.checkpoint import load_checkpoint
+from models.input_errors import UnsupportedFormatError
 from tests.models.test_imaging import png_claiming_size
 from tests.training.synthetic import make_square_dataset
 from training.image_check import UnreadableImage, find_unreadable
@@ -99,9 +100,7 @@ def test_skip_unreadable_trains_on_the_rest_and_lists_what_it_left_out(
     with (out / "unreadable.csv").open() as handle:
         assert list(csv.reader(handle)) == [
             ["path", "code", "reason"],
-            [str(bad), "unsupported_format", "Unsupported file format: upload a PNG, JPEG or DICOM image. (A DICOM "
-             "file must begin with the 128-byte preamble and 'DICM', or, without them, with a group 0002 or 0008 "
-             "element.)"],
+            [str(bad), "unsupported_format", UnsupportedFormatError.default_message],
         ]  # fmt: skip
     data = load_checkpoint(out / "best.pt").provenance["data"]
     assert data["n_train"] + data["n_val"] == 15

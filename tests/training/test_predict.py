@@ -96,8 +96,9 @@ def test_a_named_file_that_is_not_an_image(
     code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(notes), str(tmp_path / "x.png")])
     assert code == 1
     captured = capsys.readouterr()
-    assert f"chexnet predict: cannot read {notes}: Unsupported file format: upload a PNG, JPEG or DICOM image." in (
-        captured.err
+    assert (
+        f"chexnet predict: cannot read {notes}: Unsupported file format: only PNG, JPEG and DICOM images are read."
+        in (captured.err)
     )
     assert str(tmp_path / "x.png") in captured.out  # the good file is still predicted (CSV on stdout)
 
