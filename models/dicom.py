@@ -94,6 +94,8 @@ _IMAGE_TAGS: Final[list[BaseTag | int]] = [
         "WindowWidth",
         "VOILUTFunction",
         "VOILUTSequence",
+        "SharedFunctionalGroupsSequence",  # enhanced images keep the window and rescale in functional groups
+        "PerFrameFunctionalGroupsSequence",
         "ExtendedOffsetTable",
         "ExtendedOffsetTableLengths",
         "PixelData",
@@ -333,6 +335,7 @@ def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -
 def _monochrome_to_unit(
     pixels: npt.NDArray[np.generic], ds: Dataset, invert: bool, steps: list[str]
 ) -> npt.NDArray[np.float64]:
+    _flatten_functional_groups(ds)
     if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
         steps.append("modality_lut")  # pydicom applies a rescale only when both are present (PS3.3 C.11.1)
     modality_lut = ds.get("ModalityLUTSequence")
@@ -387,6 +390,30 @@ def _apply_voi(
         ends = apply_windowing(np.array([-np.inf, np.inf]), ds)
         return apply_windowing(values, ds), (float(ends.min()), float(ends.max())), "window"
     return values, None, "auto_window"
+
+
+# (functional group sequence, attributes it carries) for the first frame of an enhanced image (PS3.3 C.7.6.16)
+_FRAME_GROUPS: Final = (
+    ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction")),
+    ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
+)
+
+
+def _flatten_functional_groups(ds: Dataset) -> None:
+    """Copy the first frame's window and rescale from an enhanced image's functional groups onto ``ds``.
+
+    Enhanced IODs (Enhanced DX, Enhanced CT, ...) keep Frame VOI LUT and Pixel Value Transformation in the
+    Shared or the Per-frame Functional Groups (PS3.3 C.7.6.16.2.10 and .9); the per-frame item wins.  Without
+    this a single-frame enhanced image would be min-max scaled, ignoring the window its device chose.
+    """
+    items = [ds.get(name) for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")]
+    for group in (sequence[0] for sequence in items if sequence):
+        for macro, keywords in _FRAME_GROUPS:
+            values = group.get(macro)
+            if values:
+                for keyword in keywords:
+                    if keyword in values[0]:
+                        setattr(ds, keyword, values[0][keyword].value)
 
 
 def _usable_window(ds: Dataset) -> bool:

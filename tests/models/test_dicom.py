@@ -440,3 +440,44 @@ def test_jpeg_baseline_dicom_with_a_damaged_scan_is_refused() -> None:
     ds.save_as(buffer)
     with pytest.raises(InvalidImageError, match="corrupt or truncated"):
         decode_dicom(buffer.getvalue(), DecodeLimits())
+
+
+def _enhanced(shared: dict[str, Any], per_frame: dict[str, Any] | None = None) -> bytes:
+    """A single-frame image whose window and rescale sit in functional groups, as Enhanced DX writes them."""
+    ds = pydicom.dcmread(BytesIO(make_dicom(ramp(0, 2000, (64, 64)), bits_stored=12)))
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1.1"  # Enhanced XA; the module is the same for Enhanced DX
+    ds.NumberOfFrames = 1
+
+    def group(values: dict[str, Any]) -> Dataset:
+        item = Dataset()
+        voi, rescale = Dataset(), Dataset()
+        for keyword, value in values.items():
+            setattr(rescale if keyword.startswith("Rescale") else voi, keyword, value)
+        if len(voi):
+            item.FrameVOILUTSequence = [voi]
+        if len(rescale):
+            item.PixelValueTransformationSequence = [rescale]
+        return item
+
+    ds.SharedFunctionalGroupsSequence = [group(shared)]
+    if per_frame is not None:
+        ds.PerFrameFunctionalGroupsSequence = [group(per_frame)]
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_enhanced_single_frame_uses_its_functional_group_window() -> None:
+    stored = ramp(0, 2000, (64, 64))
+    decoded = decode_dicom(_enhanced({"WindowCenter": 500, "WindowWidth": 1000}), DecodeLimits())
+    assert decoded.steps == ("window",)
+    np.testing.assert_allclose(decoded.gray, linear_window(stored, 500, 1000), atol=1e-6)
+    per_frame = _enhanced({"WindowCenter": 500, "WindowWidth": 1000}, {"WindowCenter": 1000, "WindowWidth": 2000})
+    np.testing.assert_allclose(decode_dicom(per_frame).gray, linear_window(stored, 1000, 2000), atol=1e-6)
+
+
+def test_enhanced_rescale_with_a_negative_slope_inverts() -> None:
+    stored = ramp(0, 2000, (64, 64))
+    decoded = decode_dicom(_enhanced({"RescaleSlope": -1, "RescaleIntercept": 2000}), DecodeLimits())
+    assert decoded.steps == ("modality_lut", "auto_window")
+    np.testing.assert_allclose(decoded.gray, 1.0 - stored / 2000.0, atol=1e-6)
