@@ -69,7 +69,10 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         best = run_training(TrainConfig(**options))
     except UnreadableImageError as exc:
-        print(f"chexnet train: cannot read image {exc}; stopped (fix it, then continue with --resume)", file=sys.stderr)
+        again = "continue with --resume" if (args.out / "last.pt").is_file() else "run the command again"
+        print(
+            f"chexnet train: cannot read image {str(exc).rstrip('.')}; stopped (fix it, then {again})", file=sys.stderr
+        )
         return 1
     except (TrainConfigError, LabelTableError, ModelContractError, NonFiniteLossError, UnreadableImagesError) as exc:
         print(f"chexnet train: {exc}", file=sys.stderr)
@@ -114,7 +117,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     try:
         return run_evaluate(EvaluateOptions(**options))
     except UnreadableImageError as exc:
-        print(f"chexnet evaluate: cannot read image {exc}", file=sys.stderr)
+        print(f"chexnet evaluate: cannot read image {exc} (--skip-unreadable leaves such images out)", file=sys.stderr)
         return 1
     except (ValueError, LabelTableError, ModelContractError, FileNotFoundError) as exc:
         print(f"chexnet evaluate: {exc}", file=sys.stderr)

@@ -13,11 +13,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint
@@ -25,7 +24,7 @@ from models.imaging import SNIFF_BYTES, sniff_format
 from models.input_errors import InputError
 from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec, eval_tensor
-from training.dataset import DecodeFailure, load_gray
+from training.dataset import DecodeFailure, collate_readable, load_gray
 
 logger = logging.getLogger(__name__)
 
@@ -114,16 +113,6 @@ class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
             return DecodeFailure(index, str(self.paths[index]), error.code, error.message)
 
 
-def _collate_readable(items: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor, list[DecodeFailure]]:
-    """(inputs of the readable items or None, their indices, the failures)."""
-    failures = [item for item in items if isinstance(item, DecodeFailure)]
-    good = [item for item in items if not isinstance(item, DecodeFailure)]
-    if not good:
-        return None, torch.empty(0, dtype=torch.long), failures
-    inputs, indices = default_collate(good)
-    return inputs, indices, failures
-
-
 @dataclass(frozen=True)
 class Predictions:
     """``probs`` (N, 14) for ``paths`` (the readable files, in input order); ``failures`` for the others."""
@@ -144,7 +133,7 @@ def predict_files(
         _PredictImages(images, checkpoint.spec),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=_collate_readable,
+        collate_fn=collate_readable,
     )
     probs = np.full((len(images), len(PATHOLOGIES)), np.nan, dtype=np.float32)
     failures: list[DecodeFailure] = []

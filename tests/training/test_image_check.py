@@ -124,7 +124,7 @@ def test_decode_failure_in_a_worker_stops_in_one_line_and_the_run_resumes(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"chexnet train: cannot read image {bad}: The image could not be decoded; the file may be empty, corrupt or "
-        "truncated.; stopped (fix it, then continue with --resume)"
+        "truncated; stopped (fix it, then continue with --resume)"
     ]
     unchanged = load_checkpoint(out / "last.pt")
     assert unchanged.training_state is not None and unchanged.training_state["next_epoch"] == 1
@@ -132,3 +132,13 @@ def test_decode_failure_in_a_worker_stops_in_one_line_and_the_run_resumes(
     bad.write_bytes(original)
     assert main([*resume, "--workers", "0"]) == 0
     assert load_checkpoint(out / "last.pt").training_state["next_epoch"] == 2  # type: ignore[index]
+
+
+def test_a_failure_in_the_first_epoch_says_to_run_again_not_to_resume(
+    squares: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, _ = squares
+    bad = images / "00000005_000.png"
+    bad.write_bytes(corrupt_idat(bad.read_bytes()))
+    assert main(train_args(squares, tmp_path / "run", "--workers", "0")) == 1
+    assert capsys.readouterr().err.strip().endswith("; stopped (fix it, then run the command again)")
