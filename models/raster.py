@@ -201,8 +201,8 @@ def _honour_significant_bits(
         # Pillow kept only the high byte of each 16-bit colour sample; data that fits in `bits` would be lost.
         if top <= (2**bits - 1) >> 8:
             raise InvalidImageError(
-                "This 16-bit colour PNG holds fewer significant bits than it declares and cannot be read "
-                "faithfully; save it as a 16-bit grayscale PNG."
+                "This 16-bit PNG with colour or alpha channels stores fewer significant bits than its depth, "
+                "unscaled, and cannot be read faithfully; save it as a 16-bit grayscale PNG without alpha."
             )
         return gray
     if top > 2**bits - 1:
