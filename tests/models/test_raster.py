@@ -28,12 +28,12 @@ def chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def png_16(samples: np.ndarray, colour_type: int, sbit: bytes | None) -> bytes:
-    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour or an sBIT chunk)."""
+def png_16(samples: np.ndarray, colour_type: int, sbit: bytes | None, depth: int = 16) -> bytes:
+    """A 16-bit (or ``depth``-bit) PNG written by hand (Pillow cannot write 16-bit colour or an sBIT chunk)."""
     height, width = samples.shape[:2]
-    rows = samples.astype(">u2").reshape(height, -1)
+    rows = samples.astype(">u2" if depth == 16 else np.uint8).reshape(height, -1)
     raw = b"".join(b"\0" + row.tobytes() for row in rows)
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0))
     extra = chunk(b"sBIT", sbit) if sbit is not None else b""
     return b"\x89PNG\r\n\x1a\n" + header + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
@@ -125,15 +125,7 @@ def test_16_bit_png_without_sbit_is_divided_by_65535() -> None:
 def test_8_bit_png_with_6_significant_bits() -> None:
     values = np.random.default_rng(3).integers(0, 64, (64, 64))
     values[0, 0] = 63
-    raw = b"".join(b"\0" + row.astype(np.uint8).tobytes() for row in values)
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
-        + chunk(b"sBIT", b"\x06")
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-    decoded = decode_image(data, LIMITS)
+    decoded = decode_image(png_16(values, 0, b"\x06", depth=8), LIMITS)
     assert decoded.steps == ("sbit_6",)
     np.testing.assert_array_equal(decoded.gray, (values / 63.0).astype(np.float32))
 
@@ -204,12 +196,5 @@ def test_dark_conforming_data_is_not_taken_for_unscaled() -> None:
     assert decoded.steps == ()
     np.testing.assert_array_equal(decoded.gray, (dark / 65535.0).astype(np.float32))
     even = np.random.default_rng(9).integers(0, 64, (64, 64)) * 2  # 8-bit sBIT 7, left-shifted, all < 128
-    raw = b"".join(b"\0" + row.astype(np.uint8).tobytes() for row in even)
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
-        + chunk(b"sBIT", b"\x07")
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
+    data = png_16(even, 0, b"\x07", depth=8)
     np.testing.assert_array_equal(decode_image(data, LIMITS).gray, (even / 255.0).astype(np.float32))
