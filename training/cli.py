@@ -155,11 +155,13 @@ def _run_predict(args: argparse.Namespace) -> int:
         return 1
     if found.skipped:
         print(
-            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM",
+            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM files",
             file=sys.stderr,
         )
     if found.subfolders:
         print(f"chexnet predict: did not search {found.subfolders} subfolders (use --recursive)", file=sys.stderr)
+    for folder, message in found.unlistable:
+        print(f"chexnet predict: cannot read {folder}: {message}", file=sys.stderr)
     for failure in result.failures:
         print(f"chexnet predict: cannot read {failure.path}: {failure.message}", file=sys.stderr)
     write_predictions_csv(result.paths, result.probs, args.out)
@@ -167,5 +169,4 @@ def _run_predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(result.paths)} rows to {args.out}", file=sys.stderr)
     if result.failures:
         print(f"chexnet predict: {len(result.failures)} of {len(found.paths)} files could not be read", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if result.failures or found.unlistable else 0

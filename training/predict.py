@@ -11,7 +11,7 @@ import csv
 import logging
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,15 @@ from training.dataset import DecodeFailure, collate_readable, load_gray
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class FoundImages:
-    """The files to predict, in order; folder entries passed over as not images; subfolders not searched."""
+    """The files to predict, in order; folder entries passed over (not images, not regular files); subfolders
+    not searched; folders that could not be listed, with the reason."""
 
-    paths: list[Path]
-    skipped: int
+    paths: list[Path] = field(default_factory=list)
+    skipped: int = 0
     subfolders: int = 0
+    unlistable: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def is_image_candidate(path: Path) -> bool:
@@ -58,43 +60,51 @@ def is_image_candidate(path: Path) -> bool:
     return True
 
 
-def _folder_entries(folder: Path, recursive: bool) -> tuple[list[Path], int]:
-    """Regular files of ``folder`` (sorted; hidden ones left out), and how many subfolders were not searched."""
-    files: list[Path] = []
-    subfolders = 0
-    for entry in sorted(folder.iterdir()):
+def _add_folder(found: FoundImages, folder: Path, recursive: bool, visited: set[Path]) -> None:
+    """Add ``folder``'s image files (sorted; hidden entries left out), and with ``recursive`` its subfolders'.
+
+    A folder reached twice through symbolic links is searched once; one that cannot be listed is recorded.
+    """
+    real = folder.resolve()
+    if real in visited:
+        return
+    visited.add(real)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or "I/O error")
+        found.unlistable.append((folder, f"The folder cannot be listed: {reason}."))
+        return
+    for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
             if recursive:
-                nested, _ = _folder_entries(entry, recursive)
-                files.extend(nested)
+                _add_folder(found, entry, recursive, visited)
             else:
-                subfolders += 1
-        elif entry.is_file():
-            files.append(entry)
-    return files, subfolders
+                found.subfolders += 1
+        elif entry.is_file() and is_image_candidate(entry):
+            found.paths.append(entry)
+        else:
+            found.skipped += 1  # not an image, or not a regular file (a pipe, a dangling link)
 
 
 def collect_images(paths: Iterable[Path], recursive: bool = False) -> FoundImages:
     """Files as given (each is checked when decoded, so a missing one is reported, not fatal); folders expanded
-    to their image files, found by content; with ``recursive`` subfolders too (symbolic links to folders are
-    followed, sorted by path).  Raises FileNotFoundError when nothing at all is found.
+    to their image files, found by content; with ``recursive`` subfolders too (symbolic links are followed,
+    each folder searched once).  Raises FileNotFoundError when nothing at all is found.
     """
-    found: list[Path] = []
-    skipped = subfolders = 0
+    found = FoundImages()
+    visited: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            entries, unsearched = _folder_entries(path, recursive)
-            images = [p for p in entries if is_image_candidate(p)]
-            skipped += len(entries) - len(images)
-            subfolders += unsearched
-            found.extend(images)
+            _add_folder(found, path, recursive, visited)
         else:
-            found.append(path)
-    if not found:
-        raise FileNotFoundError("no PNG, JPEG or DICOM images found in the given paths")
-    return FoundImages(found, skipped, subfolders)
+            found.paths.append(path)
+    if not found.paths and not found.unlistable:
+        hint = f" ({found.subfolders} subfolders were not searched: use --recursive)" if found.subfolders else ""
+        raise FileNotFoundError(f"no PNG, JPEG or DICOM images found in the given paths{hint}")
+    return found
 
 
 class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):

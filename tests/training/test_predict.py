@@ -63,7 +63,7 @@ def test_bad_files_are_named_and_the_rest_predicted(
         "(at most 40000000 are accepted)." in err.splitlines()
     )
     assert "chexnet predict: 2 of 5 files could not be read" in err
-    assert "passed over 1 folder entries that are not PNG, JPEG or DICOM" in err
+    assert "passed over 1 folder entries that are not PNG, JPEG or DICOM files" in err
     header, rows = read_csv(out)
     assert header == ["Image Index", "path", *PATHOLOGIES]
     assert list(rows) == [str(folder / n) for n in ("IM000001", "a-good.png", "d-scan.dcm")]
@@ -128,3 +128,31 @@ def test_missing_empty_and_special_files_are_named_and_subfolders_counted(
 
     assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--recursive", str(study)]) == 1
     assert list(read_csv(out)[1]) == [str(study / "a.png"), str(study / "series" / "IM0001")]
+
+
+def test_recursive_search_survives_link_loops_and_unlistable_folders(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = tmp_path / "study"
+    (study / "sub").mkdir(parents=True)
+    (study / "locked").mkdir()
+    (study / "a.png").write_bytes(png_bytes(xray_pixels()))
+    (study / "sub" / "b.png").write_bytes(png_bytes(xray_pixels(1)))
+    (study / "sub" / "up").symlink_to("..")  # a loop back to study/
+    (study / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    os.mkfifo(study / "pipe.png")
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path) -> object:
+        if self.name == "locked":  # as root, chmod cannot make a folder unlistable
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    out = tmp_path / "preds.csv"
+    code = main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--recursive", str(study)])
+    assert code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert f"chexnet predict: cannot read {study / 'locked'}: The folder cannot be listed: permission denied." in err
+    assert "chexnet predict: passed over 2 folder entries that are not PNG, JPEG or DICOM files" in err
+    assert list(read_csv(out)[1]) == [str(study / "a.png"), str(study / "sub" / "b.png")]  # each once
