@@ -320,7 +320,7 @@ def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -
         raise InvalidImageError("The DICOM file contains no image.")
     frames = ds.get("NumberOfFrames")
     if frames not in (None, "") and int(frames) > 1:
-        raise MultiFrameError("Multi-frame DICOM files are not supported: upload a single image.")
+        raise MultiFrameError("Multi-frame DICOM files are not supported: only single images are read.")
     rows, columns = ds.get("Rows"), ds.get("Columns")
     if rows is None or columns is None:
         raise InvalidImageError("The DICOM file could not be decoded.")
@@ -329,7 +329,18 @@ def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -
     samples = int(ds.get("SamplesPerPixel", 1))
     if not ((photometric in _MONOCHROME and samples == 1) or (photometric in _COLOUR and samples == 3)):
         raise InvalidImageError("This kind of DICOM image (photometric interpretation) is not supported.")
+    _check_pixel_description(ds)
     return photometric
+
+
+def _check_pixel_description(ds: Dataset) -> None:
+    """The Image Pixel module's sample layout must be one PS3.3 C.7.6.3 allows and a decoder can read."""
+    allocated, stored = int(ds.get("BitsAllocated") or 0), int(ds.get("BitsStored") or 0)
+    representation = int(ds.get("PixelRepresentation") or 0)
+    if allocated not in (1, 8, 16, 32) or not 1 <= stored <= allocated or representation not in (0, 1):
+        raise InvalidImageError(
+            "The DICOM pixel description is not valid (bits allocated, bits stored or pixel representation)."
+        )
 
 
 def _monochrome_to_unit(
@@ -384,6 +395,8 @@ def _apply_voi(
         lut = read_lut(sequence[0], modality_output_can_be_negative(ds), _little_endian(ds))
         # The LUT's output range is the range of its entries: every input maps to one of them.
         return apply_lut(values, lut), lut.output_range, "voi_lut"
+    if "VOILUTFunction" in ds and not str(ds.VOILUTFunction or "").strip():
+        del ds.VOILUTFunction  # present but empty: LINEAR, the default (PS3.3 C.11.2.1.3)
     if _usable_window(ds):
         # The window's output range is where it sends -inf and +inf (y_min and y_max; reversed when a rescale
         # slope is negative), computed by pydicom itself so the range always matches the function applied.
@@ -394,7 +407,7 @@ def _apply_voi(
 
 # (functional group sequence, attributes it carries) for the first frame of an enhanced image (PS3.3 C.7.6.16)
 _FRAME_GROUPS: Final = (
-    ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction")),
+    ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence")),
     ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
 )
 

@@ -76,7 +76,7 @@ class MultiFrameError(InputError):
     """A multi-frame DICOM, animated PNG or other multi-frame image."""
 
     code: ClassVar[str] = "multi_frame"
-    default_message: ClassVar[str] = "Multi-frame images are not supported: upload a single image."
+    default_message: ClassVar[str] = "Multi-frame images are not supported: only single images are read."
 
 
 class UnsupportedCompressionError(InputError):

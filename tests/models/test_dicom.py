@@ -444,7 +444,8 @@ def test_jpeg_baseline_dicom_with_a_damaged_scan_is_refused() -> None:
 
 def _enhanced(shared: dict[str, Any], per_frame: dict[str, Any] | None = None) -> bytes:
     """A single-frame image whose window and rescale sit in functional groups, as Enhanced DX writes them."""
-    ds = pydicom.dcmread(BytesIO(make_dicom(ramp(0, 2000, (64, 64)), bits_stored=12)))
+    stored = ramp(0, 4095, (64, 64)) if "VOILUTSequence" in shared else ramp(0, 2000, (64, 64))
+    ds = pydicom.dcmread(BytesIO(make_dicom(stored, bits_stored=12)))
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.12.1.1"  # Enhanced XA; the module is the same for Enhanced DX
     ds.NumberOfFrames = 1
 
@@ -481,3 +482,34 @@ def test_enhanced_rescale_with_a_negative_slope_inverts() -> None:
     decoded = decode_dicom(_enhanced({"RescaleSlope": -1, "RescaleIntercept": 2000}), DecodeLimits())
     assert decoded.steps == ("modality_lut", "auto_window")
     np.testing.assert_allclose(decoded.gray, 1.0 - stored / 2000.0, atol=1e-6)
+
+
+def test_empty_voi_lut_function_means_linear() -> None:
+    pixels = ramp(0, 2000)
+    data = make_dicom(pixels, bits_stored=12, WindowCenter=500, WindowWidth=1000, VOILUTFunction="")
+    decoded = decode_dicom(data, DecodeLimits())
+    assert decoded.steps == ("window",)
+    np.testing.assert_allclose(decoded.gray, linear_window(pixels, 500, 1000), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "attributes", [{"BitsAllocated": 12}, {"PixelRepresentation": 2}, {"BitsStored": 17}, {"BitsStored": 0}]
+)
+def test_an_impossible_pixel_description_is_refused_by_the_header_check_too(attributes: dict[str, int]) -> None:
+    from models.imaging import probe_image
+
+    data = make_dicom(ramp(0, 2000, (64, 64)), bits_stored=12, **attributes)
+    for call in (probe_image, decode_image):
+        with pytest.raises(InvalidImageError, match="pixel description is not valid"):
+            call(data)  # type: ignore[operator]
+
+
+def test_enhanced_frame_voi_lut_is_applied() -> None:
+    stored = ramp(0, 4095, (64, 64))
+    item = Dataset()
+    item.add_new(0x00283002, "US", [4096, 0, 8])
+    item.add_new(0x00283006, "OW", (np.arange(4096) // 16).astype("<u2").tobytes())
+    data = _enhanced({"VOILUTSequence": [item]})
+    decoded = decode_dicom(data, DecodeLimits())
+    assert decoded.steps == ("voi_lut",)
+    np.testing.assert_allclose(decoded.gray, (stored // 16) / 255.0, atol=1e-6)
