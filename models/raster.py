@@ -33,15 +33,17 @@ from PIL import Image, ImageOps
 
 from models.decoded import DecodedImage, DecodeLimits, check_dimensions, too_many_pixels
 from models.input_errors import InputError, InvalidImageError, MultiFrameError, UnsupportedCompressionError
+from models.jpeg_header import JPEG_LS_SOF, read_jpeg_frame
 from models.preprocessing import image_to_gray
 
-__all__ = ["check_jpeg_data", "decode_raster", "png_significant_bits", "read_raster_header"]
+__all__ = ["check_jpeg_data", "check_jpeg_process", "decode_raster", "png_significant_bits", "read_raster_header"]
 
 logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _PILLOW_FORMATS: Final = {"png": ["PNG"], "jpeg": ["JPEG", "MPO"]}
 _EXIF_ORIENTATION: Final = 0x0112
+_JPEG_HEAD_BYTES: Final = 256 * 1024  # room for APP segments (EXIF, ICC, previews) before the frame header
 _MAX_PNG_CHUNKS: Final = 65_536  # real files have a few dozen; more is a file built to waste time
 # PNG colour type -> sBIT bytes of its colour (non-alpha) samples; palette images (type 3) are left as they are.
 _COLOUR_SAMPLES: Final = {0: 1, 2: 3, 4: 1, 6: 3}
@@ -70,6 +72,21 @@ def png_significant_bits(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def check_jpeg_process(head: bytes) -> None:
+    """Name what a standalone JPEG holds when it is one no decoder here reads: more than 8 bits per sample, or
+    JPEG-LS.  Inside DICOM these are read (``models.dicom_codecs``).  Raises :class:`UnsupportedCompressionError`.
+    """
+    frame = read_jpeg_frame(head)
+    if frame is None:
+        return  # no frame header in these bytes: the decoder says what is wrong
+    if frame.marker == JPEG_LS_SOF:
+        raise UnsupportedCompressionError("JPEG-LS files are read only inside DICOM files.")
+    if frame.precision > 8:
+        raise UnsupportedCompressionError(
+            "JPEG files with more than 8 bits per sample are read only inside DICOM files."
+        )
+
+
 def check_jpeg_data(data: bytes, limits: DecodeLimits) -> None:
     """Decode the JPEG once, strictly, with libjpeg-turbo (``simplejpeg``): corrupt entropy-coded data is refused.
 
@@ -77,6 +94,7 @@ def check_jpeg_data(data: bytes, limits: DecodeLimits) -> None:
     scored as an X-ray.  Costs about 2 ms for a 1024 x 1024 image here.  Raises :class:`InvalidImageError`, or
     :class:`UnsupportedCompressionError` for 12- and 16-bit JPEG, which is read only inside DICOM.
     """
+    check_jpeg_process(data)
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         _check_size(width, height, limits)  # before any pixel is decoded
@@ -86,10 +104,6 @@ def check_jpeg_data(data: bytes, limits: DecodeLimits) -> None:
     except InputError:
         raise
     except ValueError as exc:
-        if "precision" in str(exc):  # libjpeg-turbo's "Unsupported JPEG data precision N" (the text is not shown)
-            raise UnsupportedCompressionError(
-                "JPEG files with more than 8 bits per sample are read only inside DICOM files."
-            ) from exc
         logger.debug("jpeg data failed the strict check (%s)", type(exc).__name__)
         raise InvalidImageError("The JPEG data is corrupt or truncated.") from exc
 
@@ -113,7 +127,9 @@ def read_raster_header(stream: BinaryIO, fmt: str, limits: DecodeLimits) -> tupl
     with _typed_errors(fmt, limits):
         if fmt == "png":
             _check_png_ends(stream)
-            stream.seek(0)
+        else:
+            check_jpeg_process(stream.read(_JPEG_HEAD_BYTES))
+        stream.seek(0)
         with Image.open(stream, formats=_PILLOW_FORMATS[fmt]) as image:
             _check_frames(image)
             width, height = image.size

@@ -181,12 +181,27 @@ def test_cmyk_and_progressive_jpegs_still_decode() -> None:
     assert decode_image(encode(image, "JPEG", progressive=True), LIMITS).gray.shape == (96, 96)
 
 
-def test_12_bit_jpeg_outside_dicom_is_named_as_such() -> None:
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("12-bit", "JPEG files with more than 8 bits per sample are read only inside DICOM files."),
+        ("12-bit lossless", "JPEG files with more than 8 bits per sample are read only inside DICOM files."),
+        ("JPEG-LS", "JPEG-LS files are read only inside DICOM files."),
+    ],
+)
+def test_jpeg_kinds_read_only_inside_dicom_are_named_by_decoder_and_header_check(kind: str, message: str) -> None:
     import imagecodecs
 
-    twelve = imagecodecs.jpeg8_encode(np.zeros((64, 64), np.uint16) + 1000, level=80, bitspersample=12)
-    with pytest.raises(UnsupportedCompressionError, match="more than 8 bits per sample"):
-        decode_image(twelve, LIMITS)
+    pixels = np.random.default_rng(10).integers(0, 4096, (64, 64)).astype(np.uint16)
+    data = {
+        "12-bit": lambda: imagecodecs.jpeg8_encode(pixels, level=80, bitspersample=12),
+        "12-bit lossless": lambda: imagecodecs.jpeg8_encode(pixels, lossless=True, predictor=1, bitspersample=12),
+        "JPEG-LS": lambda: imagecodecs.jpegls_encode(pixels, level=0),
+    }[kind]()
+    for call in (decode_image, probe_image):
+        with pytest.raises(UnsupportedCompressionError) as info:
+            call(data, LIMITS)
+        assert info.value.message == message
 
 
 def test_dark_conforming_data_is_not_taken_for_unscaled() -> None:
