@@ -204,6 +204,21 @@ def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     return DecodedImage(gray, fmt, tuple(steps))
 
 
+def _scaled_up_by_a_conforming_writer(samples: np.ndarray, depth: int, bits: int) -> bool:
+    """Whether every sample is what one of PNG 1.2 §12.5's scalings makes of some ``bits``-bit value.
+
+    Left shift and bit replication leave values below 2**bits multiples of 2**(depth - bits); linear scaling
+    gives round(v * (2**depth - 1) / (2**bits - 1)).  A dark image scaled up either way fits in ``bits`` bits too,
+    but is not unscaled data.
+    """
+    values = samples.astype(np.int64)
+    if not np.any(values % (1 << (depth - bits))):
+        return True
+    full, significant = 2**depth - 1, 2**bits - 1
+    original = np.rint(values * significant / full)
+    return bool(np.array_equal(np.rint(original * full / significant), values))
+
+
 def _honour_significant_bits(
     image: Image.Image, gray: np.ndarray, depth: int, bits: int, steps: list[str]
 ) -> np.ndarray:
@@ -223,9 +238,7 @@ def _honour_significant_bits(
         return gray
     if top > 2**bits - 1:
         return gray  # conforming: the data was scaled up to the full depth, as PNG 1.2 §12.5 asks
-    if not np.any(samples % (1 << (depth - bits))):
-        # Every value is a multiple of 2**(depth - bits): a dark image scaled up by a conforming writer
-        # (left shift, or bit replication, which leaves the low bits zero below 2**bits), not unscaled data.
+    if _scaled_up_by_a_conforming_writer(samples, depth, bits):
         return gray
     steps.append(f"sbit_{bits}")
     if oriented.mode in _SIXTEEN_BIT_GRAY or oriented.mode == "L":

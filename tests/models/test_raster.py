@@ -210,6 +210,11 @@ def test_dark_conforming_data_is_not_taken_for_unscaled() -> None:
     decoded = decode_image(png_16(dark, 0, b"\x0c"), LIMITS)
     assert decoded.steps == ()
     np.testing.assert_array_equal(decoded.gray, (dark / 65535.0).astype(np.float32))
+    linear = np.rint(np.random.default_rng(11).integers(0, 256, (64, 64)) * 65535 / 4095).astype(np.int64)
+    assert linear.max() < 4096 and np.any(linear % 16)  # fits in 12 bits, and not all multiples of 16
+    decoded = decode_image(png_16(linear, 0, b"\x0c"), LIMITS)
+    assert decoded.steps == ()
+    np.testing.assert_array_equal(decoded.gray, (linear / 65535.0).astype(np.float32))
     even = np.random.default_rng(9).integers(0, 64, (64, 64)) * 2  # 8-bit sBIT 7, left-shifted, all < 128
     data = png_16(even, 0, b"\x07", depth=8)
     np.testing.assert_array_equal(decode_image(data, LIMITS).gray, (even / 255.0).astype(np.float32))
