@@ -84,7 +84,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _register_evaluate(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Evaluate a checkpoint on labelled images, or someone else's predictions CSV, against NIH-format labels: "
-        "per-class AUROC with a patient-level bootstrap 95%% CI; writes metrics.json, predictions.csv, roc.png."
+        "per-class AUROC with a patient-level bootstrap 95% CI; writes metrics.json, predictions.csv, roc.png."
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
