@@ -23,8 +23,8 @@ async def require_one_file(request: Request) -> None:
 
     The form is the one FastAPI has already parsed (Starlette caches it on the request), so nothing is read twice.
     """
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()  # RFC 9110 8.3.1
+    if media_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         return  # the parameter's own validation answers "'file' is required (multipart/form-data upload)"
     parts = (await request.form()).getlist(FIELD)
     if len(parts) > 1:

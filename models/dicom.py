@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from io import BytesIO
 from typing import BinaryIO, Final
 
@@ -43,6 +44,7 @@ from models.input_errors import (
     InputError,
     InvalidImageError,
     MultiFrameError,
+    UnsupportedCompressionError,
     UnsupportedFormatError,
 )
 from models.voi_lut import apply_lut, modality_output_can_be_negative, read_lut
@@ -92,6 +94,8 @@ _IMAGE_TAGS: Final[list[BaseTag | int]] = [
         "WindowWidth",
         "VOILUTFunction",
         "VOILUTSequence",
+        "SharedFunctionalGroupsSequence",  # enhanced images keep the window and rescale in functional groups
+        "PerFrameFunctionalGroupsSequence",
         "ExtendedOffsetTable",
         "ExtendedOffsetTableLengths",
         "PixelData",
@@ -108,6 +112,8 @@ _VRS: Final = frozenset(
 _LONG_VRS: Final = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
 _MAX_FIRST_LENGTH: Final = 1 << 16  # a first element longer than this is not a header element
 _UNDEFINED_LENGTH: Final = 0xFFFFFFFF
+_PIXEL_DATA: Final = 0x7FE00010
+_PIXEL_DATA_TAGS: Final = frozenset({0x7FE00008, 0x7FE00009, _PIXEL_DATA})  # float, double float, integer
 HEADER_PREFIX_BYTES: Final = 256 * 1024  # what a header check reads first (a CR/DX header is a few KiB)
 
 
@@ -159,21 +165,47 @@ def read_dicom_header(stream: BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS) -
     :class:`UnsupportedFormatError` (not DICOM), :class:`UnsupportedCompressionError` (no decoder for the
     transfer syntax; the message names it), or another :class:`InputError`.
     """
+    total = stream.seek(0, 2)
+    stream.seek(0)
     data = stream.read(HEADER_PREFIX_BYTES)
     if len(data) == HEADER_PREFIX_BYTES:
         try:
-            return _header_size(data, limits)
+            return _header_size(data, limits, total)
         except InvalidImageError as error:
             if type(error) is not InvalidImageError:
                 raise
         data += stream.read()  # a header longer than the prefix (large private tags, an icon, overlays)
-    return _header_size(data, limits)
+    return _header_size(data, limits, total)
 
 
-def _header_size(data: bytes, limits: DecodeLimits) -> tuple[int, int]:
+def _check_pixel_extent(ds: Dataset, pixels: _PixelElement | None, total: int) -> None:
+    """The header check's view of the pixel data: present, integer, and (native) as long as Rows x Columns say.
+
+    Raises :class:`InvalidImageError` for a file without (integer) pixel data or whose pixel data is cut short,
+    which the decoder would refuse too, so that ``chexnet train`` finds such files before epoch 1.
+    """
+    if pixels is None or pixels.tag != _PIXEL_DATA:
+        raise InvalidImageError("The DICOM file contains no image.")  # none, or Float / Double Float Pixel Data
+    if pixels.length == _UNDEFINED_LENGTH:  # encapsulated: the codec checks its frames when decoding
+        if pixels.value_start >= total:
+            raise InvalidImageError("The DICOM file is truncated: it ends before its pixel data.")
+        return
+    if pixels.value_start + pixels.length > total:
+        raise InvalidImageError("The DICOM file is truncated: it ends inside its pixel data.")
+    if ds.file_meta.TransferSyntaxUID in NATIVE:
+        bits = int(ds.get("BitsAllocated") or 0)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+        expected = (int(ds.Rows) * int(ds.Columns) * samples * bits + 7) // 8
+        if pixels.length < expected:
+            raise InvalidImageError("The DICOM pixel data is shorter than its rows and columns need.")
+
+
+def _header_size(data: bytes, limits: DecodeLimits, total: int) -> tuple[int, int]:
+    """(width, height) from ``data``, the first bytes of a ``total``-byte file; checks the pixel data's extent."""
     try:
-        ds = _read_dataset(data, stop_before_pixels=True)
+        ds, pixels = _read_dataset(data, stop_before_pixels=True)
         _check_header(ds, limits, need_pixels=False)
+        _check_pixel_extent(ds, pixels, total)
         return int(ds.Columns), int(ds.Rows)
     except InputError:
         raise
@@ -201,7 +233,7 @@ def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedI
 
 
 def _decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
-    ds = _read_dataset(data, stop_before_pixels=False)
+    ds, _ = _read_dataset(data, stop_before_pixels=False)
     photometric = _check_header(ds, limits)
     check_codestream_size(ds)
     steps: list[str] = [] if ds.file_meta.TransferSyntaxUID in NATIVE else ["decompress"]
@@ -220,8 +252,20 @@ def _decode(data: bytes, limits: DecodeLimits) -> DecodedImage:
     return DecodedImage(out, "dicom", tuple(steps))
 
 
-def _read_dataset(data: bytes, stop_before_pixels: bool) -> Dataset:
+@dataclass(frozen=True)
+class _PixelElement:
+    """Where a header read stopped: the pixel data element's tag, value length (bytes) and value offset."""
+
+    tag: int
+    length: int
+    value_start: int
+
+
+def _read_dataset(data: bytes, stop_before_pixels: bool) -> tuple[Dataset, _PixelElement | None]:
     """The image tags of a DICOM stream, with ``file_meta.TransferSyntaxUID`` always set and decodable.
+
+    With ``stop_before_pixels`` the pixel data element is not read, but where it lies is returned (None when the
+    stream has none).
 
     Only the image tags are kept (``specific_tags``), so patient and study data are never parsed, nor validated
     by pydicom, whose warnings quote the offending values.  ``force=True`` is used only for a stream that
@@ -234,18 +278,28 @@ def _read_dataset(data: bytes, stop_before_pixels: bool) -> Dataset:
     transfer_syntax = _meta_transfer_syntax(data, part10)
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         # A deflated dataset is inflated whole, without a size cap, before any tag can be checked: a zip bomb.
-        raise InvalidImageError("Deflated DICOM files are not accepted; send the uncompressed or JPEG form.")
+        raise UnsupportedCompressionError(
+            "Deflated DICOM files are not accepted (they are inflated whole before any check); send the "
+            "uncompressed or JPEG form."
+        )
     if transfer_syntax is not None:
         check_transfer_syntax(transfer_syntax)  # before parsing: an unknown syntax may not even parse
-    ds = pydicom.dcmread(
-        BytesIO(data), force=not part10, specific_tags=_IMAGE_TAGS, stop_before_pixels=stop_before_pixels
-    )
+    stream = BytesIO(data)
+    found: list[_PixelElement] = []
+
+    def at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
+        if stop_before_pixels and tag in _PIXEL_DATA_TAGS:
+            found.append(_PixelElement(int(tag), length, stream.tell()))  # positioned at the value
+            return True
+        return False
+
+    ds = pydicom.filereader.read_partial(stream, stop_when=at_pixel_data, force=not part10, specific_tags=_IMAGE_TAGS)
     if "TransferSyntaxUID" not in ds.file_meta:
         # No file meta (a stream starting at group 0008): the encoding is what the first element showed, and
         # the pixel data can only be native, since nothing says how it would be compressed.
         guessed = ImplicitVRLittleEndian if encoding == "implicit" else ExplicitVRLittleEndian
         ds.file_meta.TransferSyntaxUID = guessed
-    return ds
+    return ds, (found[0] if found else None)
 
 
 def _meta_transfer_syntax(data: bytes, part10: bool) -> str | None:
@@ -266,7 +320,7 @@ def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -
         raise InvalidImageError("The DICOM file contains no image.")
     frames = ds.get("NumberOfFrames")
     if frames not in (None, "") and int(frames) > 1:
-        raise MultiFrameError("Multi-frame DICOM files are not supported: upload a single image.")
+        raise MultiFrameError("Multi-frame DICOM files are not supported: only single images are read.")
     rows, columns = ds.get("Rows"), ds.get("Columns")
     if rows is None or columns is None:
         raise InvalidImageError("The DICOM file could not be decoded.")
@@ -275,14 +329,26 @@ def _check_header(ds: Dataset, limits: DecodeLimits, need_pixels: bool = True) -
     samples = int(ds.get("SamplesPerPixel", 1))
     if not ((photometric in _MONOCHROME and samples == 1) or (photometric in _COLOUR and samples == 3)):
         raise InvalidImageError("This kind of DICOM image (photometric interpretation) is not supported.")
+    _check_pixel_description(ds)
     return photometric
+
+
+def _check_pixel_description(ds: Dataset) -> None:
+    """The Image Pixel module's sample layout must be one PS3.3 C.7.6.3 allows and a decoder can read."""
+    allocated, stored = int(ds.get("BitsAllocated") or 0), int(ds.get("BitsStored") or 0)
+    representation = int(ds.get("PixelRepresentation") or 0)
+    if allocated not in (1, 8, 16, 32) or not 1 <= stored <= allocated or representation not in (0, 1):
+        raise InvalidImageError(
+            "The DICOM pixel description is not valid (bits allocated, bits stored or pixel representation)."
+        )
 
 
 def _monochrome_to_unit(
     pixels: npt.NDArray[np.generic], ds: Dataset, invert: bool, steps: list[str]
 ) -> npt.NDArray[np.float64]:
-    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        steps.append("modality_lut")
+    _flatten_functional_groups(ds)
+    if ds.get("ModalityLUTSequence") or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
+        steps.append("modality_lut")  # pydicom applies a rescale only when both are present (PS3.3 C.11.1)
     modality_lut = ds.get("ModalityLUTSequence")
     values: npt.NDArray[np.generic]
     if modality_lut:  # PS3.3 C.11.1: a Modality LUT Sequence replaces the rescale; its input is stored values
@@ -329,12 +395,64 @@ def _apply_voi(
         lut = read_lut(sequence[0], modality_output_can_be_negative(ds), _little_endian(ds))
         # The LUT's output range is the range of its entries: every input maps to one of them.
         return apply_lut(values, lut), lut.output_range, "voi_lut"
-    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+    if "VOILUTFunction" in ds and not str(ds.VOILUTFunction or "").strip():
+        del ds.VOILUTFunction  # present but empty: LINEAR, the default (PS3.3 C.11.2.1.3)
+    if _usable_window(ds):
         # The window's output range is where it sends -inf and +inf (y_min and y_max; reversed when a rescale
         # slope is negative), computed by pydicom itself so the range always matches the function applied.
         ends = apply_windowing(np.array([-np.inf, np.inf]), ds)
         return apply_windowing(values, ds), (float(ends.min()), float(ends.max())), "window"
     return values, None, "auto_window"
+
+
+# (functional group sequence, attributes it carries) for the first frame of an enhanced image (PS3.3 C.7.6.16)
+_FRAME_GROUPS: Final = (
+    ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence")),
+    ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
+)
+
+
+def _flatten_functional_groups(ds: Dataset) -> None:
+    """Copy the first frame's window and rescale from an enhanced image's functional groups onto ``ds``.
+
+    Enhanced IODs (Enhanced DX, Enhanced CT, ...) keep Frame VOI LUT and Pixel Value Transformation in the
+    Shared or the Per-frame Functional Groups (PS3.3 C.7.6.16.2.10 and .9); the per-frame item wins.  Without
+    this a single-frame enhanced image would be min-max scaled, ignoring the window its device chose.
+    """
+    items = [ds.get(name) for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")]
+    for group in (sequence[0] for sequence in items if sequence):
+        for macro, keywords in _FRAME_GROUPS:
+            values = group.get(macro)
+            if values:
+                for keyword in keywords:
+                    if keyword in values[0]:
+                        setattr(ds, keyword, values[0][keyword].value)
+
+
+def _usable_window(ds: Dataset) -> bool:
+    """Whether the first window is one PS3.3 C.11.2.1.2 allows: numeric, finite, width >= 1 (> 0 for
+    LINEAR_EXACT and SIGMOID), and a known VOI LUT Function.
+
+    Some devices write 0 for "not set", or a value that is not a number; viewers then fall back to the image's
+    own range, and so do we (the ``auto_window`` step) rather than refuse a picture a viewer shows.
+    """
+    try:
+        center, width = (_first_number(ds.get(k)) for k in ("WindowCenter", "WindowWidth"))
+        function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+    except (TypeError, ValueError, OverflowError):
+        return False
+    if center is None or width is None or not (np.isfinite(center) and np.isfinite(width)):
+        return False
+    return (function == "LINEAR" and width >= 1.0) or (function in ("LINEAR_EXACT", "SIGMOID") and width > 0.0)
+
+
+def _first_number(value: object) -> float | None:
+    """The first value of a (possibly multi-valued) DS element as a float; None when absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str | bytes) or not hasattr(value, "__getitem__"):
+        return float(value)  # type: ignore[arg-type]
+    return float(value[0]) if len(value) else None  # type: ignore[arg-type]
 
 
 def _little_endian(ds: Dataset) -> bool:

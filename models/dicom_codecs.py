@@ -31,7 +31,10 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.pixels.decoders.base import get_decoder
 
+from models.decoded import DEFAULT_LIMITS
 from models.input_errors import InvalidImageError, UnsupportedCompressionError
+from models.jpeg_header import read_jpeg_frame
+from models.raster import check_jpeg_data
 
 __all__ = ["check_codestream_size", "check_transfer_syntax", "decode_pixels"]
 
@@ -130,37 +133,13 @@ def check_codestream_size(ds: Dataset) -> None:
     size = _jpeg_frame_size(frame) if transfer_syntax in _JPEG else _j2k_frame_size(frame)
     if size != (int(ds.Columns), int(ds.Rows)):
         raise InvalidImageError(_INVALID)
-
-
-# SOF0-3, 5-7, 9-11, 13-15 (ITU T.81 B.1.1.3) and SOF55 (JPEG-LS, ITU T.87 C.2.2)
-_SOF_MARKERS: Final = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7})
-_STANDALONE_MARKERS: Final = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RSTn: no length field
+    if transfer_syntax in (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit) and int(ds.get("BitsStored") or 8) <= 8:
+        check_jpeg_data(frame, DEFAULT_LIMITS)  # Pillow, the decoder here, would show a damaged scan as grey
 
 
 def _jpeg_frame_size(frame: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first SOF segment before the first scan; None if there is none."""
-    if not frame.startswith(b"\xff\xd8"):
-        return None
-    pos = 2
-    while pos + 4 <= len(frame):
-        if frame[pos] != 0xFF:
-            return None
-        marker = frame[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _STANDALONE_MARKERS:
-            pos += 2
-            continue
-        if marker in _SOF_MARKERS:
-            if pos + 9 > len(frame):
-                return None
-            height, width = struct.unpack(">HH", frame[pos + 5 : pos + 9])
-            return width, height
-        if marker in (0xDA, 0xD9):  # scan or end of image before any frame header
-            return None
-        pos += 2 + struct.unpack(">H", frame[pos + 2 : pos + 4])[0]
-    return None
+    header = read_jpeg_frame(frame)
+    return None if header is None else (header.width, header.height)
 
 
 def _j2k_frame_size(frame: bytes) -> tuple[int, int] | None:

@@ -12,8 +12,10 @@ errors of :mod:`models.input_errors`, each with a stable ``code`` and a message 
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
-from pathlib import Path
 from typing import BinaryIO, Final
 
 from models.decoded import DEFAULT_LIMITS, DecodedImage, DecodeLimits, ImageHeader, check_dimensions
@@ -55,18 +57,36 @@ def sniff_format(data: bytes) -> str:
     raise UnsupportedFormatError()
 
 
-def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
-    """A file's bytes; raises :class:`UnreadableFileError` (missing, a folder, no permission) without the path."""
+@contextmanager
+def _file_errors() -> Iterator[None]:
+    """OSErrors of opening or reading a file as :class:`UnreadableFileError`, without the path."""
     try:
-        return Path(path).read_bytes()
+        yield
     except FileNotFoundError as exc:
         raise UnreadableFileError("The file does not exist.") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableFileError("This is a folder, not a file.") from exc
     except PermissionError as exc:
         raise UnreadableFileError("The file cannot be read: permission denied.") from exc
     except OSError as exc:
         raise UnreadableFileError(f"The file could not be read ({exc.strerror or 'I/O error'}).") from exc
+
+
+def _open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """The file opened for reading if it is a regular file: a FIFO would block, and a device never ends."""
+    with _file_errors():
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise UnreadableFileError("This is a folder, not a file.")
+        if not stat.S_ISREG(mode):
+            raise UnreadableFileError("This is not a regular file (a pipe, socket or device).")
+        return open(path, "rb")
+
+
+def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
+    """A regular file's bytes; raises :class:`UnreadableFileError` (missing, a folder, a pipe or device, no
+    permission), whose message never contains the path.
+    """
+    with _open_regular(path) as handle, _file_errors():
+        return handle.read()
 
 
 def decode_image(source: bytes | str | os.PathLike[str], limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedImage:
@@ -93,21 +113,14 @@ def probe_image(source: bytes | str | os.PathLike[str], limits: DecodeLimits = D
     """
     if isinstance(source, bytes):
         return _probe_stream(BytesIO(source), limits)
-    try:
-        handle = open(source, "rb")  # noqa: SIM115 -- closed below; open errors mapped like read_image_bytes
-    except OSError:
-        read_image_bytes(source)  # raises the UnreadableFileError matching the failure
-        raise
-    with handle:
+    with _open_regular(source) as handle:
         return _probe_stream(handle, limits)
 
 
 def _probe_stream(stream: BinaryIO, limits: DecodeLimits) -> ImageHeader:
-    try:
+    with _file_errors():
         head = stream.read(SNIFF_BYTES)
         stream.seek(0)
-    except OSError as exc:
-        raise UnreadableFileError() from exc
     fmt = sniff_format(head)
     if fmt == "dicom":
         width, height = read_dicom_header(stream, limits)

@@ -39,8 +39,8 @@ class UnsupportedFormatError(InputError):
 
     code: ClassVar[str] = "unsupported_format"
     default_message: ClassVar[str] = (
-        "Unsupported file format: upload a PNG, JPEG or DICOM image. (A DICOM file must begin with the 128-byte "
-        "preamble and 'DICM', or, without them, with a group 0002 or 0008 element.)"
+        "Unsupported file format: only PNG, JPEG and DICOM images are read. (A DICOM file must begin with the "
+        "128-byte preamble and 'DICM', or, without them, with a group 0002 or 0008 element.)"
     )
 
 
@@ -76,7 +76,7 @@ class MultiFrameError(InputError):
     """A multi-frame DICOM, animated PNG or other multi-frame image."""
 
     code: ClassVar[str] = "multi_frame"
-    default_message: ClassVar[str] = "Multi-frame images are not supported: upload a single image."
+    default_message: ClassVar[str] = "Multi-frame images are not supported: only single images are read."
 
 
 class UnsupportedCompressionError(InputError):

@@ -69,7 +69,10 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         best = run_training(TrainConfig(**options))
     except UnreadableImageError as exc:
-        print(f"chexnet train: cannot read image {exc}; stopped (fix it, then continue with --resume)", file=sys.stderr)
+        again = "continue with --resume" if (args.out / "last.pt").is_file() else "run the command again"
+        print(
+            f"chexnet train: cannot read image {str(exc).rstrip('.')}; stopped (fix it, then {again})", file=sys.stderr
+        )
         return 1
     except (TrainConfigError, LabelTableError, ModelContractError, NonFiniteLossError, UnreadableImagesError) as exc:
         print(f"chexnet train: {exc}", file=sys.stderr)
@@ -81,7 +84,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _register_evaluate(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Evaluate a checkpoint on labelled images, or someone else's predictions CSV, against NIH-format labels: "
-        "per-class AUROC with a patient-level bootstrap 95%% CI; writes metrics.json, predictions.csv, roc.png."
+        "per-class AUROC with a patient-level bootstrap 95% CI; writes metrics.json, predictions.csv, roc.png."
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
@@ -114,7 +117,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     try:
         return run_evaluate(EvaluateOptions(**options))
     except UnreadableImageError as exc:
-        print(f"chexnet evaluate: cannot read image {exc}", file=sys.stderr)
+        print(f"chexnet evaluate: cannot read image {exc} (--skip-unreadable leaves such images out)", file=sys.stderr)
         return 1
     except (ValueError, LabelTableError, ModelContractError, FileNotFoundError) as exc:
         print(f"chexnet evaluate: {exc}", file=sys.stderr)
@@ -128,6 +131,7 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
         "with the reason; the others are predicted, and the exit status is 1."
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
     p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, help="CSV file to write (default: stdout)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -144,16 +148,20 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     try:
         device = resolve_device(args.device)
-        found = collect_images(args.paths)
+        found = collect_images(args.paths, args.recursive)
         result = predict_files(args.checkpoint or DEMO_CHECKPOINT, found.paths, args.batch_size, args.workers, device)
     except (ModelContractError, ValueError, OSError) as exc:
         print(f"chexnet predict: {exc}", file=sys.stderr)
         return 1
     if found.skipped:
         print(
-            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM",
+            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM files",
             file=sys.stderr,
         )
+    if found.subfolders:
+        print(f"chexnet predict: did not search {found.subfolders} subfolders (use --recursive)", file=sys.stderr)
+    for folder, message in found.unlistable:
+        print(f"chexnet predict: cannot read {folder}: {message}", file=sys.stderr)
     for failure in result.failures:
         print(f"chexnet predict: cannot read {failure.path}: {failure.message}", file=sys.stderr)
     write_predictions_csv(result.paths, result.probs, args.out)
@@ -161,5 +169,4 @@ def _run_predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(result.paths)} rows to {args.out}", file=sys.stderr)
     if result.failures:
         print(f"chexnet predict: {len(result.failures)} of {len(found.paths)} files could not be read", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if result.failures or found.unlistable else 0

@@ -48,6 +48,16 @@ def collate_or_failure(items: list[Any]) -> Any:
     return failure if failure is not None else default_collate(items)
 
 
+def collate_readable(items: list[Any]) -> tuple[Any, torch.Tensor, list[DecodeFailure]]:
+    """(the readable items collated, or None; their indices; the failures) for ``(input, index)`` items."""
+    failures = [item for item in items if isinstance(item, DecodeFailure)]
+    good = [item for item in items if not isinstance(item, DecodeFailure)]
+    if not good:
+        return None, torch.empty(0, dtype=torch.long), failures
+    inputs, indices = default_collate(good)
+    return inputs, indices, failures
+
+
 def checked(batch: T | DecodeFailure) -> T:
     """The batch itself; raises :class:`UnreadableImageError` when a worker passed a failure instead."""
     if isinstance(batch, DecodeFailure):

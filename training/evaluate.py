@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,15 @@ from models.input_errors import InputError
 from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
 from training.config import resolve_device
-from training.dataset import DecodeFailure, checked, collate_or_failure, load_gray
-from training.image_check import UNREADABLE_LIST, UnreadableImagesError, find_unreadable, write_unreadable_list
+from training.dataset import DecodeFailure, UnreadableImageError, collate_readable, load_gray
+from training.image_check import (
+    UNREADABLE_LIST,
+    UnreadableImage,
+    UnreadableImagesError,
+    find_unreadable,
+    read_unreadable_list,
+    write_unreadable_list,
+)
 from training.labels_table import (
     MAX_NAMED,
     LabelTable,
@@ -141,8 +149,12 @@ def drop_unreadable(options: EvaluateOptions, table: LabelTable) -> LabelTable:
     return table.subset([i for i, path in enumerate(paths) if path not in bad])
 
 
-def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> np.ndarray:
-    """(N, 14) probabilities of the checkpoint's model for the table's images, in table order."""
+def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> tuple[LabelTable, np.ndarray]:
+    """The table's rows that decoded, and their (N, 14) probabilities from the checkpoint's model, in order.
+
+    An image that fails to decode raises :class:`UnreadableImageError`; with ``--skip-unreadable`` it is left
+    out instead, and added to ``OUT/unreadable.csv``.
+    """
     if options.checkpoint is None or options.images is None:
         raise ValueError("predicting from a checkpoint needs both --checkpoint and --images")
     checkpoint = load_checkpoint(options.checkpoint)
@@ -155,13 +167,22 @@ def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> np.ndarra
         shuffle=False,
         num_workers=options.workers,
         pin_memory=device.type == "cuda",
-        collate_fn=collate_or_failure,
+        collate_fn=collate_readable,
     )
     probs = np.zeros((len(table), len(PATHOLOGIES)), dtype=np.float32)
+    failures: list[DecodeFailure] = []
     logger.info("evaluating %d images on %s (tta %s)", len(table), device, options.tta)
-    with torch.inference_mode(), tqdm(total=len(dataset), desc="evaluate", unit="img") as progress:
-        for batch in loader:
-            inputs, indices = checked(batch)
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(dataset), desc="evaluate", unit="img", disable=not sys.stderr.isatty()) as progress,
+    ):
+        for inputs, indices, failed in loader:
+            if failed and not options.skip_unreadable:
+                raise UnreadableImageError(failed[0])
+            failures.extend(failed)
+            progress.update(len(failed))
+            if inputs is None:
+                continue
             x = inputs.to(device, non_blocking=True)
             if options.tta == "tencrop":
                 batch, crops = x.shape[:2]
@@ -170,7 +191,21 @@ def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> np.ndarra
                 p = torch.sigmoid(model(x))
             probs[indices.numpy()] = p.float().cpu().numpy()
             progress.update(len(indices))
-    return probs
+    return _without_failures(options, table, probs, failures)
+
+
+def _without_failures(
+    options: EvaluateOptions, table: LabelTable, probs: np.ndarray, failures: list[DecodeFailure]
+) -> tuple[LabelTable, np.ndarray]:
+    if not failures:
+        return table, probs
+    skipped = [UnreadableImage(Path(f.path), f.code, f.message) for f in failures]
+    listed = Path(options.out) / UNREADABLE_LIST
+    previous = read_unreadable_list(listed) if listed.exists() else []
+    write_unreadable_list(listed, [*previous, *skipped])
+    print(f"left out {len(failures)} more images that failed to decode (listed in {listed})")
+    keep = sorted(set(range(len(table))) - {f.index for f in failures})
+    return table.subset(keep), probs[keep]
 
 
 def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
@@ -300,10 +335,11 @@ def run_evaluate(options: EvaluateOptions) -> int:
     """Evaluate, print the table, write metrics.json / predictions.csv / roc.png; returns the exit code (0)."""
     validate_options(options)
     table, labelled = _load_table(options)
+    (Path(options.out) / UNREADABLE_LIST).unlink(missing_ok=True)  # a list from an earlier run would mislead
     if options.checkpoint is not None:
         check_images_exist(table, Path(str(options.images)))
         table = drop_unreadable(options, table)
-        probs = predict_checkpoint(options, table)
+        table, probs = predict_checkpoint(options, table)
     else:
         total = len(table)
         table, probs = read_predictions(Path(str(options.predictions)), table, labelled)

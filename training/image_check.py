@@ -84,6 +84,12 @@ def find_unreadable(
     return [r for r in results if r is not None]
 
 
+def read_unreadable_list(path: Path) -> list[UnreadableImage]:
+    """The rows of a list written by :func:`write_unreadable_list`."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [UnreadableImage(Path(row["path"]), row["code"], row["reason"]) for row in csv.DictReader(handle)]
+
+
 def write_unreadable_list(path: Path, failures: Sequence[UnreadableImage]) -> None:
     """CSV of ``path,code,reason`` for each skipped file (the run folder's record of what was left out)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,13 +11,12 @@ import csv
 import logging
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint
@@ -25,49 +24,87 @@ from models.imaging import SNIFF_BYTES, sniff_format
 from models.input_errors import InputError
 from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec, eval_tensor
-from training.dataset import DecodeFailure, load_gray
+from training.dataset import DecodeFailure, collate_readable, load_gray
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class FoundImages:
-    """The files to predict, in order, and how many folder entries were passed over as not images."""
+    """The files to predict, in order; folder entries passed over (not images, not regular files); subfolders
+    not searched; folders that could not be listed, with the reason."""
 
-    paths: list[Path]
-    skipped: int
+    paths: list[Path] = field(default_factory=list)
+    skipped: int = 0
+    subfolders: int = 0
+    unlistable: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def is_image_file(path: Path) -> bool:
-    """True when the file's first bytes are those of a PNG, JPEG or DICOM file (read errors count as False)."""
+def is_image_candidate(path: Path) -> bool:
+    """Whether a folder entry should be predicted: a regular file whose first bytes are PNG, JPEG or DICOM.
+
+    A file that cannot be opened (no permission) or is empty is kept, so that predicting it names the file
+    with the reason instead of passing over it without a word.
+    """
     try:
         with path.open("rb") as handle:
-            sniff_format(handle.read(SNIFF_BYTES))
-    except (OSError, InputError):
+            head = handle.read(SNIFF_BYTES)
+    except OSError:
+        return True
+    if not head:
+        return True
+    try:
+        sniff_format(head)
+    except InputError:
         return False
     return True
 
 
-def collect_images(paths: Iterable[Path]) -> FoundImages:
-    """Files as given (checked when decoded); folders expanded to their image files, by content (sorted, flat).
+def _add_folder(found: FoundImages, folder: Path, recursive: bool, visited: set[Path]) -> None:
+    """Add ``folder``'s image files (sorted; hidden entries left out), and with ``recursive`` its subfolders'.
 
-    Raises FileNotFoundError for a path that does not exist, or when no image is found at all.
+    A folder reached twice through symbolic links is searched once; one that cannot be listed is recorded.
     """
-    found: list[Path] = []
-    skipped = 0
+    real = folder.resolve()
+    if real in visited:
+        return
+    visited.add(real)
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or "I/O error")
+        found.unlistable.append((folder, f"The folder cannot be listed: {reason}."))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if recursive:
+                _add_folder(found, entry, recursive, visited)
+            else:
+                found.subfolders += 1
+        elif entry.is_file() and is_image_candidate(entry):
+            found.paths.append(entry)
+        else:
+            found.skipped += 1  # not an image, or not a regular file (a pipe, a dangling link)
+
+
+def collect_images(paths: Iterable[Path], recursive: bool = False) -> FoundImages:
+    """Files as given (each is checked when decoded, so a missing one is reported, not fatal); folders expanded
+    to their image files, found by content; with ``recursive`` subfolders too (symbolic links are followed,
+    each folder searched once).  Raises FileNotFoundError when nothing at all is found.
+    """
+    found = FoundImages()
+    visited: set[Path] = set()
     for path in paths:
         if path.is_dir():
-            entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            images = [p for p in entries if is_image_file(p)]
-            skipped += len(entries) - len(images)
-            found.extend(images)
-        elif path.exists():
-            found.append(path)
+            _add_folder(found, path, recursive, visited)
         else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    if not found:
-        raise FileNotFoundError("no PNG, JPEG or DICOM images found in the given paths")
-    return FoundImages(found, skipped)
+            found.paths.append(path)
+    if not found.paths and not found.unlistable:
+        hint = f" ({found.subfolders} subfolders were not searched: use --recursive)" if found.subfolders else ""
+        raise FileNotFoundError(f"no PNG, JPEG or DICOM images found in the given paths{hint}")
+    return found
 
 
 class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
@@ -84,16 +121,6 @@ class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
             return eval_tensor(self.spec, load_gray(self.paths[index])), index
         except InputError as error:
             return DecodeFailure(index, str(self.paths[index]), error.code, error.message)
-
-
-def _collate_readable(items: list[Any]) -> tuple[torch.Tensor | None, torch.Tensor, list[DecodeFailure]]:
-    """(inputs of the readable items or None, their indices, the failures)."""
-    failures = [item for item in items if isinstance(item, DecodeFailure)]
-    good = [item for item in items if not isinstance(item, DecodeFailure)]
-    if not good:
-        return None, torch.empty(0, dtype=torch.long), failures
-    inputs, indices = default_collate(good)
-    return inputs, indices, failures
 
 
 @dataclass(frozen=True)
@@ -116,7 +143,7 @@ def predict_files(
         _PredictImages(images, checkpoint.spec),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=_collate_readable,
+        collate_fn=collate_readable,
     )
     probs = np.full((len(images), len(PATHOLOGIES)), np.nan, dtype=np.float32)
     failures: list[DecodeFailure] = []

@@ -22,6 +22,20 @@ def test_two_file_parts_are_refused_not_half_answered(route: str) -> None:
     assert len(engine.tensors) == 1  # the warm-up only: nothing was predicted
 
 
+@pytest.mark.parametrize("media_type", ["MULTIPART/FORM-DATA", "Multipart/Form-Data", " multipart/form-data"])
+def test_the_media_type_is_matched_without_regard_to_case(media_type: str) -> None:
+    body = b"".join(
+        b'--b0\r\nContent-Disposition: form-data; name="file"; filename="%d.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" % i + XRAY + b"\r\n"
+        for i in range(2)
+    )
+    with client_for(FakeEngine()) as client:
+        response = client.post(
+            "/predict", content=body + b"--b0--\r\n", headers={"content-type": f"{media_type}; boundary=b0"}
+        )
+    assert_error(response, 422, "multiple_files")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "why"),
     [

@@ -12,7 +12,7 @@ from PIL import Image
 
 from models.decoded import DecodeLimits
 from models.imaging import decode_image, probe_image
-from models.input_errors import InvalidImageError, MultiFrameError
+from models.input_errors import InvalidImageError, MultiFrameError, UnsupportedCompressionError
 from models.raster import png_significant_bits
 
 LIMITS = DecodeLimits()
@@ -28,12 +28,12 @@ def chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def png_16(samples: np.ndarray, colour_type: int, sbit: bytes | None) -> bytes:
-    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour or an sBIT chunk)."""
+def png_16(samples: np.ndarray, colour_type: int, sbit: bytes | None, depth: int = 16) -> bytes:
+    """A 16-bit (or ``depth``-bit) PNG written by hand (Pillow cannot write 16-bit colour or an sBIT chunk)."""
     height, width = samples.shape[:2]
-    rows = samples.astype(">u2").reshape(height, -1)
+    rows = samples.astype(">u2" if depth == 16 else np.uint8).reshape(height, -1)
     raw = b"".join(b"\0" + row.tobytes() for row in rows)
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0))
     extra = chunk(b"sBIT", sbit) if sbit is not None else b""
     return b"\x89PNG\r\n\x1a\n" + header + extra + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
@@ -125,15 +125,7 @@ def test_16_bit_png_without_sbit_is_divided_by_65535() -> None:
 def test_8_bit_png_with_6_significant_bits() -> None:
     values = np.random.default_rng(3).integers(0, 64, (64, 64))
     values[0, 0] = 63
-    raw = b"".join(b"\0" + row.astype(np.uint8).tobytes() for row in values)
-    data = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 64, 64, 8, 0, 0, 0, 0))
-        + chunk(b"sBIT", b"\x06")
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-    decoded = decode_image(data, LIMITS)
+    decoded = decode_image(png_16(values, 0, b"\x06", depth=8), LIMITS)
     assert decoded.steps == ("sbit_6",)
     np.testing.assert_array_equal(decoded.gray, (values / 63.0).astype(np.float32))
 
@@ -146,3 +138,83 @@ def test_16_bit_colour_png_with_unscaled_12_bit_data_is_refused_not_shown_dark()
     conforming = (values << 4) | (values >> 8)
     gray = decode_image(png_16(conforming, 2, b"\x0c\x0c\x0c"), LIMITS).gray
     np.testing.assert_allclose(gray, (conforming[..., 0] >> 8) / 255.0, atol=1e-6)  # what Pillow gives
+
+
+def test_truncated_png_gets_one_verdict_from_decoder_and_header_check() -> None:
+    data = encode(Image.fromarray(np.random.default_rng(4).integers(0, 256, (64, 64), dtype=np.uint8), "L"))
+    message = "The PNG file is truncated: it ends before its IEND chunk."
+    for cut in (data[:-12], data[: len(data) // 2], data[:40]):
+        for call in (decode_image, probe_image):
+            with pytest.raises(InvalidImageError) as info:
+                call(cut, LIMITS)
+            assert info.value.message == message, (len(cut), call.__name__)
+
+
+def test_data_after_iend_is_ignored_by_both() -> None:
+    data = encode(Image.new("L", (64, 64), 7)) + np.random.default_rng(5).bytes(5000)
+    assert decode_image(data, LIMITS).gray.shape == (64, 64)
+    assert probe_image(data, LIMITS).width == 64
+
+
+def _xray_jpeg() -> bytes:
+    pixels = np.random.default_rng(6).normal(120, 30, (128, 128)).clip(0, 255).astype(np.uint8)
+    return encode(Image.fromarray(pixels, "L"), "JPEG", quality=90)
+
+
+def test_jpeg_with_damaged_or_cut_scan_data_is_refused_not_shown_grey() -> None:
+    """Pillow fills a damaged scan with grey and says nothing; libjpeg-turbo's strict mode refuses it."""
+    data = _xray_jpeg()
+    scan = data.index(b"\xff\xda")
+    cut_with_end_marker = data[: scan + (len(data) - scan) // 3] + b"\xff\xd9"
+    flipped = bytearray(data)
+    flipped[scan + 200 : scan + 260] = bytes(b ^ 0x55 for b in flipped[scan + 200 : scan + 260])
+    for damaged in (cut_with_end_marker, bytes(flipped), data[:-2]):
+        with pytest.raises(InvalidImageError) as info:
+            decode_image(damaged, LIMITS)
+        assert info.value.code == "invalid_image"
+    assert decode_image(data + b"trailing bytes after the end marker", LIMITS).gray.shape == (128, 128)
+
+
+def test_cmyk_and_progressive_jpegs_still_decode() -> None:
+    image = Image.fromarray(np.random.default_rng(7).integers(0, 256, (96, 96), dtype=np.uint8), "L")
+    assert decode_image(encode(image.convert("CMYK"), "JPEG"), LIMITS).steps == ("luma",)
+    assert decode_image(encode(image, "JPEG", progressive=True), LIMITS).gray.shape == (96, 96)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("12-bit", "JPEG files with more than 8 bits per sample are read only inside DICOM files."),
+        ("12-bit lossless", "JPEG files with more than 8 bits per sample are read only inside DICOM files."),
+        ("JPEG-LS", "JPEG-LS files are read only inside DICOM files."),
+    ],
+)
+def test_jpeg_kinds_read_only_inside_dicom_are_named_by_decoder_and_header_check(kind: str, message: str) -> None:
+    import imagecodecs
+
+    pixels = np.random.default_rng(10).integers(0, 4096, (64, 64)).astype(np.uint16)
+    data = {
+        "12-bit": lambda: imagecodecs.jpeg8_encode(pixels, level=80, bitspersample=12),
+        "12-bit lossless": lambda: imagecodecs.jpeg8_encode(pixels, lossless=True, predictor=1, bitspersample=12),
+        "JPEG-LS": lambda: imagecodecs.jpegls_encode(pixels, level=0),
+    }[kind]()
+    for call in (decode_image, probe_image):
+        with pytest.raises(UnsupportedCompressionError) as info:
+            call(data, LIMITS)
+        assert info.value.message == message
+
+
+def test_dark_conforming_data_is_not_taken_for_unscaled() -> None:
+    """Scaled-up values below 2**bits are all multiples of 2**(depth - bits): they stay divided by the depth."""
+    dark = np.random.default_rng(8).integers(0, 256, (64, 64)) << 4  # 12-bit 0..255, shifted: < 4096
+    decoded = decode_image(png_16(dark, 0, b"\x0c"), LIMITS)
+    assert decoded.steps == ()
+    np.testing.assert_array_equal(decoded.gray, (dark / 65535.0).astype(np.float32))
+    linear = np.rint(np.random.default_rng(11).integers(0, 256, (64, 64)) * 65535 / 4095).astype(np.int64)
+    assert linear.max() < 4096 and np.any(linear % 16)  # fits in 12 bits, and not all multiples of 16
+    decoded = decode_image(png_16(linear, 0, b"\x0c"), LIMITS)
+    assert decoded.steps == ()
+    np.testing.assert_array_equal(decoded.gray, (linear / 65535.0).astype(np.float32))
+    even = np.random.default_rng(9).integers(0, 64, (64, 64)) * 2  # 8-bit sBIT 7, left-shifted, all < 128
+    data = png_16(even, 0, b"\x07", depth=8)
+    np.testing.assert_array_equal(decode_image(data, LIMITS).gray, (even / 255.0).astype(np.float32))

@@ -64,4 +64,4 @@ def test_predict_writes_probabilities(tmp_path: Path, tiny_checkpoint: Path) -> 
 
 def test_predict_missing_path_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["predict", str(tmp_path / "missing.png")]) == 1
-    assert "no such file" in capsys.readouterr().err
+    assert f"cannot read {tmp_path / 'missing.png'}: The file does not exist." in capsys.readouterr().err

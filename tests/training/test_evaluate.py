@@ -280,3 +280,7 @@ def test_unreadable_images_are_named_skipped_or_stop_in_one_line(tiny_setup: tup
     assert str(info.value) == (
         f"{scrambled}: The image could not be decoded; the file may be empty, corrupt or truncated."
     )
+    assert run_evaluate(replace(base, workers=1, skip_unreadable=True)) == 0  # left out, listed, the rest scored
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n"] == 5
+    assert pd.read_csv(tmp_path / "out" / "unreadable.csv")["path"].tolist() == [str(scrambled)]
+    assert scrambled.name not in pd.read_csv(tmp_path / "out" / "predictions.csv")["Image Index"].tolist()

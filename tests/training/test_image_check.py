@@ -12,6 +12,7 @@ from PIL import Image
 
 from chexnet_cli import main
 from models.checkpoint import load_checkpoint
+from models.input_errors import UnsupportedFormatError
 from tests.models.test_imaging import png_claiming_size
 from tests.training.synthetic import make_square_dataset
 from training.image_check import UnreadableImage, find_unreadable
@@ -59,7 +60,7 @@ def test_find_unreadable_names_each_kind(tmp_path: Path) -> None:
         ("missing.png", "unreadable_file"),
     ]
     assert failures[0] == UnreadableImage(
-        tmp_path / "truncated.png", "invalid_image", "The PNG file is truncated: it does not end with its IEND chunk."
+        tmp_path / "truncated.png", "invalid_image", "The PNG file is truncated: it ends before its IEND chunk."
     )
 
 
@@ -83,7 +84,7 @@ def test_train_stops_before_epoch_one_naming_the_file(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "chexnet train: 1 of 16 images cannot be read (fix or remove them, or pass --skip-unreadable to leave them "
-        f"out): {bad}: The PNG file is truncated: it does not end with its IEND chunk."
+        f"out): {bad}: The PNG file is truncated: it ends before its IEND chunk."
     ]
     assert not (tmp_path / "run" / "last.pt").exists()
 
@@ -99,9 +100,7 @@ def test_skip_unreadable_trains_on_the_rest_and_lists_what_it_left_out(
     with (out / "unreadable.csv").open() as handle:
         assert list(csv.reader(handle)) == [
             ["path", "code", "reason"],
-            [str(bad), "unsupported_format", "Unsupported file format: upload a PNG, JPEG or DICOM image. (A DICOM "
-             "file must begin with the 128-byte preamble and 'DICM', or, without them, with a group 0002 or 0008 "
-             "element.)"],
+            [str(bad), "unsupported_format", UnsupportedFormatError.default_message],
         ]  # fmt: skip
     data = load_checkpoint(out / "best.pt").provenance["data"]
     assert data["n_train"] + data["n_val"] == 15
@@ -125,7 +124,7 @@ def test_decode_failure_in_a_worker_stops_in_one_line_and_the_run_resumes(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"chexnet train: cannot read image {bad}: The image could not be decoded; the file may be empty, corrupt or "
-        "truncated.; stopped (fix it, then continue with --resume)"
+        "truncated; stopped (fix it, then continue with --resume)"
     ]
     unchanged = load_checkpoint(out / "last.pt")
     assert unchanged.training_state is not None and unchanged.training_state["next_epoch"] == 1
@@ -133,3 +132,13 @@ def test_decode_failure_in_a_worker_stops_in_one_line_and_the_run_resumes(
     bad.write_bytes(original)
     assert main([*resume, "--workers", "0"]) == 0
     assert load_checkpoint(out / "last.pt").training_state["next_epoch"] == 2  # type: ignore[index]
+
+
+def test_a_failure_in_the_first_epoch_says_to_run_again_not_to_resume(
+    squares: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images, _ = squares
+    bad = images / "00000005_000.png"
+    bad.write_bytes(corrupt_idat(bad.read_bytes()))
+    assert main(train_args(squares, tmp_path / "run", "--workers", "0")) == 1
+    assert capsys.readouterr().err.strip().endswith("; stopped (fix it, then run the command again)")

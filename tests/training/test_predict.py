@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from models.labels import PATHOLOGIES
 from tests.models.test_dicom import make_dicom
 from tests.models.test_imaging import png_claiming_size
 
-TRUNCATED = "The image could not be decoded; the file may be empty, corrupt or truncated."
+TRUNCATED = "The PNG file is truncated: it ends before its IEND chunk."
 
 
 def xray_pixels(seed: int = 0) -> np.ndarray:
@@ -56,12 +57,13 @@ def test_bad_files_are_named_and_the_rest_predicted(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert f"chexnet predict: cannot read {folder / 'b-truncated.png'}: {TRUNCATED}" in err.splitlines()
+    assert "Traceback" not in err
     assert (
         f"chexnet predict: cannot read {folder / 'c-bomb.png'}: The image has too many pixels "
         "(at most 40000000 are accepted)." in err.splitlines()
     )
     assert "chexnet predict: 2 of 5 files could not be read" in err
-    assert "passed over 1 folder entries that are not PNG, JPEG or DICOM" in err
+    assert "passed over 1 folder entries that are not PNG, JPEG or DICOM files" in err
     header, rows = read_csv(out)
     assert header == ["Image Index", "path", *PATHOLOGIES]
     assert list(rows) == [str(folder / n) for n in ("IM000001", "a-good.png", "d-scan.dcm")]
@@ -94,7 +96,63 @@ def test_a_named_file_that_is_not_an_image(
     code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(notes), str(tmp_path / "x.png")])
     assert code == 1
     captured = capsys.readouterr()
-    assert f"chexnet predict: cannot read {notes}: Unsupported file format: upload a PNG, JPEG or DICOM image." in (
-        captured.err
+    assert (
+        f"chexnet predict: cannot read {notes}: Unsupported file format: only PNG, JPEG and DICOM images are read."
+        in (captured.err)
     )
     assert str(tmp_path / "x.png") in captured.out  # the good file is still predicted (CSV on stdout)
+
+
+def test_missing_empty_and_special_files_are_named_and_subfolders_counted(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tmp_path / "study"
+    (study / "series").mkdir(parents=True)
+    (study / "a.png").write_bytes(png_bytes(xray_pixels()))
+    (study / "empty.png").write_bytes(b"")
+    (study / "series" / "IM0001").write_bytes(make_dicom(xray_pixels(), bits_stored=8))
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "preds.csv"
+    code = main(
+        ["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), str(study), str(fifo), str(missing)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert f"chexnet predict: cannot read {study / 'empty.png'}: The file is empty." in err
+    assert f"chexnet predict: cannot read {fifo}: This is not a regular file (a pipe, socket or device)." in err
+    assert f"chexnet predict: cannot read {missing}: The file does not exist." in err
+    assert "chexnet predict: did not search 1 subfolders (use --recursive)" in err
+    assert list(read_csv(out)[1]) == [str(study / "a.png")]
+
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--recursive", str(study)]) == 1
+    assert list(read_csv(out)[1]) == [str(study / "a.png"), str(study / "series" / "IM0001")]
+
+
+def test_recursive_search_survives_link_loops_and_unlistable_folders(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = tmp_path / "study"
+    (study / "sub").mkdir(parents=True)
+    (study / "locked").mkdir()
+    (study / "a.png").write_bytes(png_bytes(xray_pixels()))
+    (study / "sub" / "b.png").write_bytes(png_bytes(xray_pixels(1)))
+    (study / "sub" / "up").symlink_to("..")  # a loop back to study/
+    (study / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    os.mkfifo(study / "pipe.png")
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path) -> object:
+        if self.name == "locked":  # as root, chmod cannot make a folder unlistable
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    out = tmp_path / "preds.csv"
+    code = main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--recursive", str(study)])
+    assert code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert f"chexnet predict: cannot read {study / 'locked'}: The folder cannot be listed: permission denied." in err
+    assert "chexnet predict: passed over 2 folder entries that are not PNG, JPEG or DICOM files" in err
+    assert list(read_csv(out)[1]) == [str(study / "a.png"), str(study / "sub" / "b.png")]  # each once
