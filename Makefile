@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check models app training tests benchmarks chexnet_cli.py
 	$(BIN)/mypy
 
+# The OpenVINO backend tests run in a second pytest process: see app/backends/__init__.py for why.
 test: lint
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m openvino tests/app/test_backends.py
 
 # The decoder's long fuzz run (thousands of random and mutated PNG/JPEG/DICOM files); make test runs a short one.
 fuzz: $(STAMP)
@@ -51,7 +53,7 @@ demo-model: $(STAMP)
 # writes benchmarks/results/bench-<date>.json and benchmarks/results/latest.md. OMP_WAIT_POLICY=PASSIVE for
 # every process: on a CPU shared with other work, libgomp's spin-waiting makes a forward on the main thread
 # 5-50x slower (see benchmarks/README.md); passive waiting measures the pipelines, not the neighbours.
-BENCH_ENV ?= OMP_WAIT_POLICY=PASSIVE
+BENCH_ENV ?= OMP_WAIT_POLICY=PASSIVE CHEXNET_BACKEND=openvino
 bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run_bench --out benchmarks/results
 

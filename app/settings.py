@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: Literal["auto", "torch", "openvino"] = Field(
-        "auto", description="auto: openvino on the CPU, torch on CUDA; torch: eager PyTorch everywhere"
+        "auto", description="auto: torch for now (see app/backends); openvino: the compiled CPU backend, opt-in"
     )
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 only when asked (probabilities move ~1e-3)")
     intra_op_threads: int = Field(

@@ -51,13 +51,3 @@ def shared_or_skip(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path.relative_to(REPO.parent)} is not present (only CI and developers have ../shared/data)")
     return path
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``openvino_last`` run after the others (stable order otherwise).
-
-    Known issue, not understood yet: after tests/app/test_backends.py has built and dropped a dozen OpenVINO
-    models in this process, a later in-process training run (tests/training/test_image_check.py) sometimes dies
-    with SIGSEGV (not under gdb: a race). The service never trains, and training never imports OpenVINO.
-    """
-    items.sort(key=lambda item: item.get_closest_marker("openvino_last") is not None)

@@ -33,9 +33,14 @@ class InferenceBackend(Protocol):
 
 
 def backend_name(settings: Settings, device: torch.device) -> str:
-    """``auto`` means openvino on the CPU and torch on CUDA."""
+    """``auto`` means torch for now, on the CPU too; ``openvino`` is chosen explicitly.
+
+    Why not OpenVINO by default yet: after a dozen OpenVINO models were built and dropped in one test process, a
+    later in-process training run died with SIGSEGV (not understood; not seen in a serving process, which builds
+    one model and never trains).  Until that is explained, the measured-faster backend is opt-in.
+    """
     if settings.backend == "auto":
-        return "torch" if device.type == "cuda" else "openvino"
+        return "torch"
     return settings.backend
 
 

@@ -23,7 +23,7 @@ from models.gradcam import gradcam_maps, normalise_maps
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec
 
-pytestmark = pytest.mark.openvino_last
+pytestmark = pytest.mark.openvino  # run in a pytest process of their own: see app/backends/__init__.py
 
 SIZE = 64  # 2x2 norm5 maps, so Grad-CAM has something to compare (32 px gives 1x1 maps, all zero once normalised)
 PROB_TOLERANCE = 1e-4
@@ -166,10 +166,10 @@ def test_the_default_cache_lies_beside_the_checkpoint(checkpoint: Path) -> None:
     assert resolve_cache_dir(None, checkpoint) == checkpoint.parent / ".chexnet-cache"
 
 
-def test_auto_means_openvino_on_the_cpu(checkpoint: Path) -> None:
+def test_auto_means_torch_until_the_openvino_crash_is_understood(checkpoint: Path) -> None:
     assert Settings().backend == "auto"
     backend, _ = load(checkpoint)
-    assert backend.name == "openvino"
+    assert backend.name == "torch"
 
 
 @pytest.mark.parametrize(
