@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from app.backends.openvino_backend import LogitsAndFeatures
 from models.imaging import DecodeLimits, decode_image
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec, eval_tensor
@@ -32,23 +32,13 @@ SIZE = 224
 Run = Callable[[torch.Tensor], Any]
 
 
-class Both(nn.Module):
-    def __init__(self, model: CheXNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.model.forward_features(images)
-        return self.model.forward_head(features), features
-
-
 def make_ort(model: CheXNet, folder: Path) -> Run:
     import onnxruntime as ort
 
     path = folder / "model.onnx"
     axes = {"images": {0: "n"}, "logits": {0: "n"}, "features": {0: "n"}}
     torch.onnx.export(
-        Both(model), (torch.zeros(1, 3, SIZE, SIZE),), str(path), input_names=["images"],
+        LogitsAndFeatures(model), (torch.zeros(1, 3, SIZE, SIZE),), str(path), input_names=["images"],
         output_names=["logits", "features"], dynamic_axes=axes, dynamo=False,
     )  # fmt: skip
     options = ort.SessionOptions()
@@ -60,7 +50,9 @@ def make_ort(model: CheXNet, folder: Path) -> Run:
 def make_ov(model: CheXNet, precision: str) -> Run:
     import openvino as ov
 
-    converted = ov.convert_model(Both(model), example_input=torch.zeros(1, 3, SIZE, SIZE), input=[(-1, 3, SIZE, SIZE)])
+    converted = ov.convert_model(
+        LogitsAndFeatures(model), example_input=torch.zeros(1, 3, SIZE, SIZE), input=[(-1, 3, SIZE, SIZE)]
+    )
     config = {"INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
     compiled = ov.Core().compile_model(converted, "CPU", config)
     request = compiled.create_infer_request()

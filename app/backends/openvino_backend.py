@@ -25,7 +25,7 @@ _HINTS = {"fp32": "f32", "bf16": "bf16"}
 PROBE_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
 
 
-class _LogitsAndFeatures(nn.Module):
+class LogitsAndFeatures(nn.Module):
     """What is exported: both outputs, so closed-form Grad-CAM keeps working from the compiled graph."""
 
     def __init__(self, model: CheXNet) -> None:
@@ -42,7 +42,7 @@ def export_ir(model: CheXNet, image_size: int) -> ov.Model:
     example = torch.zeros(1, 3, image_size, image_size)
     with torch.no_grad():
         exported = ov.convert_model(
-            _LogitsAndFeatures(model.float().eval()), example_input=example, input=[(-1, 3, image_size, image_size)]
+            LogitsAndFeatures(model.float().eval()), example_input=example, input=[(-1, 3, image_size, image_size)]
         )
     return exported
 
