@@ -113,7 +113,6 @@ _LONG_VRS: Final = frozenset(b"OB OD OF OL OV OW SQ UC UN UR UT SV UV".split())
 _MAX_FIRST_LENGTH: Final = 1 << 16  # a first element longer than this is not a header element
 _UNDEFINED_LENGTH: Final = 0xFFFFFFFF
 _PIXEL_DATA: Final = 0x7FE00010
-_PIXEL_DATA_TAGS: Final = frozenset({0x7FE00008, 0x7FE00009, _PIXEL_DATA})  # float, double float, integer
 HEADER_PREFIX_BYTES: Final = 256 * 1024  # what a header check reads first (a CR/DX header is a few KiB)
 
 
@@ -184,8 +183,8 @@ def _check_pixel_extent(ds: Dataset, pixels: _PixelElement | None, total: int) -
     Raises :class:`InvalidImageError` for a file without (integer) pixel data or whose pixel data is cut short,
     which the decoder would refuse too, so that ``chexnet train`` finds such files before epoch 1.
     """
-    if pixels is None or pixels.tag != _PIXEL_DATA:
-        raise InvalidImageError("The DICOM file contains no image.")  # none, or Float / Double Float Pixel Data
+    if pixels is None:
+        raise InvalidImageError("The DICOM file contains no image.")  # none, or only Float / Double Float Pixel Data
     if pixels.length == _UNDEFINED_LENGTH:  # encapsulated: the codec checks its frames when decoding
         if pixels.value_start >= total:
             raise InvalidImageError("The DICOM file is truncated: it ends before its pixel data.")
@@ -288,7 +287,7 @@ def _read_dataset(data: bytes, stop_before_pixels: bool) -> tuple[Dataset, _Pixe
     found: list[_PixelElement] = []
 
     def at_pixel_data(tag: BaseTag, vr: str | None, length: int) -> bool:
-        if stop_before_pixels and tag in _PIXEL_DATA_TAGS:
+        if stop_before_pixels and tag == _PIXEL_DATA:  # Float / Double Float Pixel Data are skipped, as in decoding
             found.append(_PixelElement(int(tag), length, stream.tell()))  # positioned at the value
             return True
         return False

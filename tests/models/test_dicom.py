@@ -513,3 +513,20 @@ def test_enhanced_frame_voi_lut_is_applied() -> None:
     decoded = decode_dicom(data, DecodeLimits())
     assert decoded.steps == ("voi_lut",)
     np.testing.assert_allclose(decoded.gray, (stored // 16) / 255.0, atol=1e-6)
+
+
+def test_float_pixel_data_alone_is_no_image_but_beside_integer_data_is_ignored() -> None:
+    from models.imaging import probe_image
+
+    ds = pydicom.dcmread(BytesIO(make_dicom(ramp(0, 2000, (64, 64)), bits_stored=12)))
+    ds.add_new(0x7FE00008, "OF", np.zeros(64 * 64, np.float32).tobytes())  # Float Pixel Data
+    both = BytesIO()
+    ds.save_as(both, enforce_file_format=True)
+    assert probe_image(both.getvalue()).width == 64
+    assert decode_image(both.getvalue(), DecodeLimits()).steps == ("auto_window",)
+    del ds.PixelData
+    only_float = BytesIO()
+    ds.save_as(only_float, enforce_file_format=True)
+    for call in (probe_image, decode_image):
+        with pytest.raises(InvalidImageError, match="contains no image"):
+            call(only_float.getvalue())  # type: ignore[operator]
