@@ -37,10 +37,9 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from models.decoded import DEFAULT_LIMITS, DecodedImage, DecodeLimits, check_dimensions
+from models.decoded import DEFAULT_LIMITS, DecodedImage, DecodeLimits, check_dimensions, too_many_pixels
 from models.dicom_codecs import NATIVE, check_codestream_size, check_transfer_syntax, decode_pixels
 from models.input_errors import (
-    DecompressionBombError,
     InputError,
     InvalidImageError,
     MultiFrameError,
@@ -225,7 +224,7 @@ def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedI
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
-        raise DecompressionBombError() from exc
+        raise too_many_pixels(limits) from exc
     except Exception as exc:  # pydicom / decoder / numpy errors: their text may quote header values
         logger.debug("DICOM file could not be decoded (%s)", type(exc).__name__)
         raise InvalidImageError("The DICOM file could not be decoded.") from exc

@@ -32,8 +32,7 @@ from training.dataset import DecodeFailure, UnreadableImageError, collate_readab
 from training.image_check import (
     UNREADABLE_LIST,
     UnreadableImage,
-    UnreadableImagesError,
-    find_unreadable,
+    drop_unreadable,
     read_unreadable_list,
     write_unreadable_list,
 )
@@ -131,22 +130,6 @@ def _load_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
         table = table.subset(indices_of(table, names, options.split_list))
         logger.info("restricted to the %d images named in the split list", len(table))
     return table, labelled
-
-
-def drop_unreadable(options: EvaluateOptions, table: LabelTable) -> LabelTable:
-    """The table without images that fail the decoder's header checks (or UnreadableImagesError)."""
-    paths = [Path(str(options.images)) / name for name in table.image_names]
-    failures = find_unreadable(paths)
-    if not failures:
-        return table
-    if not options.skip_unreadable:
-        raise UnreadableImagesError(failures, len(paths))
-    write_unreadable_list(Path(options.out) / UNREADABLE_LIST, failures)
-    print(
-        f"left out {len(failures)} unreadable images of {len(paths)} (listed in {Path(options.out) / UNREADABLE_LIST})"
-    )
-    bad = {f.path for f in failures}
-    return table.subset([i for i, path in enumerate(paths) if path not in bad])
 
 
 def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> tuple[LabelTable, np.ndarray]:
@@ -338,7 +321,10 @@ def run_evaluate(options: EvaluateOptions) -> int:
     (Path(options.out) / UNREADABLE_LIST).unlink(missing_ok=True)  # a list from an earlier run would mislead
     if options.checkpoint is not None:
         check_images_exist(table, Path(str(options.images)))
-        table = drop_unreadable(options, table)
+        listing = Path(options.out) / UNREADABLE_LIST
+        table, dropped = drop_unreadable(table, Path(str(options.images)), options.skip_unreadable, listing)
+        if dropped:
+            print(f"left out {dropped} unreadable images (listed in {listing})")
         table, probs = predict_checkpoint(options, table)
     else:
         total = len(table)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from models.imaging import DEFAULT_LIMITS, DecodeLimits, probe_image
 from models.input_errors import InputError
+from training.labels_table import LabelTable
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +98,21 @@ def write_unreadable_list(path: Path, failures: Sequence[UnreadableImage]) -> No
         writer = csv.writer(handle)
         writer.writerow(["path", "code", "reason"])
         writer.writerows([str(f.path), f.code, f.message] for f in failures)
+
+
+def drop_unreadable(table: LabelTable, images: Path, skip: bool, listing: Path | None) -> tuple[LabelTable, int]:
+    """The table without the images that fail the header check, and how many were left out.
+
+    Raises :class:`UnreadableImagesError` unless ``skip`` (``--skip-unreadable``); then the failures are written
+    to ``listing`` (when given: only one process of a distributed run writes).
+    """
+    paths = [images / name for name in table.image_names]
+    failures = find_unreadable(paths)
+    if not failures:
+        return table, 0
+    if not skip:
+        raise UnreadableImagesError(failures, len(paths))
+    if listing is not None:
+        write_unreadable_list(listing, failures)
+    bad = {f.path for f in failures}
+    return table.subset([i for i, path in enumerate(paths) if path not in bad]), len(bad)

@@ -20,7 +20,7 @@ from training.config import TrainConfig, TrainConfigError
 from training.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.distributed import DistContext, init_distributed, shutdown_distributed
 from training.engine import EvalResult, evaluate, train_one_epoch
-from training.image_check import UNREADABLE_LIST, UnreadableImagesError, find_unreadable, write_unreadable_list
+from training.image_check import UNREADABLE_LIST, drop_unreadable
 from training.labels_table import LabelTable, check_images_exist, read_label_table
 from training.metrics import mean_auroc, per_class_auroc
 from training.provenance import describe_run
@@ -47,27 +47,15 @@ def load_split(config: TrainConfig, ctx: DistContext | None = None) -> tuple[Lab
     """
     table = read_label_table(config.labels)
     check_images_exist(table, config.images)
-    table = drop_unreadable(config, table, write=ctx is None or ctx.is_main)
+    listing = config.out / UNREADABLE_LIST if ctx is None or ctx.is_main else None
+    table, dropped = drop_unreadable(table, config.images, config.skip_unreadable, listing)
+    if dropped:
+        logger.warning("--skip-unreadable: left out %d images (listed in %s)", dropped, UNREADABLE_LIST)
     if config.train_list is not None and config.val_list is not None:
         train_idx, val_idx = split_from_lists(table, config.train_list, config.val_list)
     else:
         train_idx, val_idx = split_by_patient(table, config.val_fraction, config.seed)
     return table.subset(list(train_idx)), table.subset(list(val_idx))
-
-
-def drop_unreadable(config: TrainConfig, table: LabelTable, write: bool) -> LabelTable:
-    """The table without images that fail the decoder's header checks (or UnreadableImagesError)."""
-    paths = [config.images / name for name in table.image_names]
-    failures = find_unreadable(paths)
-    if not failures:
-        return table
-    if not config.skip_unreadable:
-        raise UnreadableImagesError(failures, len(paths))
-    bad = {f.path for f in failures}
-    if write:
-        write_unreadable_list(config.out / UNREADABLE_LIST, failures)
-    logger.warning("--skip-unreadable: left out %d of %d images (listed in %s)", len(bad), len(paths), UNREADABLE_LIST)
-    return table.subset([i for i, path in enumerate(paths) if path not in bad])
 
 
 def write_split_lists(out: Path, train: LabelTable, val: LabelTable) -> None:
