@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from app.errors import ApiError, NotReadyError
 from app.overlay import render_overlay_png, render_panels_png
@@ -77,7 +76,8 @@ async def predict_image(request: Request, file: Upload) -> PredictResponse:
     responses={
         200: {
             "content": {"image/png": {}, "application/json": {"schema": GradcamJson.model_json_schema()}},
-            "description": "PNG overlay at the upload's own size (headers X-Pathology, X-Probability), or JSON",
+            "description": "PNG overlay at the upload's size, at most CHEXNET_OVERLAY_MAX_SIDE on the longer side "
+            "(headers X-Pathology, X-Probability), or JSON",
         },
         **_ERRORS,
     },
@@ -106,14 +106,15 @@ async def explain_image(
                 ).model_dump()
             )
         titles = [f"{n} p={p:.3f}" for n, p in zip(PATHOLOGIES, result.probs, strict=True)]
-        png = await run_in_threadpool(render_panels_png, prepared.gray, result.cams, prepared.geometry, titles)
+        png = await service.run_bounded(render_panels_png, prepared.gray, result.cams, prepared.geometry, titles)
         return Response(png, media_type="image/png", headers={"X-Pathology": "all"})
     index = PATHOLOGIES.index(pathology) if pathology else int(result.probs.argmax())
     name, probability = PATHOLOGIES[index], float(result.probs[index])
     if format == "json":
         body = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist())
         return JSONResponse(body.model_dump())
-    png = await run_in_threadpool(render_overlay_png, prepared.gray, result.cams[index], prepared.geometry)
+    max_side = service.settings.overlay_max_side
+    png = await service.run_bounded(render_overlay_png, prepared.gray, result.cams[index], prepared.geometry, max_side)
     headers = {"X-Pathology": name, "X-Probability": f"{probability:.6f}"}
     return Response(png, media_type="image/png", headers=headers)
 

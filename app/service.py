@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import torch
 from fastapi import FastAPI, UploadFile
@@ -20,6 +21,7 @@ from models.imaging import DecodeLimits
 from models.input_errors import InvalidImageError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Service:
@@ -51,13 +53,18 @@ class Service:
         data = await upload.read()
         if not data:
             raise InvalidImageError("The uploaded file is empty.")
+        return await self.run_bounded(prepare_image, data, self.engine.info.spec, self.limits)
+
+    async def run_bounded(self, work: Callable[..., T], *args: object) -> T:
+        """Run CPU work (decode, preprocess, overlay rendering) in the bounded pool, one slot per call.
+
+        At most ``decode_concurrency`` run at once, each on a thread with one torch thread (app.threads); the
+        rest wait for a slot and count toward the backlog that ``admit`` refuses beyond.
+        """
         self._decoding += 1
         try:
             async with self._decode_slots:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(
-                    self._decoder, prepare_image, data, self.engine.info.spec, self.limits
-                )
+                return await asyncio.get_running_loop().run_in_executor(self._decoder, work, *args)
         finally:
             self._decoding -= 1
 

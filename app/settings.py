@@ -46,7 +46,10 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(64, ge=1)
     decode_concurrency: int = Field(
-        4, ge=1, description="uploads decoded at once (each may take ~1 GB at the pixel cap)"
+        4, ge=1, description="uploads decoded or overlays rendered at once (each may take ~1 GB at the pixel cap)"
+    )
+    overlay_max_side: int = Field(
+        1024, ge=64, le=8192, description="Grad-CAM PNG overlays are drawn at most this many pixels on the longer side"
     )
     drain_seconds: float = Field(20.0, gt=0.0)
     warmup: bool = True
