@@ -8,9 +8,10 @@ paths or patient data), and a 500 says nothing about what went wrong inside.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,17 +26,35 @@ NOT_A_FILE_MESSAGE = (
 )
 
 
-class ApiError(Exception):
-    """An error the API reports as is: status, machine code, message for a person, optional headers."""
+class ApiError(HTTPException):
+    """An error the API reports as is: status, machine code, message for a person, optional headers.
+
+    A FastAPI ``HTTPException`` so that one raised while the body is read (``app.admission``) reaches the handler
+    as itself: FastAPI turns any other exception during body parsing into a generic 400.
+    """
 
     def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
+        super().__init__(status_code=status, detail=detail, headers=headers)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
 
 
 class OverloadedError(ApiError):
     def __init__(self) -> None:
         super().__init__(503, "overloaded", "the server is busy; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class OutOfMemoryError(ApiError):
+    def __init__(self) -> None:
+        detail = "the server ran out of memory for this request; retry shortly"
+        super().__init__(503, "out_of_memory", detail, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def payload_too_large(max_bytes: int) -> ApiError:
+    mib = max_bytes / (1024 * 1024)
+    return ApiError(413, "payload_too_large", f"upload larger than the {mib:g} MiB limit", {"Connection": "close"})
+
+
+MULTIPLE_FILES_MESSAGE = "Send one X-ray per request: the form has more than one file part."
 
 
 class NotReadyError(ApiError):
@@ -55,8 +74,8 @@ _STATUS_CODES = {
 }
 
 
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+def error_response(status: int, code: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=dict(headers or {}))
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str]:
@@ -93,6 +112,8 @@ async def _on_input_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and str(exc.detail).startswith("Too many files"):  # FORM_LIMITS: one file part
+        return error_response(422, "multiple_files", MULTIPLE_FILES_MESSAGE)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else "request failed"
     return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
@@ -101,6 +122,12 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return error_response(422, *_describe_validation(exc))
+
+
+async def _on_memory_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("out of memory on %s", request.url.path)
+    error = OutOfMemoryError()
+    return error_response(error.status, error.code, error.detail, error.headers)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -113,4 +140,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputError, _on_input_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(MemoryError, _on_memory_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from app.admission import AdmissionMiddleware
 from app.errors import install_error_handlers
-from app.middleware import BodyLimitMiddleware, DisclaimerMiddleware, MetricsMiddleware
+from app.middleware import DisclaimerMiddleware, MetricsMiddleware
 from app.predictor import InferenceEngine, Predictor
 from app.routes import router
 from app.security import ApiKeyMiddleware
@@ -24,6 +27,10 @@ Grad-CAM. Upload PNG (8/16-bit), JPEG or DICOM as multipart field `file`:
 
 Every response carries the `X-Disclaimer` header. Errors are `{{"detail": ..., "code": ...}}`.
 """
+
+
+# One file part, a few text fields of at most 16 KiB (Starlette's defaults: 1,000 files and fields, 1 MiB each).
+FORM_LIMITS: Any = {"max_files": 1, "max_fields": 4, "max_part_size": 16 * 1024}  # FastAPI's TypedDict is private
 
 
 class _DisclaimedFastAPI(FastAPI):
@@ -44,10 +51,17 @@ def create_app(settings: Settings | None = None, engine: InferenceEngine | None 
         description=DESCRIPTION,
         version=__version__,
         lifespan=service.lifespan,
+        form_limits=FORM_LIMITS,
     )
     app.state.settings, app.state.service = settings, service
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        AdmissionMiddleware,
+        service=service,
+        max_bytes=settings.max_upload_bytes,
+        upload_timeout_s=settings.upload_timeout_s,
+        backlog=service.backlog,
+    )
     app.add_middleware(ApiKeyMiddleware, expected=settings.api_key)
     app.add_middleware(MetricsMiddleware, telemetry=telemetry)
     app.include_router(router)

@@ -98,26 +98,32 @@ def encode_png(image: Image.Image) -> bytes:
     return bytes(encoded)
 
 
-def render_overlay_png(
-    gray: npt.NDArray[np.float32], cam: npt.NDArray[np.float32], geometry: CropGeometry, max_side: int
-) -> bytes:
-    """(H, W) image and (h, w) map in [0, 1] over the model's crop -> PNG of the overlay, longer side <= max_side."""
-    size = output_size(gray.shape[0], gray.shape[1], max_side)
-    return encode_png(blend_cam(gray_image(gray, size), cam, crop_box(geometry, size)))
+def overlay_base(gray: npt.NDArray[np.float32], max_side: int) -> Image.Image:
+    """(H, W) image in [0, 1] -> the 8-bit image overlays are drawn on, at most ``max_side`` on the longer side.
+
+    Made at decode time, so a request waiting for the model holds this (at most max_side² bytes), not the upload.
+    """
+    return gray_image(gray, output_size(gray.shape[0], gray.shape[1], max_side))
+
+
+def render_overlay_png(base: Image.Image, cam: npt.NDArray[np.float32], geometry: CropGeometry) -> bytes:
+    """Overlay base ('L', from :func:`overlay_base`) and (h, w) map in [0, 1] over the model's crop -> PNG bytes."""
+    return encode_png(blend_cam(base, cam, crop_box(geometry, (base.height, base.width))))
 
 
 def render_panels_png(
-    gray: npt.NDArray[np.float32],
+    base: Image.Image,
     cams: npt.NDArray[np.float32],
     geometry: CropGeometry,
     titles: list[str],
     columns: int = 4,
 ) -> bytes:
     """(K, h, w) maps -> one PNG: a grid of K overlays, each drawn at PANEL_SIDE on its longer side, with titles."""
-    height, width = gray.shape
-    scale = PANEL_SIDE / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    base, box = gray_image(gray, size), crop_box(geometry, size)
+    scale = PANEL_SIDE / max(geometry.height, geometry.width)
+    size = (max(1, round(geometry.height * scale)), max(1, round(geometry.width * scale)))
+    if base.size != (size[1], size[0]):
+        base = base.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    box = crop_box(geometry, size)
     rows = -(-len(titles) // columns)
     sheet = Image.new("RGB", (columns * size[1], rows * (size[0] + TITLE_HEIGHT)), "black")
     draw = ImageDraw.Draw(sheet)

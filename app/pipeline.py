@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
 import torch
+from PIL import Image
 
+from app.overlay import overlay_base
 from app.settings import Settings
 from models.imaging import DecodeLimits, decode_image
 from models.preprocessing import CropGeometry, PreprocessSpec, center_crop_geometry, eval_tensor
@@ -15,13 +15,19 @@ from models.preprocessing import CropGeometry, PreprocessSpec, center_crop_geome
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """An upload ready for the model: ``gray`` (H, W) in [0, 1], its ``tensor`` (3, S, S) and crop geometry."""
+    """An upload ready for the model: its ``tensor`` (3, S, S), crop geometry and, for overlays, an 8-bit base.
+
+    The decoded (H, W) float image itself is not kept: a request waiting for the model holds the tensor and at
+    most an ``overlay_side``² byte image, whatever the upload's size.
+    """
 
     format: str
     steps: tuple[str, ...]
-    gray: npt.NDArray[np.float32]
+    height: int
+    width: int
     tensor: torch.Tensor
     geometry: CropGeometry
+    overlay: Image.Image | None = None
 
 
 def decode_limits(settings: Settings) -> DecodeLimits:
@@ -30,10 +36,22 @@ def decode_limits(settings: Settings) -> DecodeLimits:
     )
 
 
-def prepare_image(data: bytes, spec: PreprocessSpec, limits: DecodeLimits) -> PreparedImage:
-    """Decode with the shared decoder, and build the eval tensor with the checkpoint's own spec."""
+def prepare_image(
+    data: bytes, spec: PreprocessSpec, limits: DecodeLimits, overlay_side: int | None = None
+) -> PreparedImage:
+    """Decode with the shared decoder and build the eval tensor with the checkpoint's own spec.
+
+    With ``overlay_side``, also the overlay's base image (longer side at most ``overlay_side`` pixels).
+    """
     decoded = decode_image(data, limits)
     gray = decoded.gray
+    height, width = gray.shape
     return PreparedImage(
-        decoded.format, decoded.steps, gray, eval_tensor(spec, gray), center_crop_geometry(spec, *gray.shape)
+        format=decoded.format,
+        steps=decoded.steps,
+        height=height,
+        width=width,
+        tensor=eval_tensor(spec, gray),
+        geometry=center_crop_geometry(spec, height, width),
+        overlay=overlay_base(gray, overlay_side) if overlay_side is not None else None,
     )

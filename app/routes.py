@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from app.admission import admission_of
 from app.errors import ApiError, NotReadyError
 from app.overlay import render_overlay_png, render_panels_png
 from app.predictor import Inference
@@ -57,13 +58,17 @@ async def predict_image(request: Request, file: Upload) -> PredictResponse:
     """Predict the 14 ChestX-ray14 pathology probabilities for one chest X-ray."""
     service = _service(request)
     prepared = await service.prepare(file)
-    result = await service.infer(prepared, with_cams=False)
+    result = await service.infer(prepared, with_cams=False, admission=admission_of(request.scope))
     info = service.engine.info
-    height, width = prepared.gray.shape
     return PredictResponse(
         probabilities=_probabilities(result),
         model={"name": info.name, "version": info.version, "sha256": info.sha256},
-        input={"format": prepared.format, "width": width, "height": height, "steps": list(prepared.steps)},
+        input={
+            "format": prepared.format,
+            "width": prepared.width,
+            "height": prepared.height,
+            "steps": list(prepared.steps),
+        },
         disclaimer=DISCLAIMER,
     )
 
@@ -94,8 +99,9 @@ async def explain_image(
     if pathology is not None and pathology != "all" and pathology not in PATHOLOGIES:
         raise ApiError(422, "unknown_pathology", "pathology must be one of the 14 ChestX-ray14 names or 'all'")
     service = _service(request)
-    prepared = await service.prepare(file)
-    result = await service.infer(prepared, with_cams=True)
+    overlay_side = None if format == "json" else service.settings.overlay_max_side
+    prepared = await service.prepare(file, overlay_side)
+    result = await service.infer(prepared, with_cams=True, admission=admission_of(request.scope))
     assert result.cams is not None
     if pathology == "all":
         if format == "json":
@@ -105,16 +111,17 @@ async def explain_image(
                     heatmaps={n: c.tolist() for n, c in zip(PATHOLOGIES, result.cams, strict=True)},
                 ).model_dump()
             )
+        assert prepared.overlay is not None
         titles = [f"{n} p={p:.3f}" for n, p in zip(PATHOLOGIES, result.probs, strict=True)]
-        png = await service.run_bounded(render_panels_png, prepared.gray, result.cams, prepared.geometry, titles)
+        png = await service.run_bounded(render_panels_png, prepared.overlay, result.cams, prepared.geometry, titles)
         return Response(png, media_type="image/png", headers={"X-Pathology": "all"})
     index = PATHOLOGIES.index(pathology) if pathology else int(result.probs.argmax())
     name, probability = PATHOLOGIES[index], float(result.probs[index])
     if format == "json":
         body = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist())
         return JSONResponse(body.model_dump())
-    max_side = service.settings.overlay_max_side
-    png = await service.run_bounded(render_overlay_png, prepared.gray, result.cams[index], prepared.geometry, max_side)
+    assert prepared.overlay is not None
+    png = await service.run_bounded(render_overlay_png, prepared.overlay, result.cams[index], prepared.geometry)
     headers = {"X-Pathology": name, "X-Probability": f"{probability:.6f}"}
     return Response(png, media_type="image/png", headers=headers)
 
@@ -143,4 +150,5 @@ async def read_metrics(request: Request) -> Response:
     """Prometheus metrics: requests, latency, batch sizes, queue depth, per-class score histograms."""
     service = _service(request)
     service.telemetry.queue_depth.set(service.engine.queue_depth())
+    service.telemetry.upload_backlog.set(service.backlog.count)
     return Response(service.telemetry.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

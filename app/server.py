@@ -50,6 +50,18 @@ def prepare_service(overrides: dict[str, Any]) -> tuple[Settings, Predictor]:
         raise StartupError(f"cannot load the model: {exc}", 1) from None
 
 
+# Connections beyond those admission can hold (queue + backlog) left for probes, /metrics and refusals.
+CONNECTION_HEADROOM = 32
+
+
+def connection_limit(settings: Settings) -> int:
+    """uvicorn's ``limit_concurrency``: a backstop behind admission (``app.admission``), which refuses first.
+
+    Beyond it uvicorn answers 503 itself, as plain text without the API's error shape.
+    """
+    return settings.queue_size + settings.upload_backlog + CONNECTION_HEADROOM
+
+
 def run_server(settings: Settings, predictor: Predictor) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish."""
     config = uvicorn.Config(
@@ -60,6 +72,7 @@ def run_server(settings: Settings, predictor: Predictor) -> None:
         access_log=False,  # request lines are counted in /metrics instead
         timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
         server_header=False,
+        limit_concurrency=connection_limit(settings),
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_NoExceptionText())

@@ -11,7 +11,8 @@ from typing import TypeVar
 import torch
 from fastapi import FastAPI, UploadFile
 
-from app.errors import NotReadyError, OverloadedError
+from app.admission import Admission, Backlog
+from app.errors import NotReadyError
 from app.pipeline import PreparedImage, decode_limits, prepare_image
 from app.predictor import Inference, InferenceEngine
 from app.settings import Settings
@@ -19,6 +20,7 @@ from app.telemetry import Telemetry
 from app.threads import decode_executor
 from models.imaging import DecodeLimits
 from models.input_errors import InvalidImageError
+from models.preprocessing import PreprocessSpec
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,9 +31,9 @@ class Service:
         self.settings, self.engine, self.telemetry = settings, engine, telemetry
         self.limits: DecodeLimits = decode_limits(settings)
         self._warm = False
+        self.backlog = Backlog(settings.upload_backlog)  # admitted requests outside the model's queue
         self._decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         self._decoder = decode_executor(settings.decode_concurrency)  # one torch thread each (app.threads)
-        self._decoding = 0  # requests decoding or waiting for a decode slot
         if hasattr(engine, "observer"):
             engine.observer = telemetry
 
@@ -40,38 +42,35 @@ class Service:
         """Warmed up, and the model's worker still running (a dead worker makes /readyz say 503)."""
         return self._warm and self.engine.is_running()
 
-    def admit(self) -> None:
-        """Refuse at once (503) when not ready or when the model's queue is full, before any decoding."""
-        if not self.ready:
-            raise NotReadyError()
-        if self.engine.queue_depth() >= self.settings.queue_size or self._decoding >= self.settings.queue_size:
-            raise OverloadedError()
+    def queue_full(self) -> bool:
+        return self.engine.queue_depth() >= self.settings.queue_size
 
-    async def prepare(self, upload: UploadFile) -> PreparedImage:
-        """Read the upload and decode + preprocess it in a worker thread (a bounded number at a time)."""
-        self.admit()
-        data = await upload.read()
-        if not data:
-            raise InvalidImageError("The uploaded file is empty.")
-        return await self.run_bounded(prepare_image, data, self.engine.info.spec, self.limits)
+    async def prepare(self, upload: UploadFile, overlay_side: int | None = None) -> PreparedImage:
+        """Read the upload and decode + preprocess it in the bounded pool (its bytes are read there too).
+
+        Admission (``app.admission``) has already refused what the headers alone could refuse.
+        """
+        return await self.run_bounded(_read_and_prepare, upload, self.engine.info.spec, self.limits, overlay_side)
 
     async def run_bounded(self, work: Callable[..., T], *args: object) -> T:
         """Run CPU work (decode, preprocess, overlay rendering) in the bounded pool, one slot per call.
 
-        At most ``decode_concurrency`` run at once, each on a thread with one torch thread (app.threads); the
-        rest wait for a slot and count toward the backlog that ``admit`` refuses beyond.
+        At most ``decode_concurrency`` run at once, each on a thread with one torch thread (app.threads).
         """
-        self._decoding += 1
-        try:
-            async with self._decode_slots:
-                return await asyncio.get_running_loop().run_in_executor(self._decoder, work, *args)
-        finally:
-            self._decoding -= 1
+        async with self._decode_slots:
+            return await asyncio.get_running_loop().run_in_executor(self._decoder, work, *args)
 
-    async def infer(self, prepared: PreparedImage, with_cams: bool) -> Inference:
+    async def infer(self, prepared: PreparedImage, with_cams: bool, admission: Admission | None = None) -> Inference:
+        """The model's answer for one prepared image; while it is queued, the request is out of the backlog."""
         if not self.ready:
             raise NotReadyError()
-        result = await self.engine.infer(prepared.tensor, with_cams)
+        if admission is not None:
+            admission.leave()
+        try:
+            result = await self.engine.infer(prepared.tensor, with_cams)
+        finally:
+            if admission is not None:
+                admission.rejoin()
         self.telemetry.on_scores(result.probs)
         return result
 
@@ -100,3 +99,14 @@ class Service:
             await asyncio.gather(warm, return_exceptions=True)
             await self.engine.stop()
             self._decoder.shutdown(wait=False, cancel_futures=True)
+
+
+def _read_and_prepare(
+    upload: UploadFile, spec: PreprocessSpec, limits: DecodeLimits, overlay_side: int | None
+) -> PreparedImage:
+    """In a pool thread: the spooled upload's bytes (read here, so only pool slots hold them) -> PreparedImage."""
+    upload.file.seek(0)
+    data = upload.file.read()
+    if not data:
+        raise InvalidImageError("The uploaded file is empty.")
+    return prepare_image(data, spec, limits, overlay_side)

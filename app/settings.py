@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     max_aspect_ratio: float = Field(4.0, ge=1.0)
     max_batch_size: int = Field(16, ge=1, le=512)
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
-    queue_size: int = Field(64, ge=1)
+    queue_size: int = Field(64, ge=1, description="inferences waiting in the model's queue")
+    upload_backlog: int = Field(
+        16, ge=1, description="admitted uploads outside the model's queue: receiving, waiting, decoding, rendering"
+    )
+    upload_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="the whole body must arrive in this time")
     decode_concurrency: int = Field(
         4, ge=1, description="uploads decoded or overlays rendered at once (each may take ~1 GB at the pixel cap)"
     )

@@ -29,6 +29,10 @@ class Telemetry:
             "chexnet_batch_seconds", "forward pass time per batch", buckets=_LATENCY_BUCKETS, registry=self.registry
         )
         self.queue_depth = Gauge("chexnet_queue_depth", "requests waiting for the model", registry=self.registry)
+        self.in_progress = Gauge("chexnet_requests_in_progress", "HTTP requests being served", registry=self.registry)
+        self.upload_backlog = Gauge(
+            "chexnet_upload_backlog", "admitted uploads outside the model's queue", registry=self.registry
+        )
         self.scores = Histogram(
             "chexnet_score",
             "predicted probability per pathology (a cheap drift signal)",

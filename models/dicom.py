@@ -205,7 +205,7 @@ def _header_size(data: bytes, limits: DecodeLimits, total: int) -> tuple[int, in
         _check_header(ds, limits, need_pixels=False)
         _check_pixel_extent(ds, pixels, total)
         return int(ds.Columns), int(ds.Rows)
-    except InputError:
+    except (InputError, MemoryError):  # out of memory is the server's trouble, not a bad file
         raise
     except Exception as exc:
         logger.debug("DICOM header could not be read (%s)", type(exc).__name__)
@@ -221,7 +221,7 @@ def decode_dicom(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> DecodedI
     """
     try:
         return _decode(data, limits)
-    except InputError:
+    except (InputError, MemoryError):  # out of memory is the server's trouble, not a bad file
         raise
     except Image.DecompressionBombError as exc:
         raise too_many_pixels(limits) from exc

@@ -101,7 +101,7 @@ def check_jpeg_data(data: bytes, limits: DecodeLimits) -> None:
         simplejpeg.decode_jpeg(
             data, colorspace="CMYK" if colorspace == "CMYK" else "GRAY", strict=True, fastdct=True, fastupsample=True
         )
-    except InputError:
+    except (InputError, MemoryError):  # out of memory is the server's trouble, not a bad file
         raise
     except ValueError as exc:
         logger.debug("jpeg data failed the strict check (%s)", type(exc).__name__)
@@ -113,7 +113,7 @@ def _typed_errors(fmt: str, limits: DecodeLimits) -> Iterator[None]:
     """Pillow's exceptions as InputErrors: a bomb as ``decompression_bomb``, anything else ``invalid_image``."""
     try:
         yield
-    except InputError:
+    except (InputError, MemoryError):  # out of memory is the server's trouble, not a bad file
         raise
     except Image.DecompressionBombError as exc:
         raise too_many_pixels(limits) from exc

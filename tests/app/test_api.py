@@ -241,3 +241,29 @@ def test_gradcam_json_and_all_and_unknown() -> None:
             assert image.width == 4 * 320
         assert_error(client.post("/gradcam?pathology=Pneumonnia", files=upload()), 422, "unknown_pathology")
         assert_error(client.post("/gradcam?format=bmp", files=upload()), 422, "validation_error")
+
+
+def test_out_of_memory_while_decoding_is_503_and_the_service_keeps_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.pipeline
+
+    real_decode = app.pipeline.decode_image
+    calls = {"n": 0}
+
+    def decode_once_out_of_memory(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError
+        return real_decode(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.pipeline, "decode_image", decode_once_out_of_memory)
+    with client_for(FakeEngine()) as client:
+        response = client.post("/predict", files=upload())
+        body = assert_error(response, 503, "out_of_memory")
+        assert response.headers["retry-after"] == "1"
+        assert "MemoryError" not in body["detail"]
+        assert client.post("/predict", files=upload()).status_code == 200
+
+
+def test_out_of_memory_in_the_model_is_503() -> None:
+    with client_for(FakeEngine(error=MemoryError())) as client:
+        assert_error(client.post("/predict", files=upload()), 503, "out_of_memory")

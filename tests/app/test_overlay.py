@@ -22,6 +22,7 @@ from app.overlay import (
     gray_image,
     jet,
     output_size,
+    overlay_base,
     render_overlay_png,
     render_panels_png,
 )
@@ -56,7 +57,7 @@ def test_overlay_at_full_size_is_the_float_reference_within_quantisation(shape: 
     rng = np.random.default_rng(sum(shape))
     gray = rng.random(shape, dtype=np.float32)
     cam = rng.random((7, 7)).astype(np.float32)
-    png = render_overlay_png(gray, cam, center_crop_geometry(SPEC, *shape), max_side=1024)
+    png = render_overlay_png(overlay_base(gray, 1024), cam, center_crop_geometry(SPEC, *shape))
     difference = np.abs(decode_png(png) - reference_overlay(gray, cam))
     # uint8 steps: the map quantised before the resample, the palette, the blend's own rounding
     assert difference.max() <= 3
@@ -66,7 +67,7 @@ def test_overlay_at_full_size_is_the_float_reference_within_quantisation(shape: 
 def test_outside_the_crop_the_image_is_left_alone() -> None:
     gray = np.full((100, 200), 60 / 255, dtype=np.float32)
     geometry = center_crop_geometry(SPEC, 100, 200)  # crop x 56.25..143.75, y 6.25..93.75
-    pixels = decode_png(render_overlay_png(gray, np.ones((7, 7), np.float32), geometry, max_side=1024))
+    pixels = decode_png(render_overlay_png(overlay_base(gray, 1024), np.ones((7, 7), np.float32), geometry))
     assert np.all(pixels[:, :56] == 60) and np.all(pixels[:, 144:] == 60)
     assert np.all(pixels[:6] == 60) and np.all(pixels[94:] == 60)
     assert np.all(pixels[6:94, 56:144] == [round(0.6 * 60 + 0.4 * 128), 36, 36])  # dark red at alpha 0.4
@@ -85,7 +86,7 @@ def test_a_large_upload_is_drawn_at_the_bound_as_the_reference_at_that_size() ->
     cam = np.zeros((7, 7), dtype=np.float32)
     cam[1, 5] = 1.0  # top right of the crop
     geometry = center_crop_geometry(SPEC, 2000, 1000)
-    pixels = decode_png(render_overlay_png(gray, cam, geometry, max_side=256))
+    pixels = decode_png(render_overlay_png(overlay_base(gray, 256), cam, geometry))
     assert pixels.shape == (256, 128, 3)
     small = np.asarray(gray_image(gray, (256, 128)), dtype=np.float32) / 255
     at_output = replace(geometry, height=256, width=128)  # the same crop, in output pixel coordinates
@@ -106,10 +107,11 @@ def test_panels_are_drawn_at_panel_size_one_per_class() -> None:
     gray = np.random.default_rng(2).random((900, 600), dtype=np.float32)
     cams = np.random.default_rng(3).random((14, 7, 7)).astype(np.float32)
     geometry = center_crop_geometry(SPEC, 900, 600)
-    sheet = decode_png(render_panels_png(gray, cams, geometry, [f"class {i}" for i in range(14)]))
+    base = overlay_base(gray, 1024)  # the upload's own size here: panels are drawn from a shrunk copy
+    sheet = decode_png(render_panels_png(base, cams, geometry, [f"class {i}" for i in range(14)]))
     panel_h, panel_w = PANEL_SIDE, 213  # 600 * 320 / 900 rounded
     assert sheet.shape == (4 * (panel_h + TITLE_HEIGHT), 4 * panel_w, 3)
-    base = gray_image(gray, (panel_h, panel_w))
+    base = base.resize((panel_w, panel_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
     for index in (0, 5, 13):
         x, y = (index % 4) * panel_w, (index // 4) * (panel_h + TITLE_HEIGHT) + TITLE_HEIGHT
         expected = np.asarray(blend_cam(base, cams[index], crop_box(geometry, (panel_h, panel_w))), dtype=np.int64)

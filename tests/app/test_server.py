@@ -11,7 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
+from app.server import CONNECTION_HEADROOM, run_server
+from app.settings import Settings
+from tests.app.fakes import FakeEngine
 from tests.conftest import FIXTURES
 from tests.server_process import free_port, running_server, serve_command
 
@@ -69,9 +73,19 @@ def test_invalid_setting_exits_2_naming_the_variable() -> None:
     assert "CHEXNET_MAX_BATCH_SIZE" in result.stderr
 
 
+def wait_for_requests_in_progress(url: str, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        if f"chexnet_requests_in_progress {float(count)}" in metrics:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"never {count} requests in progress")
+
+
 def test_sigterm_finishes_requests_in_flight(tiny_checkpoint: Path) -> None:
     xray = (FIXTURES / "00000075_000.png").read_bytes()
-    with running_server(tiny_checkpoint, CHEXNET_MAX_WAIT_MS="300") as server:
+    with running_server(tiny_checkpoint, CHEXNET_MAX_WAIT_MS="1000") as server:
 
         def call(_: int) -> int:
             files = {"file": ("x.png", xray, "image/png")}
@@ -79,7 +93,7 @@ def test_sigterm_finishes_requests_in_flight(tiny_checkpoint: Path) -> None:
 
         with ThreadPoolExecutor(max_workers=6) as pool:
             futures = [pool.submit(call, i) for i in range(6)]
-            time.sleep(0.15)  # the requests are in the batcher's 300 ms window
+            wait_for_requests_in_progress(server.url, 6 + 1)  # the six, in the batcher's window, and this probe
             server.process.send_signal(signal.SIGTERM)
             statuses = [f.result() for f in futures]
         assert statuses == [200] * 6
@@ -89,3 +103,10 @@ def test_sigterm_finishes_requests_in_flight(tiny_checkpoint: Path) -> None:
         assert "Application shutdown complete" in log
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def test_uvicorn_backstop_is_queue_plus_backlog_plus_headroom(monkeypatch: pytest.MonkeyPatch) -> None:
+    configs: list[uvicorn.Config] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: configs.append(self.config))
+    run_server(Settings(queue_size=10, upload_backlog=5), FakeEngine())  # type: ignore[arg-type]
+    assert [c.limit_concurrency for c in configs] == [10 + 5 + CONNECTION_HEADROOM]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.errors import MULTIPLE_FILES_MESSAGE
 from tests.app.fakes import FakeEngine, client_for
 from tests.app.test_api import XRAY, assert_error
 
@@ -11,15 +12,29 @@ FRAMEWORK_WORDS = ("UploadFile", "<class", "Value error", "Expected", "pydantic"
 
 
 @pytest.mark.parametrize("route", ["/predict", "/gradcam"])
-def test_two_file_parts_are_refused_not_half_answered(route: str) -> None:
+@pytest.mark.parametrize("names", [("file", "file"), ("file", "other"), ("file",) * 5])
+def test_more_than_one_file_part_is_refused_not_half_answered(route: str, names: tuple[str, ...]) -> None:
     engine = FakeEngine()
     with client_for(engine) as client:
-        response = client.post(
-            route, files=[("file", ("a.png", XRAY, "image/png")), ("file", ("b.png", XRAY, "image/png"))]
-        )
+        response = client.post(route, files=[(name, (f"{i}.png", XRAY, "image/png")) for i, name in enumerate(names)])
+    body = assert_error(response, 422, "multiple_files")
+    assert body["detail"] == MULTIPLE_FILES_MESSAGE  # the form parser stops at the second file (FORM_LIMITS)
+    assert len(engine.tensors) == 1  # the warm-up only: nothing was predicted
+
+
+def test_a_text_part_beside_the_file_with_the_same_name_is_refused() -> None:
+    with client_for(FakeEngine()) as client:
+        response = client.post("/predict", files=[("file", ("a.png", XRAY, "image/png")), ("file", (None, b"x"))])
     body = assert_error(response, 422, "multiple_files")
     assert body["detail"] == "Send one X-ray per request: the form has 2 parts named 'file'."
-    assert len(engine.tensors) == 1  # the warm-up only: nothing was predicted
+
+
+def test_many_text_fields_are_refused_by_the_form_limits() -> None:
+    with client_for(FakeEngine()) as client:
+        fields = [(f"f{i}", (None, b"x")) for i in range(5)]
+        response = client.post("/predict", files=[("file", ("a.png", XRAY, "image/png")), *fields])
+    body = assert_error(response, 400, "bad_request")
+    assert body["detail"] == "Too many fields. Maximum number of fields is 4."
 
 
 @pytest.mark.parametrize("media_type", ["MULTIPART/FORM-DATA", "Multipart/Form-Data", " multipart/form-data"])

@@ -320,3 +320,18 @@ def test_concurrent_decodes_are_independent() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, [good, bomb] * 16))
     assert results == ["ok", "decompression_bomb"] * 16
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [("00000075_000.png", "PIL.Image.open"), ("siim-cxr-monochrome2.dcm", "models.dicom._read_dataset")],
+)
+def test_out_of_memory_is_not_reported_as_a_bad_file(name: str, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MemoryError is the server's trouble (the service answers 503), never "could not be decoded"."""
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(step, no_memory)
+    with pytest.raises(MemoryError):
+        decode_image((FIXTURES / name).read_bytes(), DecodeLimits())
