@@ -21,6 +21,7 @@ import torch
 
 from app.backends import InferenceBackend, build_backend
 from app.errors import NotReadyError, OverloadedError
+from app.model_card import model_identity, without_paths
 from app.settings import Settings
 from app.threads import model_executor
 from models.checkpoint import load_checkpoint
@@ -113,17 +114,18 @@ class Predictor:
         digest = checkpoint.sha256 or ""
         head_weight = model.classifier.weight.detach().clone()
         backend = build_backend(settings, model, device, digest, checkpoint.spec.image_size)
+        name, version = model_identity(settings.model_name, checkpoint.provenance, Path(settings.checkpoint))
         info = ModelInfo(
-            name=Path(settings.checkpoint).stem,
-            version=str(checkpoint.provenance.get("chexnet_version", "unknown")),
+            name=name,
+            version=version,
             sha256=digest,
             device=str(backend.device),
             spec=checkpoint.spec,
             backend=backend.name,
             precision=backend.precision,
             metrics=checkpoint.metrics,
-            provenance=checkpoint.provenance,
-            config=checkpoint.config,
+            provenance=without_paths(checkpoint.provenance),  # file names, never the training machine's paths
+            config=without_paths(checkpoint.config),
         )
         logger.info(
             "model loaded: %s backend, %s, on %s (sha256 %s…)", backend.name, backend.precision, device, digest[:12]

@@ -22,7 +22,7 @@ router = APIRouter()
 Guarded = [Depends(check_api_key)]
 Uploading = [*Guarded, Depends(require_one_file)]
 Upload = Annotated[UploadFile, File(description="a chest X-ray: PNG, JPEG or DICOM (format read from the bytes)")]
-_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (401, 413, 415, 422, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 408, 413, 415, 422, 503)}
 
 
 def _service(request: Request) -> Service:

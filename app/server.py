@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import uvicorn
@@ -11,7 +13,7 @@ from pydantic import ValidationError
 
 from app.main import create_app
 from app.predictor import Predictor
-from app.settings import Settings
+from app.settings import Settings, unknown_variables
 from models.errors import ModelContractError
 
 logger = logging.getLogger(__name__)
@@ -36,8 +38,20 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
-def prepare_service(overrides: dict[str, Any]) -> tuple[Settings, Predictor]:
+def check_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Name each CHEXNET_* variable no setting reads: a warning, or exit 2 with ``CHEXNET_STRICT_SETTINGS=1``."""
+    unknown = unknown_variables(environ)
+    if not unknown:
+        return
+    names = ", ".join(name + (f" (did you mean {close}?)" if close else "") for name, close in unknown)
+    if environ.get("CHEXNET_STRICT_SETTINGS", "") in ("1", "true", "yes"):
+        raise StartupError(f"unknown settings: {names}; CHEXNET_STRICT_SETTINGS=1 makes this an error", 2)
+    logger.warning("ignoring unknown settings: %s", names)
+
+
+def prepare_service(overrides: dict[str, Any], environ: Mapping[str, str] = os.environ) -> tuple[Settings, Predictor]:
     """Validate settings (exit 2) and load the model (exit 1), all before any port is opened."""
+    check_unknown_variables(environ)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

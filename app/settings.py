@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +26,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHEXNET_", extra="ignore", frozen=True)
 
     checkpoint: Path = Field(DEMO_CHECKPOINT, description="checkpoint to serve; empty means the bundled demo model")
+    model_name: str | None = Field(
+        None, max_length=128, description="name shown by /model and /predict; unset: the name recorded at training"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -59,6 +64,11 @@ class Settings(BaseSettings):
     warmup: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("model_name", mode="before")
+    @classmethod
+    def _empty_name_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("checkpoint", mode="before")
     @classmethod
     def _empty_means_demo(cls, value: object) -> object:
@@ -80,3 +90,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_cache_dir_means_default(cls, value: object) -> object:
         return None if value == "" else value
+
+
+# CHEXNET_* variables that are not settings of the service but are read elsewhere (tests, make targets).
+OTHER_VARIABLES = frozenset({"CHEXNET_STRICT_SETTINGS", "CHEXNET_FUZZ"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(name, closest known name or None) for each CHEXNET_* variable that no setting reads; values never read."""
+    known = {f"CHEXNET_{field.upper()}" for field in Settings.model_fields} | OTHER_VARIABLES
+    unknown = sorted(name for name in environ if name.upper().startswith("CHEXNET_") and name.upper() not in known)
+    return [(name, next(iter(difflib.get_close_matches(name.upper(), known, n=1)), None)) for name in unknown]

@@ -98,7 +98,11 @@ def _read_payload(path: Path, map_location: str | torch.device) -> tuple[dict[st
     """The payload and the SHA-256 of the very bytes it was read from (the file may be replaced meanwhile)."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # e.g. mode 0600 owned by another user, as a container's mount can be
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}") from exc
     try:
         payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and EOF errors all mean the file is unusable

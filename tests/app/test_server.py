@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -13,7 +14,8 @@ import httpx
 import pytest
 import uvicorn
 
-from app.server import CONNECTION_HEADROOM, run_server
+import chexnet_cli
+from app.server import CONNECTION_HEADROOM, check_unknown_variables, run_server
 from app.settings import Settings
 from tests.app.fakes import FakeEngine
 from tests.conftest import FIXTURES
@@ -110,3 +112,38 @@ def test_uvicorn_backstop_is_queue_plus_backlog_plus_headroom(monkeypatch: pytes
     monkeypatch.setattr(uvicorn.Server, "run", lambda self: configs.append(self.config))
     run_server(Settings(queue_size=10, upload_backlog=5), FakeEngine())  # type: ignore[arg-type]
     assert [c.limit_concurrency for c in configs] == [10 + 5 + CONNECTION_HEADROOM]
+
+
+def test_unreadable_checkpoint_exits_1_with_one_line(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mode 0600 owned by another user, as a container's mount can be (simulated: this may run as root)."""
+    real_read = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:
+        if path.name == tiny_checkpoint.name:
+            raise PermissionError(13, "Permission denied")
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    assert chexnet_cli.main(["serve", "--checkpoint", str(tiny_checkpoint), "--port", str(free_port())]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"chexnet serve: cannot load the model: cannot read checkpoint {tiny_checkpoint}: permission denied"
+    ]
+
+
+def test_unknown_variable_is_a_warning_without_its_value(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        check_unknown_variables({"CHEXNET_MAX_WAIT": "7", "CHEXNET_PORT": "1", "CHEXNET_FUZZ": "long", "HOME": "/"})
+    assert caplog.messages == ["ignoring unknown settings: CHEXNET_MAX_WAIT (did you mean CHEXNET_MAX_WAIT_MS?)"]
+
+
+def test_unknown_variable_is_named_with_a_suggestion_and_strict_mode_refuses_it() -> None:
+    result = start_and_fail(CHEXNET_API_KEYS="secret-value", CHEXNET_STRICT_SETTINGS="1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "chexnet serve: unknown settings: CHEXNET_API_KEYS (did you mean CHEXNET_API_KEY?); "
+        "CHEXNET_STRICT_SETTINGS=1 makes this an error"
+    )
+    assert "secret-value" not in result.stderr
