@@ -18,7 +18,7 @@ from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save
 from models.preprocessing import PreprocessSpec
 from training.config import TrainConfig, TrainConfigError
 from training.dataset import EpochSampler, XrayDataset, collate_or_failure
-from training.distributed import DistContext, init_distributed, shutdown_distributed
+from training.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
 from training.engine import EvalResult, evaluate, train_one_epoch
 from training.image_check import UNREADABLE_LIST, drop_unreadable
 from training.labels_table import LabelTable, check_images_exist, read_label_table
@@ -150,6 +150,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
             loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
             loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
         stats = train_one_epoch(net, train_loader, criterion, optimizer, scaler, device, epoch, ctx)
+        broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
         result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
         record = epoch_record(epoch, stats.loss, stats.images_per_second, result, optimizer.param_groups[0]["lr"])
         _step_scheduler(scheduler, result.loss)
