@@ -12,9 +12,10 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -76,14 +77,19 @@ class Checkpoint:
         return payload
 
 
-def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
-    """Write atomically: a crash leaves either the old file or the new one, never half of one."""
+def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Write a file so that a crash or ``kill -9`` at any moment leaves the old file or the new one, whole.
+
+    ``write`` fills a temporary file in the same folder; it is flushed to disk, then renamed over ``path`` (an
+    atomic step), and the folder is synced so the rename survives a power cut too. A killed writer leaves only a
+    hidden ``.NAME.*.tmp`` beside the file.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(checkpoint.to_payload(), handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a container's non-root user must read mounted checkpoints
@@ -91,7 +97,18 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Pat
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return target
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
+    """Write atomically: a crash leaves either the old file or the new one, never half of one."""
+    payload = checkpoint.to_payload()
+    return write_atomically(path, lambda handle: torch.save(payload, handle))
 
 
 def _read_payload(path: Path, map_location: str | torch.device) -> tuple[dict[str, Any], str]:

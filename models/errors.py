@@ -6,7 +6,7 @@ class ModelContractError(Exception):
 
 
 class WeightsUnavailableError(ModelContractError):
-    """Pretrained weights were asked for but cannot be had (offline, no cache)."""
+    """Pretrained weights were asked for but cannot be had: none cached and offline, or a file failing its checks."""
 
 
 class CheckpointError(ModelContractError):

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from torchvision.models import DenseNet, DenseNet121_Weights
+from torchvision.models import DenseNet
 
 from models.errors import WeightsUnavailableError
 from models.labels import PATHOLOGIES
+from models.pretrained import DENSENET121_IMAGENET, load_pretrained_state
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +60,11 @@ def upgrade_legacy_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
 
 
 def imagenet_backbone_state() -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet DenseNet-121 weights without the classifier; raises if they cannot be had."""
-    try:
-        state = DenseNet121_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-    except Exception as exc:  # urllib, ssl, socket and hash errors all mean "not available here"
-        raise WeightsUnavailableError(
-            "ImageNet weights for DenseNet-121 could not be loaded from the torch hub cache or downloaded "
-            f"({type(exc).__name__}). Connect to the internet once, or place the file in the torch hub cache, "
-            "or start from random weights with --weights none."
-        ) from exc
+    """torchvision's ImageNet DenseNet-121 weights without the classifier, hash-checked and ``weights_only``.
+
+    Raises :class:`WeightsUnavailableError` when they are not cached and cannot be downloaded, or fail a check.
+    """
+    state = load_pretrained_state(DENSENET121_IMAGENET)  # its layer names are the legacy "norm.1" form
     return {k: v for k, v in upgrade_legacy_keys(state).items() if not k.startswith("classifier.")}
 
 

@@ -62,7 +62,8 @@ class TrainConfig:
             )
         if not self.lr > 0:
             raise TrainConfigError(f"--lr must be positive, got {self.lr}")
-        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
+        # a resumed run starts from last.pt, so the checkpoint it was first started from may be gone
+        if not self.resume and self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise TrainConfigError(
                 f"--weights must be 'imagenet', 'none' or an existing checkpoint, got {self.weights}"
             )
@@ -84,7 +85,10 @@ class TrainConfig:
         if self.workers < 0:
             raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
         if self.resume and not (self.out / "last.pt").is_file():
-            raise TrainConfigError(f"--resume needs {self.out / 'last.pt'}, which does not exist")
+            raise TrainConfigError(
+                f"--resume needs {self.out / 'last.pt'}, which does not exist (no epoch has finished there: "
+                "run the command again without --resume)"
+            )
 
     def resolved_device(self) -> torch.device:
         return resolve_device(self.device)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +64,15 @@ def all_finite(ctx: DistContext, value: torch.Tensor) -> bool:
         flag = flag.to(value.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item() > 0)
+
+
+def broadcast_model_state(ctx: DistContext, model: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers into every rank's model, in place.
+
+    DDP keeps parameters in step, but each rank's last forward pass updates its own BatchNorm running statistics;
+    rank 0 saves its copy, so every rank must validate that copy for the recorded metrics to describe the file.
+    """
+    if not ctx.enabled:
+        return
+    for tensor in model.state_dict().values():  # detached views sharing the modules' storage
+        dist.broadcast(tensor, src=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +13,29 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
+from models.checkpoint import Checkpoint, initial_network, save_checkpoint, write_atomically
+from models.network import CheXNet
 from models.preprocessing import PreprocessSpec
 from training.config import TrainConfig, TrainConfigError
 from training.dataset import EpochSampler, XrayDataset, collate_or_failure
-from training.distributed import DistContext, init_distributed, shutdown_distributed
+from training.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
 from training.engine import EvalResult, evaluate, train_one_epoch
 from training.image_check import UNREADABLE_LIST, drop_unreadable
 from training.labels_table import LabelTable, check_images_exist, read_label_table
 from training.metrics import mean_auroc, per_class_auroc
 from training.provenance import describe_run
+from training.resume import (
+    Progress,
+    TrainingObjects,
+    capture_training_state,
+    read_resume_point,
+    remove_interrupted_writes,
+    restore_training_state,
+)
 from training.splits import split_by_patient, split_from_lists
-from training.state import capture_rng_state, restore_rng_state, seed_everything
+from training.state import seed_everything
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Progress:
-    """What carries over between epochs (and across --resume)."""
-
-    next_epoch: int = 0
-    best_mean_auroc: float = float("-inf")
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_split(config: TrainConfig, ctx: DistContext | None = None) -> tuple[LabelTable, LabelTable]:
@@ -125,7 +124,10 @@ def run_training(config: TrainConfig) -> Path:
 
 def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     seed_everything(config.seed)
-    model, _ = initial_network(config.weights)  # first: missing ImageNet weights fail before any data is read
+    # Before any data is read: a bad last.pt, or missing ImageNet weights, fail first. A resumed run builds a bare
+    # network that last.pt overwrites, so its starting weights (ImageNet, --weights PATH) need not exist any more.
+    resume_point = read_resume_point(config) if config.resume else None
+    model = CheXNet() if resume_point is not None else initial_network(config.weights)[0]
     train_table, val_table = load_split(config, ctx)
     if min(len(train_table), len(val_table)) < ctx.world:
         raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
@@ -137,9 +139,13 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
-    scheduler = make_scheduler(config, optimizer)
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-    progress = _resume(config, model, optimizer, scheduler, scaler) if config.resume else Progress()
+    objects: TrainingObjects = (optimizer, make_scheduler(config, optimizer), make_grad_scaler(device))
+    progress = Progress()
+    if resume_point is not None:
+        progress = restore_training_state(resume_point, model, objects, device, ctx.world)
+        if ctx.is_main:
+            remove_interrupted_writes(config.out)
+            write_metrics(config.out, progress.history)  # a kill may have come between last.pt and metrics.json
     net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     train_loader = make_loader(config, train_table, spec, train=True, ctx=ctx)
     val_loader = make_loader(config, val_table, spec, train=False, ctx=ctx)
@@ -149,16 +155,29 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
         for loader in (train_loader, val_loader):
             loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
             loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
-        stats = train_one_epoch(net, train_loader, criterion, optimizer, scaler, device, epoch, ctx)
+        stats = train_one_epoch(net, train_loader, criterion, optimizer, objects[2], device, epoch, ctx)
+        broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
         result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
         record = epoch_record(epoch, stats.loss, stats.images_per_second, result, optimizer.param_groups[0]["lr"])
-        _step_scheduler(scheduler, result.loss)
-        progress.history.append(record)
-        progress.next_epoch = epoch + 1
+        _step_scheduler(objects[1], result.loss)
+        improved = progress.add_epoch(record)
         if ctx.is_main:
-            _save_epoch(config, model, spec, record, progress, run_info, (optimizer, scheduler, scaler))
+            state = capture_training_state(progress, objects, device, ctx.world)
+            _save_epoch(config, model, spec, record, improved, run_info, state)
+            write_metrics(config.out, progress.history)
         _log_epoch(record, config.epochs)
     return config.out / "best.pt"
+
+
+def make_grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """AMP's loss scaler: on CUDA only (on the CPU it is disabled, and its state is empty)."""
+    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+
+
+def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+    """OUT/metrics.json: every finished epoch's record, replaced atomically."""
+    text = json.dumps({"epochs": history}, indent=2) + "\n"
+    write_atomically(out / "metrics.json", lambda handle: handle.write(text.encode()))
 
 
 def _step_scheduler(scheduler: Any, val_loss: float) -> None:
@@ -186,67 +205,18 @@ def _save_epoch(
     model: nn.Module,
     spec: PreprocessSpec,
     record: dict[str, Any],
-    progress: Progress,
+    improved: bool,
     run_info: dict[str, Any],
-    training_objects: tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler],
+    training_state: dict[str, Any],
 ) -> None:
-    """last.pt every epoch (resumable), best.pt when mean validation AUROC improves, metrics.json always."""
+    """best.pt when mean validation AUROC improves (weights only, for serving), last.pt every epoch (resumable).
+
+    Each file is replaced atomically, best.pt first: a kill between the two leaves last.pt one epoch behind, and
+    the resumed run repeats that epoch and writes the same best.pt again. Never a last.pt ahead of best.pt.
+    """
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    mean = record["val_mean_auroc"]
-    improved = mean is not None and mean > progress.best_mean_auroc
-    if improved:
-        progress.best_mean_auroc = mean
     metrics = {k: record[k] for k in ("epoch", "val_loss", "val_mean_auroc", "val_auroc")}
-    optimizer, scheduler, scaler = training_objects
-    state = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "next_epoch": progress.next_epoch,
-        "best_mean_auroc": progress.best_mean_auroc,
-        "history": progress.history,
-        "rng": capture_rng_state(),
-    }
     base = Checkpoint(state_dict=weights, spec=spec, config=config.to_dict(), metrics=metrics, provenance=run_info)
-    # best.pt first: a crash between the two writes must not leave last.pt claiming a best that best.pt lacks
     if improved or not (config.out / "best.pt").exists():
         save_checkpoint(base, config.out / "best.pt")
-    save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": state}), config.out / "last.pt")
-    (config.out / "metrics.json").write_text(json.dumps({"epochs": progress.history}, indent=2) + "\n")
-
-
-# Options that change what an epoch does; a resumed run must keep them to repeat an uninterrupted one.
-_RESUME_FIXED = ("image_size", "batch_size", "lr", "weights", "val_fraction", "train_list", "val_list",
-                 "pos_weight", "scheduler", "seed", "skip_unreadable")  # fmt: skip
-
-
-def check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
-    """--resume with other options would silently train something else: refuse, naming the options."""
-    fixed = _RESUME_FIXED + (("epochs",) if config.scheduler == "cosine" else ())  # cosine's length is T_max
-    current = config.to_dict()
-    changed = [k for k in fixed if k in saved and saved[k] != current[k]]
-    if changed:
-        flags = ", ".join(f"--{k.replace('_', '-')} (was {saved[k]!r}, now {current[k]!r})" for k in changed)
-        raise TrainConfigError(f"--resume needs the options of the interrupted run; changed: {flags}")
-
-
-def _resume(
-    config: TrainConfig,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-) -> Progress:
-    """Restore model, optimizer, scheduler, scaler, epoch and RNG states from OUT/last.pt."""
-    checkpoint = load_checkpoint(config.out / "last.pt")
-    state = checkpoint.training_state
-    if state is None:
-        raise TrainConfigError(f"{config.out / 'last.pt'} has no training state to resume from")
-    check_resumable(config, checkpoint.config)
-    model.load_state_dict(checkpoint.state_dict, strict=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    restore_rng_state(state["rng"])
-    logger.info("resuming at epoch %d", state["next_epoch"] + 1)
-    return Progress(state["next_epoch"], state["best_mean_auroc"], list(state["history"]))
+    save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": training_state}), config.out / "last.pt")

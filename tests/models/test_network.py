@@ -1,11 +1,8 @@
-from urllib.error import URLError
-
 import pytest
 import torch
 from torch import nn
-from torchvision.models import DenseNet121_Weights, densenet121
+from torchvision.models import densenet121
 
-from models.errors import WeightsUnavailableError
 from models.network import CheXNet, build_network, upgrade_legacy_keys
 
 
@@ -51,25 +48,6 @@ def test_legacy_norm_dot_keys_upgrade() -> None:
         "features.denseblock1.denselayer1.conv2.weight",
         "features.norm5.weight",
     ]
-
-
-def test_imagenet_unavailable_names_weights_none(monkeypatch: pytest.MonkeyPatch) -> None:
-    def offline(*args: object, **kwargs: object) -> None:
-        raise URLError("no network")
-
-    monkeypatch.setattr(DenseNet121_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
-    with pytest.raises(WeightsUnavailableError, match="--weights none"):
-        build_network("imagenet")
-
-
-def test_imagenet_weights_load_backbone_and_keep_new_head(monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.manual_seed(0)
-    legacy = {k.replace("norm1", "norm.1"): v for k, v in densenet121(weights=None).state_dict().items()}
-    monkeypatch.setattr(DenseNet121_Weights.IMAGENET1K_V1.__class__, "get_state_dict", lambda *a, **k: legacy)
-    model = build_network("imagenet")
-    key = "features.denseblock1.denselayer1.norm1.weight"
-    assert torch.equal(model.state_dict()[key], legacy[key.replace("norm1", "norm.1")])
-    assert model.classifier.weight.shape == (14, 1024)
 
 
 def test_unknown_init_is_an_error() -> None:
