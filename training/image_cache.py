@@ -11,14 +11,15 @@ because anything more compact (uint8, float16) would round the resized pixels an
 Layout: ``DIR/<pipeline>/<ab>/<content>.f32`` with a ``pipeline.json`` beside the entries.
 
 - ``<pipeline>`` is 16 hex digits of a SHA-256 over what determines the pixels: the resize size and
-  interpolation, the source of the decoder and preprocessing modules, and the versions of the libraries they
-  call.  Another ``--image-size``, an edited decoder or an upgraded torch reads other entries, never stale ones.
+  interpolation, the source of the decoder and preprocessing modules, the versions of the libraries they call,
+  and the vector instruction set torch's kernels use here (a folder shared between machines stays exact).
+  Another ``--image-size``, an edited decoder or an upgraded torch reads other entries, never stale ones.
 - ``<content>`` is the SHA-256 of the file's bytes: an edited file gets a new entry, a renamed one hits.
 - An entry is a header (magic, format, original and resized size, the full key, a CRC-32 of the whole entry)
-  and the pixels as little-endian float32.  It is written to a temporary file in the same folder and renamed over the
-  entry, so a reader sees a whole entry or none, whatever DataLoader workers or processes run at once.  An entry
-  whose size, header, key or checksum does not match is decoded again and replaced, never trusted.  A killed
-  run can leave a ``.tmp`` file per worker; they are never read and may be deleted.
+  and the pixels as little-endian float32.  It is written to a temporary file in the same folder and renamed
+  over the entry, so a reader sees a whole entry or none, whatever DataLoader workers or processes run at once.
+  An entry whose size, header, key or checksum does not match is decoded again and replaced, never trusted.  A
+  killed run can leave a ``.tmp`` file per worker; they are never read and may be deleted.
 
 Hitting the cache still reads and hashes the file (about 0.2 ms for a 400 KB PNG): the content decides the key,
 not a name or a modification time that a copy can keep.
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import torch
 
 import models
 from models.imaging import decode_image, read_image_bytes
@@ -74,6 +76,7 @@ def describe_pipeline(spec: PreprocessSpec) -> dict[str, Any]:
         "interpolation": spec.interpolation,
         "decoder_source_sha256": source.hexdigest(),
         "libraries": libraries,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # torch's vector kernels round differently
     }
 
 
