@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The torch build that lies on disk here (a CUDA build that also runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick
+.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick bench-training-input
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,3 +60,9 @@ bench: $(STAMP)
 # The same suite with tiny counts (under a minute), into runs/bench-quick: a smoke test, not a measurement.
 bench-quick: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run_bench --quick --out runs/bench-quick
+
+# The training DataLoader's images/s at 224 px (0/1/2 workers, with and without --image-cache) against DenseNet-121
+# forward+backward on random tensors, in one run (about 3 minutes on 2 CPU cores; needs ../shared/data, or pass
+# IMAGES="--images DIR"); writes benchmarks/results/training-input-<date>.json.
+bench-training-input: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.training_input $(IMAGES)

@@ -130,6 +130,17 @@ def _normalise(spec: PreprocessSpec, crop: torch.Tensor) -> torch.Tensor:
     return (crop.clamp(0.0, 1.0).expand(3, -1, -1) - mean) / std
 
 
+def resized_gray(spec: PreprocessSpec, gray: np.ndarray) -> np.ndarray:
+    """(H, W) float in [0, 1] -> (h, w) float32 resized by ``resized_hw``: the deterministic first step.
+
+    ``eval_tensor``, ``train_tensor`` and ``tencrop_tensor`` of the result equal those of ``gray`` exactly (the
+    resized image is a fixed point of ``resized_hw``, so they skip the resize), which is what lets training keep
+    resized images in a cache (``training/image_cache.py``).
+    """
+    size = resized_hw(spec, *gray.shape)
+    return _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), size).numpy()
+
+
 def eval_tensor(spec: PreprocessSpec, gray: np.ndarray) -> torch.Tensor:
     """(H, W) float in [0, 1] -> (3, S, S) normalised: resize, centre crop (see ``center_crop_geometry``)."""
     geometry = center_crop_geometry(spec, *gray.shape)

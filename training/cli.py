@@ -53,6 +53,13 @@ def _register_train(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out images that fail the pre-training check (listed in OUT/unreadable.csv) instead of stopping",
     )
+    p.add_argument(
+        "--image-cache",
+        type=Path,
+        metavar="DIR",
+        help="keep each image decoded and resized in DIR (float32, about 256 KB an image at 224 px), so later "
+        "epochs and runs skip the decode; the tensors are identical to an uncached run's",
+    )
     p.set_defaults(run=_run_train)
 
 

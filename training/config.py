@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     skip_unreadable: bool = False
+    image_cache: Path | None = None
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
@@ -89,6 +91,8 @@ class TrainConfig:
                 f"--resume needs {self.out / 'last.pt'}, which does not exist (no epoch has finished there: "
                 "run the command again without --resume)"
             )
+        if self.image_cache is not None:
+            _check_writable_folder("--image-cache", self.image_cache)
 
     def resolved_device(self) -> torch.device:
         return resolve_device(self.device)
@@ -96,3 +100,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain types for the checkpoint (paths as given, never resolved to absolute machine paths)."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def _check_writable_folder(flag: str, folder: Path) -> None:
+    """A folder that exists and can be written, or can be created where its nearest existing parent is."""
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if existing == folder and not folder.is_dir():
+        raise TrainConfigError(f"{flag} {folder} is not a folder")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise TrainConfigError(f"{flag} {folder} cannot be written (check {existing})")

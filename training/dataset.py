@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from models.imaging import decode_image
 from models.input_errors import InputError
 from models.preprocessing import PreprocessSpec, eval_tensor, train_tensor
+from training.image_cache import ResizedImageCache
 
 T = TypeVar("T")
 
@@ -77,15 +78,22 @@ class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure
     """Item i -> ((3, S, S) input, (14,) targets, i), or a :class:`DecodeFailure` for an unreadable file.
 
     Augmentation is a function of (seed, epoch, i) only, so a run is reproducible whatever the worker count, and
-    a resumed run repeats an uninterrupted one.
+    a resumed run repeats an uninterrupted one.  With a ``cache``, images come already resized from it; the items
+    are identical (see :mod:`training.image_cache`).
     """
 
     def __init__(
-        self, paths: Sequence[Path], targets: np.ndarray, spec: PreprocessSpec, train: bool, seed: int = 0
+        self,
+        paths: Sequence[Path],
+        targets: np.ndarray,
+        spec: PreprocessSpec,
+        train: bool,
+        seed: int = 0,
+        cache: ResizedImageCache | None = None,
     ) -> None:
         self.paths = list(paths)
         self.targets = torch.as_tensor(np.asarray(targets, dtype=np.float32))
-        self.spec, self.train, self.seed, self.epoch = spec, train, seed, 0
+        self.spec, self.train, self.seed, self.epoch, self.cache = spec, train, seed, 0, cache
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -95,7 +103,8 @@ class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure:
         try:
-            gray = load_gray(self.paths[index])
+            path = self.paths[index]
+            gray = load_gray(path) if self.cache is None else self.cache.resized_gray(path)
         except InputError as error:
             return DecodeFailure(index, str(self.paths[index]), error.code, error.message)
         if self.train:

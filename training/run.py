@@ -20,6 +20,7 @@ from training.config import TrainConfig, TrainConfigError
 from training.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
 from training.engine import EvalResult, evaluate, train_one_epoch
+from training.image_cache import ResizedImageCache
 from training.image_check import UNREADABLE_LIST, drop_unreadable
 from training.labels_table import LabelTable, check_images_exist, read_label_table
 from training.metrics import mean_auroc, per_class_auroc
@@ -68,7 +69,8 @@ def make_loader(
     config: TrainConfig, table: LabelTable, spec: PreprocessSpec, train: bool, ctx: DistContext
 ) -> DataLoader[Any]:
     paths = [config.images / name for name in table.image_names]
-    dataset = XrayDataset(paths, table.targets, spec, train=train, seed=config.seed)
+    cache = ResizedImageCache(config.image_cache, spec) if config.image_cache is not None else None
+    dataset = XrayDataset(paths, table.targets, spec, train=train, seed=config.seed, cache=cache)
     sampler = EpochSampler(len(dataset), shuffle=train, seed=config.seed, rank=ctx.rank, world=ctx.world)
     return DataLoader(
         dataset,

@@ -11,6 +11,7 @@ from models.preprocessing import (
     denormalise,
     eval_tensor,
     image_to_gray,
+    resized_gray,
     resized_hw,
     tencrop_tensor,
     train_tensor,
@@ -119,3 +120,19 @@ def test_tencrop_has_ten_crops_with_mirrors() -> None:
     assert crops.shape == (10, 3, 32, 32)
     assert torch.allclose(crops[5:], crops[:5].flip(-1))
     assert torch.allclose(crops[4], eval_tensor(SPEC, gray), atol=1e-6)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("shape", [(36, 36), (37, 50), (50, 37), (100, 333), (20, 24), (128, 128)])
+def test_transforms_of_the_resized_image_equal_those_of_the_original(
+    shape: tuple[int, int], interpolation: str
+) -> None:
+    spec = PreprocessSpec(image_size=32, resize=36, interpolation=interpolation)
+    gray = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
+    resized = resized_gray(spec, gray)
+    assert resized.shape == resized_hw(spec, *shape) and resized.dtype == np.float32
+    assert torch.equal(eval_tensor(spec, resized), eval_tensor(spec, gray))
+    assert torch.equal(tencrop_tensor(spec, resized), tencrop_tensor(spec, gray))
+    for seed in range(5):
+        expected = train_tensor(spec, gray, torch.Generator().manual_seed(seed))
+        assert torch.equal(train_tensor(spec, resized, torch.Generator().manual_seed(seed)), expected)
