@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The torch build that lies on disk here (a CUDA build that also runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick bench-training-input
+.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick attack bench-training-input
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,3 +66,8 @@ bench-quick: $(STAMP)
 # IMAGES="--images DIR"); writes benchmarks/results/training-input-<date>.json.
 bench-training-input: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.training_input $(IMAGES)
+
+# The hostile load test with its figures: 32 clients mixing good, bad, huge and slow uploads against the demo
+# model under small limits; prints statuses per kind, latencies, and peak memory against the documented bound.
+attack: $(STAMP)
+	$(BIN)/python -m benchmarks.attack --clients 32 --rounds 9
