@@ -43,6 +43,12 @@ class OverloadedError(ApiError):
         super().__init__(503, "overloaded", "the server is busy; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
 
 
+class QueueTimeoutError(ApiError):
+    def __init__(self) -> None:
+        detail = "the request waited too long for the model; retry shortly"
+        super().__init__(503, "queue_timeout", detail, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
 class OutOfMemoryError(ApiError):
     def __init__(self) -> None:
         detail = "the server ran out of memory for this request; retry shortly"

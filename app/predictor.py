@@ -1,8 +1,8 @@
-"""The one owner of the model: a bounded queue, a worker that batches, one forward per batch.
+"""The one owner of the model: requests batched by ``app.batcher``, one forward per batch on the model thread.
 
-decode + preprocess happen per request off the event loop (see ``app.pipeline``); here requests wait in a
-bounded queue, the worker takes up to ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for
-company), runs one forward pass in its own thread, and hands each request its row: probabilities and,
+decode + preprocess happen per request off the event loop (see ``app.pipeline``); here requests wait in the
+batcher's bounded queue, which hands up to ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for
+company) to one forward pass on the model's own thread; each request gets its row: probabilities and,
 when asked, Grad-CAM maps for all 14 classes from the same forward pass (no backward, no hooks).
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,7 +19,7 @@ import numpy.typing as npt
 import torch
 
 from app.backends import InferenceBackend, build_backend
-from app.errors import NotReadyError, OverloadedError
+from app.batcher import Batcher
 from app.model_card import model_identity, without_paths
 from app.settings import Settings
 from app.threads import model_executor
@@ -81,9 +80,10 @@ def resolve_device(requested: str) -> torch.device:
 
 @dataclass
 class _Job:
+    """One request's work: its (3, S, S) input, and whether it wants Grad-CAM maps."""
+
     tensor: torch.Tensor
     with_cams: bool
-    future: asyncio.Future[Inference]
 
 
 class Predictor:
@@ -97,13 +97,16 @@ class Predictor:
     ) -> None:
         self.backend, self.info = backend, info
         self.head_weight = head_weight.detach().to(backend.device)
-        self.max_batch_size, self.max_wait = settings.max_batch_size, settings.max_wait_ms / 1000.0
-        self.queue_size = settings.queue_size
         self.observer: BatchObserver | None = None
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._in_flight: list[_Job] = []
         self._executor = model_executor(settings.intra_op_threads)
+        self.batcher: Batcher[_Job, Inference] = Batcher(
+            self._run_on_model_thread,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000.0,
+            queue_size=settings.queue_size,
+            queue_timeout_s=settings.queue_timeout_s,
+            observe=self._observe,
+        )
 
     @classmethod
     def load(cls, settings: Settings) -> Predictor:
@@ -133,94 +136,29 @@ class Predictor:
         return cls(backend, head_weight, info, settings)
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue(maxsize=self.queue_size)
-        self._worker = asyncio.create_task(self._serve_batches(), name="chexnet-batcher")
-        self._worker.add_done_callback(self._on_worker_exit)
-
-    def _on_worker_exit(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("the batching worker stopped (%s); failing queued requests", type(task.exception()).__name__)
-        self._fail_pending()
-
-    def _fail_pending(self) -> None:
-        """No request waits forever: whatever is queued or in flight when the worker ends gets a 503."""
-        pending = list(self._in_flight)
-        while self._queue is not None and not self._queue.empty():
-            pending.append(self._queue.get_nowait())
-        for job in pending:
-            if not job.future.done():
-                job.future.set_exception(NotReadyError())
+        await self.batcher.start()
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        """Stop batching (unanswered requests get 503), then let the model thread finish, off the event loop."""
+        await self.batcher.stop()
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     def is_running(self) -> bool:
-        return self._worker is not None and not self._worker.done()
+        return self.batcher.is_running()
 
     def queue_depth(self) -> int:
-        return self._queue.qsize() if self._queue is not None else 0
+        return self.batcher.queue_depth()
 
     async def infer(self, tensor: torch.Tensor, with_cams: bool) -> Inference:
-        """Queue one (3, S, S) tensor; a full queue raises OverloadedError at once (503)."""
-        if self._queue is None or not self.is_running():
-            raise NotReadyError()
-        job = _Job(tensor, with_cams, asyncio.get_running_loop().create_future())
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
-            raise OverloadedError() from None
-        return await job.future
+        """Queue one (3, S, S) tensor; see ``app.batcher`` for every way this can end."""
+        return await self.batcher.submit(_Job(tensor, with_cams))
 
-    async def _next_batch(self, queue: asyncio.Queue[_Job]) -> list[_Job]:
-        batch = [await queue.get()]
-        deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.max_batch_size:
-            if not queue.empty():
-                batch.append(queue.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
-            except TimeoutError:
-                break
-        return [job for job in batch if not job.future.cancelled()]
-
-    async def _serve_batches(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._next_batch(self._queue)
-            if not batch:
-                continue
-            self._in_flight = batch
-            start = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self._executor, self.run_batch, batch)
-            except Exception as exc:  # a failed batch fails its requests (500), not the worker
-                logger.error("batch of %d failed (%s)", len(batch), type(exc).__name__)  # no exception text
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                self._in_flight = []
-                continue
-            self._in_flight = []  # (on cancellation it stays set, so _fail_pending answers these requests)
-            for job, result in zip(batch, results, strict=True):
-                if not job.future.done():
-                    job.future.set_result(result)
-            self._observe(len(batch), time.perf_counter() - start)
+    async def _run_on_model_thread(self, batch: list[_Job]) -> list[Inference]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.run_batch, batch)
 
     def _observe(self, size: int, seconds: float) -> None:
-        if self.observer is None:
-            return
-        try:
+        if self.observer is not None:
             self.observer.on_batch(size, seconds)
-        except Exception:  # metrics must never stop the worker
-            logger.warning("batch observer failed", exc_info=False)
 
     @torch.inference_mode()
     def run_batch(self, batch: list[_Job]) -> list[Inference]:

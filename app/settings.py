@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(16, ge=1, le=512)
     max_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
     queue_size: int = Field(64, ge=1, description="inferences waiting in the model's queue")
+    queue_timeout_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="a request queued longer than this gets 503 without being computed"
+    )
     upload_backlog: int = Field(
         16, ge=1, description="admitted uploads outside the model's queue: receiving, waiting, decoding, rendering"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,7 +109,8 @@ def test_a_stopped_worker_fails_queued_requests_instead_of_hanging(tiny_checkpoi
         predictor._executor.submit(release.wait)
         tasks = [asyncio.create_task(predictor.infer(t, False)) for t in inputs(3)]
         await asyncio.sleep(0.2)
-        predictor._worker.cancel()  # type: ignore[union-attr]
+        assert predictor.batcher._worker is not None
+        predictor.batcher._worker.cancel()
         done, _ = await asyncio.wait(tasks, timeout=5)
         assert not predictor.is_running()
         release.set()
@@ -118,6 +120,34 @@ def test_a_stopped_worker_fails_queued_requests_instead_of_hanging(tiny_checkpoi
     outcomes = asyncio.run(scenario())
     assert len(outcomes) == 3
     assert all(isinstance(e, NotReadyError) for e in outcomes)
+
+
+def test_stop_waits_for_the_model_thread_without_blocking_the_event_loop(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.load(Settings(checkpoint=tiny_checkpoint, backend="torch", max_wait_ms=0))
+    release = threading.Event()
+    forward = predictor.run_batch
+
+    def held_forward(batch: list[Any]) -> Any:
+        release.wait(10)
+        return forward(batch)
+
+    predictor.run_batch = held_forward  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        await predictor.start()
+        job = asyncio.create_task(predictor.infer(inputs(1)[0], False))
+        while predictor.batcher.jobs()["in_flight"] == 0:
+            await asyncio.sleep(0.001)
+        stopping = asyncio.create_task(predictor.stop())
+        for _ in range(20):  # the loop keeps running while stop() waits for the model thread
+            await asyncio.sleep(0.005)
+        assert not stopping.done()
+        release.set()
+        await asyncio.wait_for(stopping, 10)
+        with pytest.raises(NotReadyError):
+            await job
+
+    asyncio.run(scenario())
 
 
 def test_cuda_requested_without_a_gpu_fails_clearly(tiny_checkpoint: Path) -> None:
