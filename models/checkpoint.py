@@ -1,4 +1,5 @@
-"""A self-describing checkpoint: weights + labels + preprocessing spec + config + metrics + provenance.
+"""A self-describing checkpoint: weights + labels + preprocessing spec + config + metrics + provenance
+(+ optional operating points, a section with its own version: checkpoints without it load as before).
 
 Loadable with ``torch.load(..., weights_only=True)`` (plain containers, numbers, strings and tensors only),
 written atomically (temporary file in the same folder, fsync, rename), and loaded strictly: a missing,
@@ -23,6 +24,7 @@ from models import __version__
 from models.errors import CheckpointError
 from models.labels import PATHOLOGIES
 from models.network import CheXNet, build_network
+from models.operating_points import OperatingPoints
 from models.preprocessing import PreprocessSpec
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     training_state: dict[str, Any] | None = None
+    operating_points: OperatingPoints | None = None  # per-class thresholds (models/operating_points.py)
     sha256: str | None = None  # of the file it was loaded from (not stored in the file)
 
     def build_model(self) -> CheXNet:
@@ -74,6 +77,8 @@ class Checkpoint:
         }
         if self.training_state is not None:
             payload["training_state"] = self.training_state
+        if self.operating_points is not None:
+            payload["operating_points"] = self.operating_points.to_dict()
         return payload
 
 
@@ -165,6 +170,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         metrics=payload.get("metrics", {}),
         provenance=payload.get("provenance", {}),
         training_state=payload.get("training_state"),
+        operating_points=(
+            OperatingPoints.from_dict(payload["operating_points"]) if "operating_points" in payload else None
+        ),
         sha256=digest,
     )
 
