@@ -20,7 +20,14 @@ Stored in the checkpoint payload under ``"operating_points"`` as plain data (``w
         "spec90": {...}, "xrv": {...}}}
 
 Every point has a threshold for each of the 14 classes (``models.labels.PATHOLOGIES``); the statistics are
-optional. Names are short identifiers (``[a-z0-9_]``, used in ``?operating_point=``).
+optional. Names are short identifiers (``[a-z0-9_]``, used in ``?operating_point=``): ``youden``, and ``specNN``
+for the threshold at specificity 0.NN (``spec90``, ``spec95``; ``spec87_5`` for 0.875).
+
+How a point is applied, the same at every entry point (:meth:`OperatingPoints.decide`): a class is called positive
+when its probability is **greater than or equal to** the threshold (scikit-learn's ``roc_curve`` convention, with
+which the thresholds are chosen). When ``temperature`` is set, the thresholds are on the calibrated probability
+``sigmoid(logit(p) / T)`` (temperature scaling, Guo et al., "On Calibration of Modern Neural Networks", ICML
+2017), so the temperature is applied first (:func:`apply_temperature`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from models.errors import CheckpointError
 from models.labels import PATHOLOGIES
 
@@ -37,6 +47,38 @@ FORMAT_VERSION = 1
 MIN_POSITIVES = 10  # fewer positives than this: the class's thresholds are flagged unreliable
 STATISTICS = ("sensitivity", "specificity", "ppv", "npv")
 _NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+DEFAULT_POINT = "youden"
+DEFAULT_SPECIFICITY = 0.90
+
+
+def specificity_point_name(specificity: float) -> str:
+    """The name of the point at ``specificity``: 0.90 -> ``spec90``, 0.95 -> ``spec95``, 0.875 -> ``spec87_5``.
+
+    Raises ValueError unless 0 < specificity < 1 (with at most two decimals in percent).
+    """
+    if not (math.isfinite(specificity) and 0.0 < specificity < 1.0):
+        raise ValueError(f"specificity must lie strictly between 0 and 1, got {specificity}")
+    percent = round(specificity * 100, 2)
+    if abs(percent - specificity * 100) > 1e-9:
+        raise ValueError(f"specificity {specificity} has more than two decimals in percent")
+    whole, fraction = divmod(percent, 1)
+    return f"spec{int(whole)}" if fraction == 0 else f"spec{int(whole)}_{f'{fraction:.2f}'[2:].rstrip('0')}"
+
+
+def apply_temperature(probs: npt.ArrayLike, temperature: float | None) -> npt.NDArray[np.float64]:
+    """Probabilities (any shape, in [0, 1]) -> ``sigmoid(logit(p) / T)`` as float64; unchanged (as float64) when
+    ``temperature`` is None.
+
+    Computed from the probabilities, not the logits, so the service (which has probabilities) and the commands that
+    chose the thresholds get the very same numbers from the same float32 inputs. p = 0 and p = 1 stay 0 and 1.
+    Temperature scaling: Guo et al., ICML 2017, section 4.2.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    if temperature is None:
+        return p.copy()
+    with np.errstate(divide="ignore", over="ignore"):
+        z = (np.log(p) - np.log1p(-p)) / temperature
+        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -53,6 +95,17 @@ class ClassThreshold:
     def to_dict(self) -> dict[str, float]:
         stats = {name: getattr(self, name) for name in STATISTICS if getattr(self, name) is not None}
         return {"threshold": self.threshold, **stats}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One class of one image at one operating point: ``probability`` after the temperature (if any),
+    ``above`` = probability >= threshold, ``unreliable`` = threshold chosen with fewer than MIN_POSITIVES positives."""
+
+    probability: float
+    threshold: float
+    above: bool
+    unreliable: bool
 
 
 @dataclass(frozen=True)
@@ -96,6 +149,24 @@ class OperatingPoints:
             raise ValueError(f"unreliable classes {sorted(unknown)} are not ChestX-ray14 names")
         if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError("temperature must be a positive number")
+
+    def decide(self, probs: npt.ArrayLike, name: str) -> dict[str, Decision]:
+        """The 14 raw probabilities (after sigmoid, PATHOLOGIES order) of one image -> a decision per class at the
+        point ``name`` (KeyError if there is none): temperature first, then probability >= threshold."""
+        point = self.points[name]
+        values = apply_temperature(np.asarray(probs).reshape(-1), self.temperature)
+        if values.shape != (len(PATHOLOGIES),):
+            raise ValueError(f"expected {len(PATHOLOGIES)} probabilities, got {values.shape[0]}")
+        unreliable = set(self.unreliable)
+        return {
+            label: Decision(
+                probability=float(value),
+                threshold=point.thresholds[label].threshold,
+                above=bool(value >= point.thresholds[label].threshold),
+                unreliable=label in unreliable,
+            )
+            for label, value in zip(PATHOLOGIES, values, strict=True)
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,13 @@ from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.errors import CheckpointError
 from models.labels import PATHOLOGIES
 from models.network import build_network
-from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints
+from models.operating_points import (
+    ClassThreshold,
+    OperatingPoint,
+    OperatingPoints,
+    apply_temperature,
+    specificity_point_name,
+)
 from tests.conftest import TINY_SPEC
 
 
@@ -78,3 +85,43 @@ def test_a_damaged_stored_section_is_a_checkpoint_error() -> None:
         OperatingPoints.from_dict(stored)
     with pytest.raises(CheckpointError, match="this code reads up to 1"):
         OperatingPoints.from_dict({**points().to_dict(), "version": 2})
+
+
+@pytest.mark.parametrize(
+    ("specificity", "name"), [(0.9, "spec90"), (0.95, "spec95"), (0.875, "spec87_5"), (0.8333, "spec83_33")]
+)
+def test_specificity_point_names(specificity: float, name: str) -> None:
+    assert specificity_point_name(specificity) == name
+
+
+@pytest.mark.parametrize("specificity", [0.0, 1.0, 1.5, float("nan"), 0.12345])
+def test_specificity_point_names_refuse_what_they_cannot_name(specificity: float) -> None:
+    with pytest.raises(ValueError, match="specificity"):
+        specificity_point_name(specificity)
+
+
+def test_apply_temperature_is_sigmoid_of_logit_over_t() -> None:
+    # sigmoid(logit(p) / 2) = 1 / (1 + sqrt((1 - p) / p)): 0.2 -> 1/3, 0.9 -> 3/4; 0 and 1 stay put
+    values = apply_temperature(np.array([0.0, 0.2, 0.5, 0.9, 1.0], dtype=np.float32), 2.0)
+    np.testing.assert_allclose(values, [0.0, 1 / 3, 0.5, 0.75, 1.0], rtol=1e-6)
+    raw = np.array([0.2, 0.7], dtype=np.float32)
+    assert apply_temperature(raw, None).tolist() == [float(v) for v in raw]  # no temperature: the same numbers
+
+
+def test_decide_applies_the_temperature_then_probability_at_or_above_threshold() -> None:
+    section = points()  # youden: 0.10 + i/100 per class; temperature 1.5; every class unreliable
+    raw = np.full(14, 0.1, dtype=np.float32)
+    raw[0] = 0.05  # calibrated: 1 / (1 + 19 ** (1 / 1.5)) = 0.1229..., above Atelectasis' 0.10
+    decisions = section.decide(raw, "youden")
+    assert list(decisions) == list(PATHOLOGIES)
+    calibrated = 1 / (1 + 19 ** (1 / 1.5))
+    assert decisions["Atelectasis"].probability == pytest.approx(calibrated, rel=1e-6)
+    assert decisions["Atelectasis"].above and decisions["Atelectasis"].unreliable
+    # 0.1 calibrated at T = 1.5 is 1 / (1 + 9 ** (2/3)) = 0.1877: above 0.10 ... 0.18, below 0.19 ... 0.23
+    assert [d.above for d in decisions.values()] == [True] * 9 + [False] * 5
+    at_threshold = OperatingPoints(points={"youden": youden()}, default="youden")
+    exact = np.array([0.1 + i / 100 for i in range(14)])  # exactly each threshold, no temperature: all above
+    assert all(d.above for d in at_threshold.decide(exact, "youden").values())
+    assert not any(d.above for d in at_threshold.decide(np.nextafter(exact, 0.0), "youden").values())
+    with pytest.raises(KeyError):
+        section.decide(raw, "spec90")
