@@ -1,21 +1,21 @@
-"""``chexnet evaluate``: per-class AUROC with patient-level bootstrap CIs, from a checkpoint or a predictions CSV.
+"""``chexnet evaluate``: per-class AUROC with patient-level bootstrap CIs, PR-AUC and operating points, from a
+checkpoint or a predictions CSV.
 
 With a checkpoint, each image goes through the shared preprocessing (``image_to_gray`` -> ``eval_tensor``, or
 ``tencrop_tensor`` averaging the 10 crops' sigmoid probabilities). Writes ``metrics.json``,
-``predictions.csv`` and ``roc.png`` to the output folder and prints a per-class table.
+``predictions.csv`` and ``roc.png`` to the output folder and prints a per-class table, then the operating points
+chosen on this data (``training.operating_points``), and, for a checkpoint that carries operating points, how its
+stored thresholds do here.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,12 +23,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint
 from models.input_errors import InputError
 from models.labels import PATHOLOGIES
+from models.operating_points import (
+    DEFAULT_SPECIFICITY,
+    OperatingPoints,
+    apply_temperature,
+    specificity_point_name,
+)
 from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
 from training.config import resolve_device
 from training.dataset import DecodeFailure, UnreadableImageError, collate_readable, load_gray
+from training.evaluation_report import fmt, metrics_document, print_report, write_predictions
 from training.image_check import (
     UNREADABLE_LIST,
     UnreadableImage,
@@ -43,7 +50,10 @@ from training.labels_table import (
     check_images_exist,
     read_label_table,
 )
-from training.metrics import ClassAuroc, auroc_report, mean_auroc
+from training.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.operating_points import choose_operating_points, stored_points_on
+from training.point_table import print_chosen_points, print_point_table
+from training.provenance import command_line
 from training.roc_plot import draw_roc_curves
 from training.splits import indices_of, read_name_list
 
@@ -69,6 +79,7 @@ class EvaluateOptions:
     device: str = "auto"
     seed: int = 0
     skip_unreadable: bool = False
+    specificity: float = DEFAULT_SPECIFICITY
 
 
 class _EvalImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
@@ -102,6 +113,10 @@ def validate_options(options: EvaluateOptions) -> None:
         raise ValueError(f"--batch-size must be >= 1, got {options.batch_size}")
     if options.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {options.workers}")
+    try:
+        specificity_point_name(options.specificity)
+    except ValueError as exc:
+        raise ValueError(f"--specificity: {exc}") from None
     if not Path(options.labels).is_file():
         raise LabelTableError(f"label table not found: {options.labels}")
     if options.split_list is not None and not Path(options.split_list).is_file():
@@ -121,7 +136,7 @@ def validate_options(options: EvaluateOptions) -> None:
             raise ValueError(f"predictions file not found: {options.predictions}")
 
 
-def _load_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
+def load_evaluation_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
     """The labelled images to evaluate (restricted to --split-list), and every labelled name."""
     table = read_label_table(options.labels)
     labelled = frozenset(table.image_names)
@@ -132,15 +147,16 @@ def _load_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
     return table, labelled
 
 
-def predict_checkpoint(options: EvaluateOptions, table: LabelTable) -> tuple[LabelTable, np.ndarray]:
+def predict_checkpoint(
+    options: EvaluateOptions, table: LabelTable, checkpoint: Checkpoint
+) -> tuple[LabelTable, np.ndarray]:
     """The table's rows that decoded, and their (N, 14) probabilities from the checkpoint's model, in order.
 
     An image that fails to decode raises :class:`UnreadableImageError`; with ``--skip-unreadable`` it is left
     out instead, and added to ``OUT/unreadable.csv``.
     """
-    if options.checkpoint is None or options.images is None:
-        raise ValueError("predicting from a checkpoint needs both --checkpoint and --images")
-    checkpoint = load_checkpoint(options.checkpoint)
+    if options.images is None:
+        raise ValueError("predicting from a checkpoint needs --images")
     device = resolve_device(options.device)
     model = checkpoint.build_model().to(device)
     dataset = _EvalImages([Path(options.images) / name for name in table.image_names], checkpoint.spec, options.tta)
@@ -271,75 +287,67 @@ def _probability_values(frame: pd.DataFrame, columns: dict[str, str], names: lis
     return values
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def data_description(options: EvaluateOptions) -> str:
+    """What the images were, in file names only: the labels file, and the split list when one was given."""
+    labels = Path(options.labels).name
+    return f"{labels}, the images in {Path(options.split_list).name}" if options.split_list else labels
 
 
-def print_report(report: list[ClassAuroc], mean: float | None) -> None:
-    width = max(len(r.name) for r in report)
-    print(f"{'pathology':<{width}}  {'AUROC':>6}  {'95% CI':<15}  {'positives':>9}  {'n':>6}")
-    for r in report:
-        if r.auroc is None:
-            print(f"{r.name:<{width}}  undefined ({r.reason})")
-            continue
-        ci = f"[{r.ci95[0]:.3f}, {r.ci95[1]:.3f}]" if r.ci95 is not None else "-"
-        print(f"{r.name:<{width}}  {r.auroc:>6.3f}  {ci:<15}  {r.positives:>9d}  {r.n:>6d}")
-    defined = sum(r.auroc is not None for r in report)
-    print(f"mean AUROC over {defined} of {len(report)} defined classes: {_fmt(mean)}")
+def checkpoint_probabilities(options: EvaluateOptions, table: LabelTable) -> tuple[LabelTable, np.ndarray, Checkpoint]:
+    """Check the images, then run the checkpoint: (rows that decoded, their (N, 14) raw probabilities, checkpoint).
 
-
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def metrics_document(report: list[ClassAuroc], mean: float | None, n: int, options: EvaluateOptions) -> dict[str, Any]:
-    return {
-        "auroc": {r.name: _finite_or_none(r.auroc) for r in report},
-        "mean_auroc": _finite_or_none(mean),
-        "ci95": {r.name: list(r.ci95) if r.ci95 is not None else None for r in report},
-        "positives": {r.name: r.positives for r in report},
-        "n": n,
-        "undefined": {r.name: r.reason for r in report if r.auroc is None},
-        "bootstrap": options.bootstrap,
-        "tta": options.tta,
-        "source": "checkpoint" if options.checkpoint is not None else "predictions",
-    }
-
-
-def write_predictions(path: Path, names: tuple[str, ...], probs: np.ndarray) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Image Index", *PATHOLOGIES])
-        for name, row in zip(names, probs, strict=True):
-            writer.writerow([name, *(f"{float(v):.6f}" for v in row)])
+    Unreadable images stop it (``UnreadableImagesError`` / ``UnreadableImageError``) unless ``--skip-unreadable``.
+    """
+    checkpoint = load_checkpoint(str(options.checkpoint))
+    check_images_exist(table, Path(str(options.images)))
+    listing = Path(options.out) / UNREADABLE_LIST
+    table, dropped = drop_unreadable(table, Path(str(options.images)), options.skip_unreadable, listing)
+    if dropped:
+        print(f"left out {dropped} unreadable images (listed in {listing})")
+    table, probs = predict_checkpoint(options, table, checkpoint)
+    return table, probs, checkpoint
 
 
 def run_evaluate(options: EvaluateOptions) -> int:
-    """Evaluate, print the table, write metrics.json / predictions.csv / roc.png; returns the exit code (0)."""
+    """Evaluate, print the tables, write metrics.json / predictions.csv / roc.png; returns the exit code (0).
+
+    Operating points are chosen on the probabilities after the checkpoint's temperature, when it has one.
+    """
     validate_options(options)
-    table, labelled = _load_table(options)
+    table, labelled = load_evaluation_table(options)
     (Path(options.out) / UNREADABLE_LIST).unlink(missing_ok=True)  # a list from an earlier run would mislead
+    stored_points: OperatingPoints | None = None
     if options.checkpoint is not None:
-        check_images_exist(table, Path(str(options.images)))
-        listing = Path(options.out) / UNREADABLE_LIST
-        table, dropped = drop_unreadable(table, Path(str(options.images)), options.skip_unreadable, listing)
-        if dropped:
-            print(f"left out {dropped} unreadable images (listed in {listing})")
-        table, probs = predict_checkpoint(options, table)
+        table, probs, checkpoint = checkpoint_probabilities(options, table)
+        stored_points = checkpoint.operating_points
     else:
         total = len(table)
         table, probs = read_predictions(Path(str(options.predictions)), table, labelled)
         print(f"{len(table)} of {total} labelled images have predictions")
     report = auroc_report(table.targets, probs, table.patient_ids, options.bootstrap, options.seed)
     mean = mean_auroc({r.name: r.auroc for r in report})
-    print_report(report, mean)
+    average_precision = per_class_average_precision(table.targets, probs)
+    print_report(report, mean, average_precision)
+    temperature = stored_points.temperature if stored_points is not None else None
+    source = {"data": data_description(options), "command": command_line()}
+    chosen = choose_operating_points(
+        table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature
+    )
+    print()
+    print_chosen_points(chosen)
+    stored = stored_points_on(table.targets, probs, stored_points) if stored_points is not None else None
+    if stored is not None:
+        print()
+        print_point_table("the checkpoint's stored thresholds on these images", stored, set(chosen.unreliable))
 
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    document = metrics_document(report, mean, len(table), options)
+    document = metrics_document(
+        report, mean, average_precision, chosen, stored, options.bootstrap, options.tta, options.checkpoint is not None
+    )
     (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     write_predictions(out / "predictions.csv", table.image_names, probs)
-    source = Path(options.checkpoint if options.checkpoint is not None else str(options.predictions)).name
-    draw_roc_curves(table.targets, probs, out / "roc.png", f"ROC curves: {source} on {len(table)} images")
-    logger.info("mean AUROC %s; wrote metrics.json, predictions.csv and roc.png to %s", _fmt(mean), out)
+    source_name = Path(options.checkpoint if options.checkpoint is not None else str(options.predictions)).name
+    draw_roc_curves(table.targets, probs, out / "roc.png", f"ROC curves: {source_name} on {len(table)} images")
+    logger.info("mean AUROC %s; wrote metrics.json, predictions.csv and roc.png to %s", fmt(mean), out)
     return 0

@@ -1,4 +1,4 @@
-"""Per-class AUROC, its mean, and patient-level bootstrap confidence intervals.
+"""Per-class AUROC and PR-AUC, their means, and patient-level bootstrap confidence intervals.
 
 A class whose targets hold a single value has no AUROC: it is reported as ``None`` with a reason and left
 out of the mean (never NaN, so results stay valid JSON). Confidence intervals resample patients, not images
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.labels import PATHOLOGIES
 
@@ -57,10 +57,29 @@ def per_class_auroc(targets: np.ndarray, probs: np.ndarray) -> dict[str, float |
     return result
 
 
-def mean_auroc(aurocs: Mapping[str, float | None]) -> float | None:
-    """Mean over the defined classes; None if no class is defined."""
-    defined = [value for value in aurocs.values() if value is not None]
+def per_class_average_precision(targets: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
+    """PR-AUC per pathology as average precision (scikit-learn's ``average_precision_score``: the precision at
+    each threshold weighted by the gain in recall, no interpolation); None where a column holds one label value.
+
+    Unlike AUROC, its chance level is the class's prevalence, so it shows how a rare class fares."""
+    y, p = _check_arrays(targets, probs)
+    result: dict[str, float | None] = {}
+    for k, name in enumerate(PATHOLOGIES):
+        column = y[:, k]
+        defined = 0 < column.sum() < len(column)
+        result[name] = float(average_precision_score(column, p[:, k])) if defined else None
+    return result
+
+
+def mean_defined(values: Mapping[str, float | None]) -> float | None:
+    """Mean over the defined classes (AUROC, PR-AUC); None if no class is defined."""
+    defined = [value for value in values.values() if value is not None]
     return float(np.mean(defined)) if defined else None
+
+
+def mean_auroc(aurocs: Mapping[str, float | None]) -> float | None:
+    """Mean AUROC over the defined classes; None if no class is defined."""
+    return mean_defined(aurocs)
 
 
 def _weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:

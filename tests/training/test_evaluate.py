@@ -99,7 +99,29 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
     assert document["bootstrap"] == 50
     assert document["tta"] == "none"
     assert document["source"] == "predictions"
-    assert set(document) == {"auroc", "mean_auroc", "ci95", "positives", "n", "undefined", "bootstrap", "tta", "source"}
+    assert set(document) == {
+        "auroc", "mean_auroc", "ci95", "average_precision", "mean_average_precision", "positives", "n", "undefined",
+        "unreliable", "min_positives", "operating_points", "stored_operating_points", "bootstrap", "tta", "source",
+    }  # fmt: skip
+    assert document["average_precision"] == expected_auroc  # perfect ranking: PR-AUC 1 where defined
+    assert document["mean_average_precision"] == 1.0
+    assert document["unreliable"] == list(PATHOLOGIES)  # 6 images: no class has 10 positives
+    assert document["min_positives"] == 10
+    assert document["stored_operating_points"] is None
+    points = document["operating_points"]
+    assert points["default"] == "youden" and list(points["points"]) == ["youden", "spec90"]
+    assert points["source"]["images"] == 6 and points["source"]["data"] == "labels.csv"
+    assert points["temperature"] is None
+    # positives score 0.9, negatives 0.1: both points cut at 0.9 and get every image right
+    assert points["points"]["youden"]["thresholds"]["Atelectasis"] == {
+        "threshold": 0.9, "sensitivity": 1.0, "specificity": 1.0, "ppv": 1.0, "npv": 1.0
+    }  # fmt: skip
+    assert points["points"]["spec90"]["thresholds"]["Atelectasis"]["threshold"] == 0.9
+    # Fibrosis (all positive): cut at the lowest score, no specificity; Hernia (none): just above the highest
+    assert points["points"]["youden"]["thresholds"]["Fibrosis"] == {"threshold": 0.9, "sensitivity": 1.0, "ppv": 1.0}
+    assert points["points"]["youden"]["thresholds"]["Hernia"] == {
+        "threshold": float(np.nextafter(0.1, 1.0)), "specificity": 1.0, "npv": 1.0
+    }  # fmt: skip
     assert document["ci95"]["Hernia"] is None
     assert document["ci95"]["Atelectasis"] == [1.0, 1.0]
 
@@ -113,6 +135,11 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
     assert "Hernia" in printed
     assert "undefined (only one label value (0 positives of 6))" in printed
     assert "mean AUROC over 12 of 14 defined classes: 1.000" in printed
+    assert "mean PR-AUC over the same classes: 1.000" in printed
+    assert "Atelectasis          1.000  [1.000, 1.000]    1.000          2       6  *" in printed
+    assert "* fewer than 10 positives: its thresholds and figures are unreliable" in printed
+    assert "Atelectasis *         youden     0.9000  1.000  1.000  1.000  1.000" in printed
+    assert "Hernia *              youden     0.1000      -  1.000      -  1.000" in printed
 
 
 def test_known_imperfect_auroc_and_split_list(tmp_path: Path) -> None:
