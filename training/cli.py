@@ -1,4 +1,4 @@
-"""Argument parsing for ``chexnet train | evaluate | predict``; heavy imports happen when a command runs."""
+"""Argument parsing for ``chexnet train | evaluate | calibrate | predict``; heavy imports happen when a command runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from models.operating_points import DEFAULT_SPECIFICITY  # plain data and numpy: light enough for argument parsing
+
 logger = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
@@ -16,7 +18,12 @@ EXIT_USAGE = 2
 def register(commands: Any) -> None:
     """Add the training-side subcommands to the top-level ``chexnet`` parser."""
     _register_train(commands.add_parser("train", help="train CheXNet on a labels CSV and an image folder"))
-    _register_evaluate(commands.add_parser("evaluate", help="per-class AUROC with bootstrap CIs and ROC curves"))
+    _register_evaluate(
+        commands.add_parser("evaluate", help="per-class AUROC with bootstrap CIs, PR-AUC, operating points, ROC curves")
+    )
+    _register_calibrate(
+        commands.add_parser("calibrate", help="write operating points (and a temperature) into a new checkpoint")
+    )
     _register_predict(commands.add_parser("predict", help="write a CSV of the 14 probabilities for images"))
 
 
@@ -60,7 +67,17 @@ def _register_train(p: argparse.ArgumentParser) -> None:
         help="keep each image decoded and resized in DIR (float32, about 256 KB an image at 224 px), so later "
         "epochs and runs skip the decode; the tensors are identical to an uncached run's",
     )
+    _add_specificity(p, "best.pt's operating points: youden and specNN, chosen on the validation split")
     p.set_defaults(run=_run_train)
+
+
+def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--specificity",
+        type=float,
+        default=DEFAULT_SPECIFICITY,
+        help=f"the specificity of the second operating point (0.90 -> spec90); {what}",
+    )
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -111,6 +128,7 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave out images that fail the pre-check (listed in OUT/unreadable.csv) instead of stopping",
     )
+    _add_specificity(p, "the operating points are chosen on these images")
     p.set_defaults(run=_run_evaluate)
 
 
@@ -128,6 +146,53 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         return 1
     except (ValueError, LabelTableError, ModelContractError, FileNotFoundError) as exc:
         print(f"chexnet evaluate: {exc}", file=sys.stderr)
+        return 1
+
+
+def _register_calibrate(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Choose a checkpoint's operating points on labelled images (per class: the threshold maximising Youden's J, "
+        "and the lowest threshold with the given specificity, with sensitivity, specificity, PPV and NPV), "
+        "optionally after fitting a temperature (with a reliability diagram), and write them into a new checkpoint "
+        "that the service uses for /predict's findings."
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint to calibrate (left unchanged)")
+    p.add_argument("--images", type=Path, required=True, help="image folder")
+    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
+    p.add_argument("--split-list", type=Path, help="use only the image names listed in this file")
+    p.add_argument("--out", type=Path, required=True, help="the new checkpoint (.pt)")
+    _add_specificity(p, "chosen on these images")
+    p.add_argument("--default", default="youden", help="the point /predict uses when none is asked for")
+    p.add_argument(
+        "--temperature",
+        action="store_true",
+        help="fit one logit temperature on these images first (thresholds then apply to calibrated "
+        "probabilities); also writes OUT-reliability.png",
+    )
+    p.add_argument(
+        "--data-description",
+        help="what the images are, in words, for /model (default: the labels file and split list names)",
+    )
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(run=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from models.errors import ModelContractError
+    from training.calibrate import CalibrateOptions, run_calibrate
+    from training.dataset import UnreadableImageError
+    from training.labels_table import LabelTableError
+
+    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
+    try:
+        return run_calibrate(CalibrateOptions(**options))
+    except UnreadableImageError as exc:
+        print(f"chexnet calibrate: cannot read image {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, LabelTableError, ModelContractError) as exc:
+        print(f"chexnet calibrate: {exc}", file=sys.stderr)
         return 1
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from models.operating_points import DEFAULT_SPECIFICITY, specificity_point_name
+
 
 def resolve_device(device: str) -> torch.device:
     """ "auto" -> cuda if available else cpu; otherwise a device that must be usable here (ValueError if not)."""
@@ -48,6 +50,7 @@ class TrainConfig:
     resume: bool = False
     skip_unreadable: bool = False
     image_cache: Path | None = None
+    specificity: float = DEFAULT_SPECIFICITY  # for best.pt's second operating point (specNN)
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
@@ -93,6 +96,10 @@ class TrainConfig:
             )
         if self.image_cache is not None:
             _check_writable_folder("--image-cache", self.image_cache)
+        try:
+            specificity_point_name(self.specificity)
+        except ValueError as exc:
+            raise TrainConfigError(f"--specificity: {exc}") from None
 
     def resolved_device(self) -> torch.device:
         return resolve_device(self.device)

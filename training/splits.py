@@ -2,16 +2,21 @@
 
 ``split_by_patient`` draws whole patients at random (seeded); ``split_from_lists`` follows NIH's
 ``train_val_list.txt`` / ``test_list.txt`` style files (one image name per line).
+
+``python -m training.splits --labels CSV --val-fraction F --seed S --out DIR`` writes the lists that ``chexnet
+train`` with those options writes (``DIR/train_list.txt``, ``DIR/val_list.txt``), without training: for
+``chexnet evaluate`` or ``calibrate`` on a run's validation split when the run folder is gone.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from training.labels_table import MAX_NAMED, LabelTable, LabelTableError
+from training.labels_table import MAX_NAMED, LabelTable, LabelTableError, read_label_table
 
 logger = logging.getLogger(__name__)
 
@@ -91,3 +96,23 @@ def split_from_lists(table: LabelTable, train_list: Path, val_list: Path) -> tup
         )
     logger.info("list split: %d train images, %d val images", len(train), len(val))
     return train, val
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="write the patient split that chexnet train would use")
+    parser.add_argument("--labels", type=Path, required=True)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True, help="folder for train_list.txt and val_list.txt")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    table = read_label_table(args.labels)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, rows in zip(
+        ("train_list.txt", "val_list.txt"), split_by_patient(table, args.val_fraction, args.seed), strict=True
+    ):
+        (args.out / name).write_text("".join(f"{table.image_names[i]}\n" for i in rows))
+
+
+if __name__ == "__main__":
+    main()

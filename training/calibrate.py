@@ -1,0 +1,159 @@
+"""``chexnet calibrate``: choose a checkpoint's operating points (and, optionally, a temperature) on labelled
+images, and write them into a new checkpoint.
+
+checkpoint + images + labels [+ split list] -> raw probabilities (the evaluation path, no TTA) -> optional
+temperature T (``training.calibration``) -> ``youden`` and ``specNN`` thresholds on sigmoid(logit(p) / T)
+(``training.operating_points``) -> the same checkpoint with a new ``operating_points`` section -> OUT.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.checkpoint import save_checkpoint
+from models.operating_points import (
+    DEFAULT_POINT,
+    DEFAULT_SPECIFICITY,
+    OperatingPoints,
+    apply_temperature,
+    specificity_point_name,
+)
+from training.calibration import RELIABILITY_BINS, TEMPERATURE_BOUNDS, binary_nll, fit_temperature, reliability_bins
+from training.evaluate import (
+    EvaluateOptions,
+    checkpoint_probabilities,
+    data_description,
+    load_evaluation_table,
+    validate_options,
+)
+from training.evaluation_report import print_report
+from training.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.operating_points import choose_operating_points
+from training.point_table import print_chosen_points
+from training.provenance import command_line
+from training.reliability_plot import draw_reliability_diagram
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CalibrateOptions:
+    checkpoint: Path
+    images: Path
+    labels: Path
+    out: Path
+    split_list: Path | None = None
+    specificity: float = DEFAULT_SPECIFICITY
+    default: str = DEFAULT_POINT
+    temperature: bool = False
+    data_description: str | None = None
+    batch_size: int = 32
+    workers: int = 0
+    device: str = "auto"
+
+
+def reliability_path(out: Path) -> Path:
+    """Where the reliability diagram goes: beside the new checkpoint, ``NAME-reliability.png``."""
+    return out.with_name(f"{out.stem}-reliability.png")
+
+
+def _evaluation_options(options: CalibrateOptions) -> EvaluateOptions:
+    return EvaluateOptions(
+        checkpoint=options.checkpoint,
+        predictions=None,
+        images=options.images,
+        labels=options.labels,
+        split_list=options.split_list,
+        tta="none",
+        bootstrap=0,
+        out=options.out.parent,
+        batch_size=options.batch_size,
+        workers=options.workers,
+        device=options.device,
+        specificity=options.specificity,
+    )
+
+
+def validate_calibrate_options(options: CalibrateOptions) -> None:
+    """Check the options before any image is read; raises ValueError / LabelTableError saying what to fix."""
+    validate_options(_evaluation_options(options))
+    choices = ("youden", specificity_point_name(options.specificity))
+    if options.default not in choices:
+        raise ValueError(f"--default must be one of {', '.join(choices)} (the points written), got {options.default!r}")
+    if Path(options.out).resolve() == Path(options.checkpoint).resolve():
+        raise ValueError("--out must name a new file, not the checkpoint being calibrated")
+    if options.out.suffix != ".pt":
+        raise ValueError(f"--out should be a checkpoint file ending in .pt, got {options.out.name}")
+
+
+def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: float) -> dict[str, Any]:
+    """NLL and ECE before and after the temperature, for the checkpoint's record (``source.calibration``)."""
+    before, after = reliability_bins(targets, probs), reliability_bins(targets, probs, temperature)
+    return {
+        "method": "temperature scaling, one T for all 14 outputs, minimising NLL (Guo et al., ICML 2017)",
+        "nll_before": binary_nll(targets, probs),
+        "nll_after": binary_nll(targets, probs, temperature),
+        "ece_before": before.expected_calibration_error,
+        "ece_after": after.expected_calibration_error,
+        "ece_bins": RELIABILITY_BINS,
+    }
+
+
+def run_calibrate(options: CalibrateOptions) -> int:
+    """Calibrate, print the tables, write OUT (and OUT's reliability diagram with --temperature); returns 0."""
+    validate_calibrate_options(options)
+    evaluation = _evaluation_options(options)
+    table, _ = load_evaluation_table(evaluation)
+    table, probs, checkpoint = checkpoint_probabilities(evaluation, table)
+    report = auroc_report(table.targets, probs, table.patient_ids, 0, 0)
+    print_report(
+        report, mean_auroc({r.name: r.auroc for r in report}), per_class_average_precision(table.targets, probs)
+    )
+
+    source: dict[str, Any] = {
+        "data": options.data_description or data_description(evaluation),
+        "command": command_line(),
+        "checkpoint_sha256": checkpoint.sha256,
+    }
+    temperature = fit_temperature(table.targets, probs) if options.temperature else None
+    if temperature is not None:
+        source["calibration"] = _calibration_record(table.targets, probs, temperature)
+        if not TEMPERATURE_BOUNDS[0] * 1.001 < temperature < TEMPERATURE_BOUNDS[1] * 0.999:
+            logger.warning("the fitted temperature %.4f lies on the edge of its search interval", temperature)
+        calibration = source["calibration"]
+        print(
+            f"\ntemperature {temperature:.4f}: NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}, "
+            f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
+        )
+        draw_reliability_diagram(
+            reliability_bins(table.targets, probs),
+            reliability_bins(table.targets, probs, temperature),
+            temperature,
+            reliability_path(options.out),
+        )
+    points = choose_operating_points(
+        table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature, options.default
+    )
+    _warn_replaced(checkpoint.operating_points, points)
+    print()
+    print_chosen_points(points)
+    checkpoint.operating_points = points
+    save_checkpoint(checkpoint, options.out)
+    print(f"wrote {options.out}")
+    return 0
+
+
+def _warn_replaced(previous: OperatingPoints | None, new: OperatingPoints) -> None:
+    """The new section replaces the old whole: points chosen on other data (or without this temperature) go."""
+    if previous is None:
+        return
+    dropped = sorted(set(previous.points) - set(new.points))
+    logger.warning(
+        "the checkpoint's operating points are replaced%s",
+        f" (points no longer present: {', '.join(dropped)})" if dropped else "",
+    )
