@@ -29,6 +29,16 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def describe_validation(config: TrainConfig) -> str:
+    """The validation data in words and file names only (what the run's operating points were chosen on)."""
+    if config.val_list is not None:
+        return f"validation split of the training run: {config.labels.name}, the images in {config.val_list.name}"
+    return (
+        f"validation split of the training run: {config.labels.name}, patients split at random "
+        f"(seed {config.seed}, validation fraction {config.val_fraction:g})"
+    )
+
+
 def describe_run(config: TrainConfig, n_train: int, n_val: int) -> dict[str, Any]:
     return {
         "data": {

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from models.checkpoint import Checkpoint, initial_network, save_checkpoint, write_atomically
 from models.network import CheXNet
+from models.operating_points import MIN_POSITIVES, OperatingPoints
 from models.preprocessing import PreprocessSpec
 from training.config import TrainConfig, TrainConfigError
 from training.dataset import EpochSampler, XrayDataset, collate_or_failure
@@ -23,8 +24,9 @@ from training.engine import EvalResult, evaluate, train_one_epoch
 from training.image_cache import ResizedImageCache
 from training.image_check import UNREADABLE_LIST, drop_unreadable
 from training.labels_table import LabelTable, check_images_exist, read_label_table
-from training.metrics import mean_auroc, per_class_auroc
-from training.provenance import describe_run
+from training.metrics import mean_auroc, mean_defined, per_class_auroc, per_class_average_precision
+from training.operating_points import choose_operating_points
+from training.provenance import command_line, describe_run, describe_validation
 from training.resume import (
     Progress,
     TrainingObjects,
@@ -99,15 +101,30 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any
     return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=2)
 
 
-def epoch_record(epoch: int, train_loss: float, images_per_s: float, result: EvalResult, lr: float) -> dict[str, Any]:
+def epoch_record(
+    epoch: int,
+    train_loss: float,
+    images_per_s: float,
+    result: EvalResult,
+    lr: float,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """One line of metrics.json: losses, per-class validation AUROC and PR-AUC, and the operating points chosen
+    on this epoch's validation predictions (stored in best.pt when the epoch is the best)."""
     aurocs = per_class_auroc(result.targets, result.probs)
+    average_precision = per_class_average_precision(result.targets, result.probs)
+    source = {"data": describe_validation(config), "command": command_line(), "epoch": epoch + 1}
+    points = choose_operating_points(result.targets, result.probs, config.specificity, source)
     return {
         "epoch": epoch + 1,
         "train_loss": train_loss,
         "val_loss": result.loss,
         "val_mean_auroc": mean_auroc(aurocs),
         "val_auroc": aurocs,
+        "val_mean_average_precision": mean_defined(average_precision),
+        "val_average_precision": average_precision,
         "val_images": len(result.targets),  # every validation image exactly once, whatever the process count
+        "val_operating_points": points.to_dict(),  # "unreliable": classes with fewer than 10 positives
         "lr": lr,
         "train_images_per_s": images_per_s,
     }
@@ -160,7 +177,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
         stats = train_one_epoch(net, train_loader, criterion, optimizer, objects[2], device, epoch, ctx)
         broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
         result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
-        record = epoch_record(epoch, stats.loss, stats.images_per_second, result, optimizer.param_groups[0]["lr"])
+        lr = optimizer.param_groups[0]["lr"]
+        record = epoch_record(epoch, stats.loss, stats.images_per_second, result, lr, config)
         _step_scheduler(objects[1], result.loss)
         improved = progress.add_epoch(record)
         if ctx.is_main:
@@ -217,8 +235,24 @@ def _save_epoch(
     the resumed run repeats that epoch and writes the same best.pt again. Never a last.pt ahead of best.pt.
     """
     weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    metrics = {k: record[k] for k in ("epoch", "val_loss", "val_mean_auroc", "val_auroc")}
-    base = Checkpoint(state_dict=weights, spec=spec, config=config.to_dict(), metrics=metrics, provenance=run_info)
+    kept = ("epoch", "val_loss", "val_mean_auroc", "val_auroc", "val_mean_average_precision", "val_average_precision")
+    base = Checkpoint(
+        state_dict=weights,
+        spec=spec,
+        config=config.to_dict(),
+        metrics={k: record[k] for k in kept},
+        provenance=run_info,
+        operating_points=OperatingPoints.from_dict(record["val_operating_points"]),
+    )
     if improved or not (config.out / "best.pt").exists():
         save_checkpoint(base, config.out / "best.pt")
+        unreliable = base.operating_points.unreliable if base.operating_points else ()
+        logger.info(
+            "best.pt: epoch %d, with operating points chosen on its %d validation images (%d classes with fewer "
+            "than %d positives flagged unreliable)",
+            record["epoch"],
+            record["val_images"],
+            len(unreliable),
+            MIN_POSITIVES,
+        )
     save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": training_state}), config.out / "last.pt")

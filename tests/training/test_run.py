@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 import training.run
-from models.checkpoint import load_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.labels import PATHOLOGIES
 from tests.training.synthetic import make_square_dataset
 from training.config import TrainConfig, TrainConfigError
 from training.engine import NonFiniteLossError
+from training.evaluate import EvaluateOptions, run_evaluate
 from training.run import run_training
 
 
@@ -50,6 +53,41 @@ def test_learns_the_square_task(square_data: tuple[Path, Path], tmp_path: Path) 
     train_names = (tmp_path / "train_list.txt").read_text().split()
     assert len(val_names) == checkpoint.provenance["data"]["n_val"] == 20
     assert not set(val_names) & set(train_names)
+    check_operating_points(square_data, tmp_path, history, checkpoint)
+
+
+def check_operating_points(
+    square_data: tuple[Path, Path], tmp_path: Path, history: list[dict[str, Any]], checkpoint: Checkpoint
+) -> None:
+    """best.pt carries the operating points chosen on its epoch's validation predictions, as evaluate chooses."""
+    record = max(history, key=lambda e: e["val_mean_auroc"])  # the first epoch with the best mean AUROC
+    points = checkpoint.operating_points
+    assert points is not None
+    assert points.to_dict() == record["val_operating_points"]
+    assert list(points.points) == ["youden", "spec90"] and points.default == "youden" and points.temperature is None
+    assert points.source["epoch"] == checkpoint.metrics["epoch"] == record["epoch"]
+    assert points.source["data"] == (
+        "validation split of the training run: labels.csv, patients split at random (seed 0, validation fraction 0.25)"
+    )
+    assert points.source["images"] == 20 and points.source["positives"]["Effusion"] == 8
+    assert points.unreliable == PATHOLOGIES  # Effusion has 8 positives here, the others none: all under 10
+    assert checkpoint.metrics["val_average_precision"] == record["val_average_precision"]
+    assert record["val_mean_average_precision"] == record["val_average_precision"]["Effusion"]  # the one defined
+
+    # chexnet evaluate of best.pt on the validation list chooses the same points from its own forward passes
+    evaluation = EvaluateOptions(
+        checkpoint=tmp_path / "best.pt", predictions=None, images=square_data[0], labels=square_data[1],
+        split_list=tmp_path / "val_list.txt", bootstrap=0, out=tmp_path / "eval", device="cpu",
+    )  # fmt: skip
+    assert run_evaluate(evaluation) == 0
+    chosen = json.loads((tmp_path / "eval" / "metrics.json").read_text())["operating_points"]["points"]
+    for name, point in points.points.items():
+        for label, entry in point.thresholds.items():
+            again = chosen[name]["thresholds"][label]
+            assert again["threshold"] == pytest.approx(entry.threshold, abs=1e-6)
+            assert {k: v for k, v in again.items() if k != "threshold"} == {
+                k: v for k, v in entry.to_dict().items() if k != "threshold"
+            }
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(square_data: tuple[Path, Path], tmp_path: Path) -> None:
