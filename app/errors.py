@@ -55,6 +55,18 @@ class OutOfMemoryError(ApiError):
         super().__init__(503, "out_of_memory", detail, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
+class UnknownOperatingPointError(ApiError):
+    """``?operating_point=`` names a point the model lacks (the name asked for is not echoed)."""
+
+    def __init__(self, available: tuple[str, ...]) -> None:
+        detail = (
+            f"operating_point must be one of this model's operating points: {', '.join(available)}"
+            if available
+            else "this model has no operating points; leave operating_point out"
+        )
+        super().__init__(422, "unknown_operating_point", detail)
+
+
 def payload_too_large(max_bytes: int) -> ApiError:
     mib = max_bytes / (1024 * 1024)
     return ApiError(413, "payload_too_large", f"upload larger than the {mib:g} MiB limit", {"Connection": "close"})

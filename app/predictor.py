@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.threads import model_executor
 from models.checkpoint import load_checkpoint
 from models.gradcam import gradcam_maps, normalise_maps
+from models.operating_points import OperatingPoints
 from models.preprocessing import PreprocessSpec
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the model card says: identity, preprocessing, provenance, metrics, where it runs."""
+    """What the model card says: identity, preprocessing, provenance, metrics, operating points, where it runs."""
 
     name: str
     version: str
@@ -44,6 +45,7 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    operating_points: OperatingPoints | None = None  # /predict's findings; None: probabilities only
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,15 @@ class Predictor:
             metrics=checkpoint.metrics,
             provenance=without_paths(checkpoint.provenance),  # file names, never the training machine's paths
             config=without_paths(checkpoint.config),
+            operating_points=checkpoint.operating_points,
         )
         logger.info(
-            "model loaded: %s backend, %s, on %s (sha256 %s…)", backend.name, backend.precision, device, digest[:12]
+            "model loaded: %s backend, %s, on %s (sha256 %s…); operating points: %s",
+            backend.name,
+            backend.precision,
+            device,
+            digest[:12],
+            ", ".join(checkpoint.operating_points.points) if checkpoint.operating_points else "none",
         )
         return cls(backend, head_weight, info, settings)
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from app.admission import admission_of
 from app.errors import ApiError, NotReadyError
+from app.findings import findings_fields, operating_points_card, resolve_point
 from app.overlay import render_overlay_png, render_panels_png
 from app.predictor import Inference
 from app.schemas import ErrorBody, GradcamAllJson, GradcamJson, Health, ModelCard, PredictResponse
@@ -54,14 +55,22 @@ async def read_readiness(request: Request) -> Health:
 
 
 @router.post("/predict", response_model=PredictResponse, dependencies=Uploading, responses=_ERRORS, tags=["model"])
-async def predict_image(request: Request, file: Upload) -> PredictResponse:
-    """Predict the 14 ChestX-ray14 pathology probabilities for one chest X-ray."""
+async def predict_image(
+    request: Request,
+    file: Upload,
+    operating_point: Annotated[
+        str | None, Query(description="an operating point of the model (GET /model lists them); default: its default")
+    ] = None,
+) -> PredictResponse:
+    """Predict the 14 ChestX-ray14 pathology probabilities for one chest X-ray, with findings at an operating point."""
     service = _service(request)
+    info = service.engine.info
+    point = resolve_point(info.operating_points, operating_point)  # before the upload is decoded
     prepared = await service.prepare(file)
     result = await service.infer(prepared, with_cams=False, admission=admission_of(request.scope))
-    info = service.engine.info
     return PredictResponse(
         probabilities=_probabilities(result),
+        **findings_fields(result.probs, info.operating_points, point),
         model={"name": info.name, "version": info.version, "sha256": info.sha256},
         input={
             "format": prepared.format,
@@ -128,7 +137,7 @@ async def explain_image(
 
 @router.get("/model", response_model=ModelCard, dependencies=Guarded, responses=_ERRORS, tags=["model"])
 async def read_model_card(request: Request) -> ModelCard:
-    """The model card: labels, preprocessing, training data and command, metrics, checksum, device, backend."""
+    """The model card: labels, preprocessing, training data and command, metrics, operating points, checksum, device."""
     info = _service(request).engine.info
     return ModelCard(
         name=info.name,
@@ -141,6 +150,7 @@ async def read_model_card(request: Request) -> ModelCard:
         preprocessing=info.spec.to_dict(),
         training={"provenance": info.provenance, "config": info.config},
         metrics=info.metrics,
+        operating_points=operating_points_card(info.operating_points),
         disclaimer=DISCLAIMER,
     )
 

@@ -29,10 +29,38 @@ class InputInfo(BaseModel):
     )
 
 
+class Finding(BaseModel):
+    probability: float = Field(
+        description="the probability compared with the threshold: after the model's temperature when it has one "
+        "(then it differs from `probabilities`), else the same number"
+    )
+    threshold: float = Field(description="the operating point's threshold for this class")
+    above: bool = Field(description="probability >= threshold: the class is called positive at this point")
+    unreliable: bool = Field(
+        description="the threshold was chosen with fewer than 10 positives of this class: treat it with caution"
+    )
+
+
+class OperatingPointRef(BaseModel):
+    name: str = Field(description="the point used (?operating_point=, else the model's default)", examples=["youden"])
+    description: str = Field(examples=["maximises Youden's J = sensitivity + specificity - 1"])
+    chosen_on: str = Field(description="the data the thresholds were chosen on (GET /model has the details)")
+    temperature: float | None = Field(description="logit temperature applied before the thresholds, if any")
+    available: list[str] = Field(description="every point the model has", examples=[["youden", "spec90"]])
+
+
 class PredictResponse(BaseModel):
     probabilities: dict[str, float] = Field(
-        description="sigmoid probability per pathology, in the ChestX-ray14 order", examples=[_EXAMPLE_PROBS]
+        description="sigmoid probability per pathology, in the ChestX-ray14 order (the model's raw output, as "
+        "`chexnet predict` writes it)",
+        examples=[_EXAMPLE_PROBS],
     )
+    findings: dict[str, Finding] | None = Field(
+        description="per pathology, the decision at the operating point; null when the model has no operating "
+        "points (see `note`)"
+    )
+    operating_point: OperatingPointRef | None = Field(description="the point the findings use; null without one")
+    note: str | None = Field(description="why there are no findings, when there are none; else null")
     model: ModelRef
     input: InputInfo
     disclaimer: str
@@ -60,6 +88,11 @@ class ModelCard(BaseModel):
     preprocessing: dict[str, Any]
     training: dict[str, Any] = Field(description="training data, command and configuration")
     metrics: dict[str, Any] = Field(description="validation metrics recorded in the checkpoint")
+    operating_points: dict[str, Any] | None = Field(
+        description="the checkpoint's operating points: default, the data they were chosen on (source), classes "
+        "flagged unreliable, temperature, and per point and class the threshold with sensitivity, specificity, "
+        "PPV and NPV there; null when the model has none"
+    )
     disclaimer: str
 
 

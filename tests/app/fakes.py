@@ -15,19 +15,42 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.predictor import Inference, ModelInfo
 from app.settings import Settings
+from models.labels import PATHOLOGIES
+from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints
 from models.preprocessing import PreprocessSpec
 
 FIXED_PROBS = np.array([0.01 * (i + 1) for i in range(14)], dtype=np.float32)  # Hernia (0.14) is the largest
 SPEC = PreprocessSpec(image_size=64, resize=72)
+# youden: 0.075 for every class but Effusion, whose threshold is exactly its probability (>= counts as above);
+# spec90: 0.125. So at youden, classes 3 (Effusion) and 8-14 are above; at spec90, Pleural_Thickening and Hernia.
+YOUDEN_THRESHOLDS = {name: 0.075 for name in PATHOLOGIES} | {"Effusion": float(FIXED_PROBS[2])}
+
+
+def fake_operating_points(temperature: float | None = None) -> OperatingPoints:
+    youden = {name: ClassThreshold(t, 0.8, 0.7, 0.2, 0.95) for name, t in YOUDEN_THRESHOLDS.items()}
+    spec90 = {name: ClassThreshold(0.125) for name in PATHOLOGIES}
+    return OperatingPoints(
+        points={"youden": OperatingPoint("maximises J", youden), "spec90": OperatingPoint("specificity 0.9", spec90)},
+        default="youden",
+        source={"data": "labels.csv, the images in /home/alice/val_list.txt", "images": 50},
+        unreliable=("Hernia",),
+        temperature=temperature,
+    )
 
 
 class FakeEngine:
     """Returns FIXED_PROBS; Grad-CAM maps follow the input's brightness over the crop it was given."""
 
-    def __init__(self, error: BaseException | None = None, gate: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        error: BaseException | None = None,
+        gate: asyncio.Event | None = None,
+        operating_points: OperatingPoints | None = None,
+    ) -> None:
         self.info = ModelInfo(
             name="fake", version="0.0.0", sha256="ab" * 32, device="cpu", spec=SPEC,
             metrics={"val_mean_auroc": 0.5}, provenance={"command": "fake"}, config={"epochs": 1},
+            operating_points=operating_points,
         )  # fmt: skip
         self.error, self.gate = error, gate
         self.tensors: list[torch.Tensor] = []

@@ -18,15 +18,20 @@ from schemathesis.specs.openapi.checks import (
 
 from app.main import create_app
 from app.settings import Settings
-from tests.app.fakes import FakeEngine
+from models.checkpoint import load_checkpoint, save_checkpoint
+from tests.app.fakes import FakeEngine, fake_operating_points
 from tests.server_process import Server, running_server
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint: Path) -> Iterator[Server]:
-    with running_server(tiny_checkpoint, CHEXNET_MAX_WAIT_MS="0") as running:
+def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The tiny model with operating points, so /predict's findings are checked against the schema too."""
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    checkpoint.operating_points = fake_operating_points(temperature=1.5)
+    with_points = save_checkpoint(checkpoint, tmp_path_factory.mktemp("points") / "tiny-points.pt")
+    with running_server(with_points, CHEXNET_MAX_WAIT_MS="0") as running:
         yield running
 
 
