@@ -1,6 +1,7 @@
 """Turn a training run's best.pt into the bundled demo model: same weights, plus a plain-words note.
 
-.venv/bin/python -m training.bundle runs/demo-a/best.pt models/bundled/chexnet-demo.pt
+.venv/bin/python -m training.bundle runs/demo-a/best.pt runs/demo-a/bundled.pt
+(then ``chexnet calibrate`` writes models/bundled/chexnet-demo.pt with its operating points: see ``make demo-model``)
 """
 
 from __future__ import annotations

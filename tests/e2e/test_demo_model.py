@@ -35,3 +35,14 @@ def test_demo_model_reproduces_its_recorded_validation_auroc(tmp_path: Path) -> 
     assert metrics["mean_auroc"] == pytest.approx(checkpoint.metrics["val_mean_auroc"], abs=1e-6)
     for name, value in checkpoint.metrics["val_auroc"].items():
         assert metrics["auroc"][name] == pytest.approx(value, abs=1e-6)
+    # and its stored operating points are the ones chosen on that split: evaluate chooses the same again
+    assert checkpoint.operating_points is not None
+    stored = checkpoint.operating_points.to_dict()["points"]
+    chosen = metrics["operating_points"]["points"]
+    assert list(chosen) == list(stored) == ["youden", "spec90"]
+    for name, point in stored.items():
+        for label, entry in point["thresholds"].items():
+            again = chosen[name]["thresholds"][label]
+            assert again.pop("threshold") == pytest.approx(entry.pop("threshold"), abs=1e-6)
+            assert again == entry  # sensitivity, specificity, PPV, NPV
+    assert metrics["unreliable"] == list(checkpoint.operating_points.unreliable)
