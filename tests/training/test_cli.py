@@ -20,7 +20,7 @@ from tests.training.synthetic import make_square_dataset
 from training import image_cache
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["serve"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["calibrate"], ["predict"], ["serve"]])
 def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -29,6 +29,10 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert text.startswith("usage: chexnet")
     if command == ["train"]:
         assert "--pos-weight" in text and "--resume" in text and "--scheduler" in text and "--image-cache" in text
+    if command in (["train"], ["evaluate"], ["calibrate"]):
+        assert "--specificity" in text
+    if command == []:
+        assert "calibrate" in text
 
 
 def test_console_script_runs() -> None:
