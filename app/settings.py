@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import torch
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     backend: Literal["auto", "torch", "openvino"] = Field(
         "auto", description="auto: torch for now (see app/backends); openvino: the compiled CPU backend, opt-in"
     )
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 only when asked (probabilities move ~1e-3)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16 (CPU or CUDA) or fp16 (CUDA only) when asked; probabilities move ~1e-3"
+    )
     intra_op_threads: int = Field(
         default_factory=available_cores, ge=1, le=1024, description="the model's threads (decode threads get 1)"
     )
@@ -87,6 +90,21 @@ class Settings(BaseSettings):
     def _openvino_runs_on_the_cpu(cls, value: str, info: ValidationInfo) -> str:
         if value == "openvino" and info.data.get("device") == "cuda":
             raise ValueError("openvino runs on the CPU; with CHEXNET_DEVICE=cuda use CHEXNET_BACKEND=torch or auto")
+        return value
+
+    @field_validator("precision")
+    @classmethod
+    def _fp16_runs_on_cuda(cls, value: str, info: ValidationInfo) -> str:
+        if value != "fp16":
+            return value
+        device = info.data.get("device")
+        if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+            raise ValueError(
+                "fp16 runs on CUDA only and this service would run on the CPU; "
+                "use CHEXNET_PRECISION=bf16 or fp32 there, or CHEXNET_DEVICE=cuda on a machine with a GPU"
+            )
+        if info.data.get("backend") == "openvino":
+            raise ValueError("fp16 is for CUDA with CHEXNET_BACKEND=torch or auto; OpenVINO takes fp32 or bf16")
         return value
 
     @field_validator("cache_dir", mode="before")

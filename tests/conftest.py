@@ -18,6 +18,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TINY_SPEC = PreprocessSpec(image_size=32, resize=36)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``cuda``-marked tests skip, saying why, where no CUDA device is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on a GPU machine)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight DenseNet-121 checkpoint with a 32 px spec (seeded, so results are repeatable)."""

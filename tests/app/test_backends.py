@@ -176,7 +176,7 @@ def test_auto_means_torch_until_the_openvino_crash_is_understood(checkpoint: Pat
     ("variable", "value"),
     [
         ("CHEXNET_BACKEND", "tensorrt"),
-        ("CHEXNET_PRECISION", "fp16"),
+        ("CHEXNET_PRECISION", "fp8"),
         ("CHEXNET_INTRA_OP_THREADS", "0"),
         ("CHEXNET_INTRA_OP_THREADS", "two"),
     ],
