@@ -11,7 +11,7 @@ import torch
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.threads import available_cores
+from app.threads import available_cores, default_decode_workers
 from models.bundled import DEMO_CHECKPOINT
 
 MIB = 1024 * 1024
@@ -61,7 +61,12 @@ class Settings(BaseSettings):
     )
     upload_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="the whole body must arrive in this time")
     decode_concurrency: int = Field(
-        4, ge=1, description="uploads decoded or overlays rendered at once (each may take ~1 GB at the pixel cap)"
+        0,
+        ge=0,
+        validate_default=True,
+        description="uploads decoded or overlays rendered at once (each may take ~1 GB at the pixel cap); 0, the "
+        "default: 4 on the CPU, where the forward needs the cores; on CUDA the usable cores, at most "
+        "upload_backlog, since decoding is what feeds the GPU",
     )
     overlay_max_side: int = Field(
         1024, ge=64, le=8192, description="Grad-CAM PNG overlays are drawn at most this many pixels on the longer side"
@@ -106,6 +111,13 @@ class Settings(BaseSettings):
         if info.data.get("backend") == "openvino":
             raise ValueError("fp16 is for CUDA with CHEXNET_BACKEND=torch or auto; OpenVINO takes fp32 or bf16")
         return value
+
+    @field_validator("decode_concurrency")
+    @classmethod
+    def _zero_means_by_device(cls, value: int, info: ValidationInfo) -> int:
+        if value:
+            return value
+        return default_decode_workers(info.data.get("device", "auto"), info.data.get("upload_backlog", 16))
 
     @field_validator("cache_dir", mode="before")
     @classmethod

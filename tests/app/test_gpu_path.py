@@ -20,6 +20,7 @@ from app.batch_assembly import BatchAssembler, batch_buckets, bucket_for
 from app.predictor import Predictor
 from app.server import StartupError, prepare_service
 from app.settings import Settings
+from app.threads import available_cores, default_decode_workers
 from models.checkpoint import load_checkpoint
 from models.network import build_network
 
@@ -196,3 +197,23 @@ def test_cuda_batches_are_bucketed_warmed_pinned_and_equal_the_cpu(tiny_checkpoi
     expected = _serve(_predictor(tiny_checkpoint, device="cpu", warmup=False), tensors)
     for row, reference in zip(got, expected, strict=True):
         np.testing.assert_allclose(row[:14], reference[:14], rtol=0, atol=FP32_PROB_TOLERANCE)
+
+
+def test_decode_workers_four_on_the_cpu_the_cores_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    cores = available_cores()
+    assert default_decode_workers("cpu", 16) == 4
+    assert default_decode_workers("cuda", 16) == min(cores, 16)
+    assert default_decode_workers("cuda", 1) == 1  # never more than the uploads admitted at once
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_decode_workers("auto", 16) == 4
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_decode_workers("auto", 16) == min(cores, 16)
+
+
+def test_decode_concurrency_zero_or_unset_means_the_device_s_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(device="cpu").decode_concurrency == 4
+    assert Settings(device="cuda", upload_backlog=8).decode_concurrency == min(available_cores(), 8)
+    assert Settings(device="cuda", decode_concurrency=3).decode_concurrency == 3
+    monkeypatch.setenv("CHEXNET_DECODE_CONCURRENCY", "0")
+    monkeypatch.setenv("CHEXNET_DEVICE", "cpu")
+    assert Settings().decode_concurrency == 4
