@@ -59,7 +59,11 @@ class GpuBenchConfig:
     load_processes: int = 4
     load_seconds: float = 15.0
     load_warmup_requests: int = 256
-    server_env: tuple[tuple[str, str], ...] = (("CHEXNET_MAX_BATCH_SIZE", "64"), ("CHEXNET_QUEUE_SIZE", "256"))
+    server_env: tuple[tuple[str, str], ...] = (
+        ("CHEXNET_MAX_BATCH_SIZE", "64"),
+        ("CHEXNET_QUEUE_SIZE", "256"),
+        ("CHEXNET_UPLOAD_BACKLOG", "64"),  # every client admitted; the decode pool is then min(cores, 64)
+    )
     train_images: int = 2048
     train_side: int = 256
     train_batch: int = 128
