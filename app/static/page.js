@@ -61,9 +61,10 @@
     return response;
   }
 
+  // The file's own name is not sent: the service reads the format from the bytes, and a name can hold a patient's.
   function formOf(file) {
     const form = new FormData();
-    form.append("file", file, file.name || "upload");
+    form.append("file", file, "upload");
     return form;
   }
 
