@@ -178,7 +178,11 @@ def xrv_import(content: Any, weights: XrvWeights) -> XrvImport:
     converted = {str(k): v for k, v in state.items() if k != "op_threshs"}  # xrv's thresholds: a buffer, not weights
     converted["features.conv0.weight"] = (stem / 3).expand(-1, 3, -1, -1).contiguous()
     converted["classifier.weight"] = head.index_select(0, rows).contiguous()
-    converted["classifier.bias"] = state["classifier.bias"].index_select(0, rows).contiguous()
+    bias = state.get("classifier.bias")
+    if isinstance(bias, torch.Tensor) and tuple(bias.shape) == (len(XRV_PATHOLOGIES),):
+        converted["classifier.bias"] = bias.index_select(0, rows).contiguous()
+    else:  # the strict load names it
+        converted.pop("classifier.bias", None)
     return XrvImport(converted, output_index, xrv_operating_points(weights, output_index))
 
 

@@ -158,3 +158,16 @@ def test_an_arnoweng_file_given_as_xrv_says_what_was_found(tmp_path: Path) -> No
         "its 'state_dict' is a state dict of 1 tensors; key prefix 'module.densenet121.'; first convolution "
         "64x3x7x7 (3 input channels); no classifier weights"
     )
+
+
+def test_a_missing_head_bias_is_named(source: torch.nn.Module, tmp_path: Path) -> None:
+    state = source.state_dict()
+    del state["classifier.bias"]
+    torch.save(state, tmp_path / "no-bias.pt")
+    with pytest.raises(
+        ImportSourceError,
+        match=r"^the weights do not fit DenseNet-121 key for key: 1 missing \(e\.g\. classifier\.bias\)$",
+    ):
+        import_checkpoint(
+            ImportRequest("torchxrayvision", tmp_path / "no-bias.pt", tmp_path / "o.pt", xrv_weights="all")
+        )
