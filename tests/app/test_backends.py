@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import json
 import logging
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +164,45 @@ def test_without_a_writable_cache_the_export_stays_in_memory(
         backend, _ = load(checkpoint, backend="openvino", cache_dir=blocker / "cache")
     assert backend.name == "openvino" and "in memory" in caplog.text
     assert str(checkpoint) not in caplog.text and checkpoint.name not in caplog.text
+
+
+class SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+def signal_stack() -> tuple[int, int]:
+    """This thread's alternate signal stack: (address, size), (0, 0) when there is none."""
+    stack = SignalStack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+    return (stack.ss_sp, stack.ss_size) if stack.ss_sp else (0, 0)
+
+
+def is_mapped(address: int) -> bool:
+    with open("/proc/self/maps") as maps:
+        spans = (line.split()[0].split("-") for line in maps)
+        return any(int(low, 16) <= address < int(high, 16) for low, high in spans)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack and /proc/self/maps as on Linux")
+def test_backends_dropped_in_creation_order_leave_a_mapped_signal_stack(
+    checkpoint: Path, one_torch_thread: None
+) -> None:
+    # Each ov.Core's CPU plugin used to install a signal stack and, on release, reinstate the one it replaced:
+    # backends released in creation order left an unmapped one, and the next signal handler crashed the process.
+    first, _ = load(checkpoint, backend="openvino")
+    during = signal_stack()
+    second, _ = load(checkpoint, backend="openvino")
+    assert signal_stack() == during  # one Core for the process, so no second plugin and no second stack
+    del first, second
+    gc.collect()
+    assert signal_stack() == during and (during == (0, 0) or is_mapped(during[0]))
+    handled: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda number, _: handled.append(number))
+    try:
+        signal.raise_signal(signal.SIGUSR1)  # its frame goes on that stack (CPython handlers use SA_ONSTACK)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert handled == [signal.SIGUSR1]
 
 
 def test_the_default_cache_lies_beside_the_checkpoint(checkpoint: Path) -> None:
