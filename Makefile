@@ -25,10 +25,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check models app training tests benchmarks chexnet_cli.py
 	$(BIN)/mypy
 
-# The OpenVINO backend tests run in a second pytest process: see app/backends/__init__.py for why.
 test: lint
 	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -m openvino tests/app/test_backends.py
 
 # The decoder's long fuzz run (thousands of random and mutated PNG/JPEG/DICOM files); make test runs a short one.
 fuzz: $(STAMP)

@@ -27,8 +27,6 @@ from models.gradcam import gradcam_maps, normalise_maps
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec
 
-pytestmark = pytest.mark.openvino  # run in a pytest process of their own: see app/backends/__init__.py
-
 SIZE = 64  # 2x2 norm5 maps, so Grad-CAM has something to compare (32 px gives 1x1 maps, all zero once normalised)
 PROB_TOLERANCE = 1e-4
 CAM_TOLERANCE = 1e-3  # normalised maps in [0, 1]; fp32 graphs that sum in another order differ by ~1e-5
@@ -103,11 +101,18 @@ class ExportCounter:
         return self._export(model, image_size)
 
 
+@pytest.fixture(scope="module")
+def module_cache(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the module checkpoint's export, and nothing else."""
+    folder = tmp_path_factory.mktemp("module-cache")
+    load(checkpoint, backend="openvino", cache_dir=folder)
+    return folder
+
+
 @pytest.fixture
-def warm_cache(checkpoint: Path, tmp_path: Path) -> Path:
-    """A copy of the module checkpoint's cache folder (exports take seconds; share the one already made)."""
-    load(checkpoint, backend="openvino")  # exports beside the checkpoint, or reads what is there
-    return Path(shutil.copytree(checkpoint.parent / ".chexnet-cache", tmp_path / "cache"))
+def warm_cache(module_cache: Path, tmp_path: Path) -> Path:
+    """A copy of ``module_cache`` to spoil (exports take seconds; share the one already made)."""
+    return Path(shutil.copytree(module_cache, tmp_path / "cache"))
 
 
 def cache_entry(folder: Path) -> dict[str, Path]:
