@@ -56,7 +56,7 @@ demo-model: $(STAMP)
 # writes benchmarks/results/bench-<date>.json and benchmarks/results/latest.md. OMP_WAIT_POLICY=PASSIVE for
 # every process: on a CPU shared with other work, libgomp's spin-waiting makes a forward on the main thread
 # 5-50x slower (see benchmarks/README.md); passive waiting measures the pipelines, not the neighbours.
-BENCH_ENV ?= OMP_WAIT_POLICY=PASSIVE CHEXNET_BACKEND=openvino
+BENCH_ENV ?= OMP_WAIT_POLICY=PASSIVE
 bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run_bench --out benchmarks/results
 

@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: Literal["auto", "torch", "openvino"] = Field(
-        "auto", description="auto: torch for now (see app/backends); openvino: the compiled CPU backend, opt-in"
+        "auto", description="auto: openvino on the CPU, torch on CUDA; torch: eager everywhere (the reference)"
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="bf16 (CPU or CUDA) or fp16 (CUDA only) when asked; probabilities move ~1e-3"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import hashlib
+import importlib.util
 import json
 import logging
 import shutil
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.backends import InferenceBackend, build_backend
+from app.backends import InferenceBackend, backend_name, build_backend
 from app.backends import openvino_backend as ovb
 from app.backends.cache import resolve_cache_dir
 from app.server import StartupError, prepare_service
@@ -214,10 +215,23 @@ def test_the_default_cache_lies_beside_the_checkpoint(checkpoint: Path) -> None:
     assert resolve_cache_dir(None, checkpoint) == checkpoint.parent / ".chexnet-cache"
 
 
-def test_auto_means_torch_until_the_openvino_crash_is_understood(checkpoint: Path) -> None:
+def test_auto_means_openvino_on_the_cpu(checkpoint: Path, one_torch_thread: None) -> None:
     assert Settings().backend == "auto"
     backend, _ = load(checkpoint)
-    assert backend.name == "torch"
+    assert backend.name == "openvino" and backend.precision == "fp32"
+
+
+def test_auto_means_torch_on_cuda_or_without_openvino(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert backend_name(Settings(), cuda) == "torch"
+    assert backend_name(Settings(backend="torch"), cpu) == "torch"
+    assert backend_name(Settings(backend="openvino"), cpu) == "openvino"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with caplog.at_level(logging.WARNING):
+        assert backend_name(Settings(), cpu) == "torch"
+    assert "openvino package is not installed" in caplog.text
 
 
 @pytest.mark.parametrize(
