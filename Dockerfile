@@ -48,10 +48,11 @@ COPY app/ app/
 
 # The project itself, without extras: serving needs none of [train] (pandas, scikit-learn, matplotlib) or
 # [dev]. It is installed from the local source tree (hadolint's DL3013 pin rule does not apply to a path).
-# Then, isolated from the source tree (-I), check that the bundled model made it into the installed package and
-# that the console script starts without the extras.
+# Then, isolated from the source tree (-I), check that the bundled model and the upload page (app/static) made it
+# into the installed package and that the console script starts without the extras.
 RUN pip install --no-cache-dir . \
     && python -I -c "import importlib.resources as r; assert r.files('models').joinpath('bundled/chexnet-demo.pt').is_file(), 'bundled demo model missing'" \
+    && python -I -c "import importlib.resources as r; assert r.files('app').joinpath('static/index.html').is_file(), 'upload page missing'" \
     && chexnet --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # The torch build that lies on disk here (a CUDA build that also runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick attack bench-training-input
+.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick attack bench-training-input screenshots
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,14 +25,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check models app training tests benchmarks chexnet_cli.py
 	$(BIN)/mypy
 
-# The OpenVINO backend tests run in a second pytest process: see app/backends/__init__.py for why.
 test: lint
 	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -m openvino tests/app/test_backends.py
 
 # The decoder's long fuzz run (thousands of random and mutated PNG/JPEG/DICOM files); make test runs a short one.
 fuzz: $(STAMP)
 	CHEXNET_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/test_decoder_fuzz.py
+
+# The README's screenshots, docs/upload-page.png and docs/docs-page.png: headless Chromium (apt-get install chromium
+# chromium-driver) on the demo model, after scoring the bundled sample X-ray.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.e2e.screenshots --out docs
 
 format: $(STAMP)
 	$(BIN)/ruff format models app training tests benchmarks chexnet_cli.py
@@ -58,7 +61,7 @@ demo-model: $(STAMP)
 # writes benchmarks/results/bench-<date>.json and benchmarks/results/latest.md. OMP_WAIT_POLICY=PASSIVE for
 # every process: on a CPU shared with other work, libgomp's spin-waiting makes a forward on the main thread
 # 5-50x slower (see benchmarks/README.md); passive waiting measures the pipelines, not the neighbours.
-BENCH_ENV ?= OMP_WAIT_POLICY=PASSIVE CHEXNET_BACKEND=openvino
+BENCH_ENV ?= OMP_WAIT_POLICY=PASSIVE
 bench: $(STAMP)
 	$(BENCH_ENV) $(BIN)/python -m benchmarks.run_bench --out benchmarks/results
 

@@ -1,6 +1,6 @@
 """The ``chexnet`` command: one entry point whose subcommands live with their side of the house.
 
-``train``, ``evaluate`` and ``predict`` are registered by ``training.cli``; ``serve`` by ``app.cli``.
+``train``, ``evaluate``, ``predict`` and ``import`` are registered by ``training.cli``; ``serve`` by ``app.cli``.
 Each side only touches argparse here and imports its heavy modules when its subcommand runs, so
 ``chexnet serve`` works without the training extras and ``chexnet train`` without a web stack.
 """
@@ -19,7 +19,7 @@ import training.cli
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chexnet",
-        description="CheXNet chest X-ray classifier: train, evaluate, predict, serve. Research use only — "
+        description="CheXNet chest X-ray classifier: train, evaluate, predict, import, serve. Research use only — "
         "not for diagnosis or treatment.",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

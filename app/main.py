@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 from app.admission import AdmissionMiddleware
 from app.errors import install_error_handlers
 from app.middleware import DisclaimerMiddleware, MetricsMiddleware
+from app.pages import install_pages
 from app.predictor import InferenceEngine, Predictor
 from app.routes import router
 from app.security import ApiKeyMiddleware
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, engine: InferenceEngine | None 
         version=__version__,
         lifespan=service.lifespan,
         form_limits=FORM_LIMITS,
+        docs_url=None,  # app.pages serves /docs and /redoc with their assets: no CDN
+        redoc_url=None,
     )
     app.state.settings, app.state.service = settings, service
     install_error_handlers(app)
@@ -65,4 +68,5 @@ def create_app(settings: Settings | None = None, engine: InferenceEngine | None 
     app.add_middleware(ApiKeyMiddleware, expected=settings.api_key)
     app.add_middleware(MetricsMiddleware, telemetry=telemetry)
     app.include_router(router)
+    install_pages(app)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ import numpy.typing as npt
 import torch
 
 from app.backends import InferenceBackend, build_backend
+from app.batch_assembly import BatchAssembler
 from app.batcher import Batcher
 from app.model_card import model_identity, without_paths
 from app.settings import Settings
@@ -92,6 +94,9 @@ class Predictor:
     """Holds the backend; everything that touches it runs on one dedicated thread.
 
     ``head_weight`` (K, 1024) is the classifier's weight, which closed-form Grad-CAM needs with the norm5 map.
+    On CUDA each batch is padded to a bucket and assembled in pinned memory (``app.batch_assembly``), and every
+    bucket is run once before the first batch (with ``warmup``), so that no request pays for cuDNN's
+    autotuning or the allocator's first growth.
     """
 
     def __init__(
@@ -101,6 +106,9 @@ class Predictor:
         self.head_weight = head_weight.detach().to(backend.device)
         self.observer: BatchObserver | None = None
         self._executor = model_executor(settings.intra_op_threads)
+        self.assembler = BatchAssembler.for_device(backend.device, settings.max_batch_size)
+        self.warm_buckets_first = settings.warmup
+        self._warming: asyncio.Future[tuple[int, ...]] | None = None
         self.batcher: Batcher[_Job, Inference] = Batcher(
             self._run_on_model_thread,
             max_batch_size=settings.max_batch_size,
@@ -144,6 +152,10 @@ class Predictor:
         return cls(backend, head_weight, info, settings)
 
     async def start(self) -> None:
+        if self.assembler.buckets and self.warm_buckets_first:
+            # first in the model thread's line, so every batch runs after it; not awaited here, so /healthz
+            # answers meanwhile (the first batch awaits it, and a failure there leaves the service not ready)
+            self._warming = asyncio.get_running_loop().run_in_executor(self._executor, self.warm_buckets)
         await self.batcher.start()
 
     async def stop(self) -> None:
@@ -162,6 +174,8 @@ class Predictor:
         return await self.batcher.submit(_Job(tensor, with_cams))
 
     async def _run_on_model_thread(self, batch: list[_Job]) -> list[Inference]:
+        if self._warming is not None:
+            await self._warming  # done after the first batch; raises for every batch if the warm-up failed
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.run_batch, batch)
 
     def _observe(self, size: int, seconds: float) -> None:
@@ -169,10 +183,25 @@ class Predictor:
             self.observer.on_batch(size, seconds)
 
     @torch.inference_mode()
+    def warm_buckets(self) -> tuple[int, ...]:
+        """One forward of zeros per bucket, smallest first; returns the bucket sizes run."""
+        buckets = self.assembler.buckets or ()
+        size, start = self.info.spec.image_size, time.perf_counter()
+        for bucket in buckets:
+            logits, _ = self.backend.run(self.assembler.assemble([torch.zeros(3, size, size)] * bucket))
+            logits.cpu()  # waits for the GPU, so the pinned buffer is free again
+        logger.info("warmed batch sizes %s in %.1f s", buckets, time.perf_counter() - start)
+        return buckets
+
+    @torch.inference_mode()
     def run_batch(self, batch: list[_Job]) -> list[Inference]:
-        """One forward for the batch: (B, 3, S, S) -> probabilities, plus cams for the rows that asked."""
-        logits, features = self.backend.run(torch.stack([job.tensor for job in batch]))
-        probs = torch.sigmoid(logits).float().cpu().numpy()
+        """One forward for the batch: (B, 3, S, S) -> probabilities, plus cams for the rows that asked.
+
+        The results are read back to the host before returning, which also frees the pinned buffer for the next.
+        """
+        images = self.assembler.assemble([job.tensor for job in batch])
+        logits, features = self.backend.run(images)
+        probs = torch.sigmoid(logits[: len(batch)]).float().cpu().numpy()
         wanted = [i for i, job in enumerate(batch) if job.with_cams]
         cams: dict[int, npt.NDArray[np.float32]] = {}
         if wanted:

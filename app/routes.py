@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from app.admission import admission_of
 from app.errors import ApiError, NotReadyError
@@ -33,11 +33,6 @@ def _service(request: Request) -> Service:
 
 def _probabilities(result: Inference) -> dict[str, float]:
     return {name: float(p) for name, p in zip(PATHOLOGIES, result.probs, strict=True)}
-
-
-@router.get("/", include_in_schema=False)
-async def show_docs() -> RedirectResponse:
-    return RedirectResponse("/docs")
 
 
 @router.get("/healthz", response_model=Health, tags=["probes"])

@@ -83,7 +83,7 @@ class ModelCard(BaseModel):
     sha256: str
     device: str
     backend: str = Field(description="torch (eager) or openvino (compiled for the CPU)")
-    precision: str = Field(description="fp32, or bf16 when asked for")
+    precision: str = Field(description="fp32, or bf16 or fp16 when asked for")
     labels: list[str]
     preprocessing: dict[str, Any]
     training: dict[str, Any] = Field(description="training data, command and configuration")

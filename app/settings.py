@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import torch
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.threads import available_cores
+from app.threads import available_cores, default_decode_workers
 from models.bundled import DEMO_CHECKPOINT
 
 MIB = 1024 * 1024
@@ -33,9 +34,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     backend: Literal["auto", "torch", "openvino"] = Field(
-        "auto", description="auto: torch for now (see app/backends); openvino: the compiled CPU backend, opt-in"
+        "auto", description="auto: openvino on the CPU, torch on CUDA; torch: eager everywhere (the reference)"
     )
-    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16 only when asked (probabilities move ~1e-3)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16 (CPU or CUDA) or fp16 (CUDA only) when asked; bf16 moves probabilities ~3e-3"
+    )
     intra_op_threads: int = Field(
         default_factory=available_cores, ge=1, le=1024, description="the model's threads (decode threads get 1)"
     )
@@ -58,7 +61,12 @@ class Settings(BaseSettings):
     )
     upload_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="the whole body must arrive in this time")
     decode_concurrency: int = Field(
-        4, ge=1, description="uploads decoded or overlays rendered at once (each may take ~1 GB at the pixel cap)"
+        0,
+        ge=0,
+        validate_default=True,
+        description="uploads decoded or overlays rendered at once (each may take ~1 GB at the pixel cap); 0, the "
+        "default: 4 on the CPU, where the forward needs the cores; on CUDA the usable cores, at most "
+        "upload_backlog, since decoding is what feeds the GPU",
     )
     overlay_max_side: int = Field(
         1024, ge=64, le=8192, description="Grad-CAM PNG overlays are drawn at most this many pixels on the longer side"
@@ -88,6 +96,28 @@ class Settings(BaseSettings):
         if value == "openvino" and info.data.get("device") == "cuda":
             raise ValueError("openvino runs on the CPU; with CHEXNET_DEVICE=cuda use CHEXNET_BACKEND=torch or auto")
         return value
+
+    @field_validator("precision")
+    @classmethod
+    def _fp16_runs_on_cuda(cls, value: str, info: ValidationInfo) -> str:
+        if value != "fp16":
+            return value
+        device = info.data.get("device")
+        if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+            raise ValueError(
+                "fp16 runs on CUDA only and this service would run on the CPU; "
+                "use CHEXNET_PRECISION=bf16 or fp32 there, or CHEXNET_DEVICE=cuda on a machine with a GPU"
+            )
+        if info.data.get("backend") == "openvino":
+            raise ValueError("fp16 is for CUDA with CHEXNET_BACKEND=torch or auto; OpenVINO takes fp32 or bf16")
+        return value
+
+    @field_validator("decode_concurrency")
+    @classmethod
+    def _zero_means_by_device(cls, value: int, info: ValidationInfo) -> int:
+        if value:
+            return value
+        return default_decode_workers(info.data.get("device", "auto"), info.data.get("upload_backlog", 16))
 
     @field_validator("cache_dir", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 DECODE_TORCH_THREADS = 1
+CPU_DECODE_WORKERS = 4
 
 
 def available_cores() -> int:
@@ -23,6 +24,17 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_decode_workers(device: str, upload_backlog: int) -> int:
+    """Decode pool size when unset: 4 on the CPU; on CUDA the usable cores, at most ``upload_backlog``.
+
+    On the CPU the forward pass is the bottleneck and needs the cores; on CUDA the GPU outruns decoding (a
+    1024 px PNG takes about 10 ms of one core, a batch of them a few ms of the GPU), so decoding gets the cores.
+    More workers than the upload backlog could never all be busy: only that many uploads are admitted at once.
+    """
+    on_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return min(available_cores(), upload_backlog) if on_cuda else CPU_DECODE_WORKERS
 
 
 def model_executor(intra_op_threads: int) -> ThreadPoolExecutor:

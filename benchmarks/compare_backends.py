@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.backends.openvino_backend import LogitsAndFeatures
+from app.backends.openvino_backend import LogitsAndFeatures, shared_core
 from models.imaging import DecodeLimits, decode_image
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec, eval_tensor
@@ -54,7 +54,7 @@ def make_ov(model: CheXNet, precision: str) -> Run:
         LogitsAndFeatures(model), example_input=torch.zeros(1, 3, SIZE, SIZE), input=[(-1, 3, SIZE, SIZE)]
     )
     config = {"INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-    compiled = ov.Core().compile_model(converted, "CPU", config)
+    compiled = shared_core().compile_model(converted, "CPU", config)  # one Core per process: see shared_core
     request = compiled.create_infer_request()
     return lambda x: (lambda r: (r[compiled.output(0)], r[compiled.output(1)]))(request.infer({0: x.numpy()}))
 

@@ -87,6 +87,7 @@ async def _client_loop(
     counter: _Counter,
     latencies: list[float],
     errors: dict[str, int],
+    answered_at: list[float] | None = None,
 ) -> None:
     files = {"file": ("sample-xray.png", image, "image/png")}
     while counter.take():
@@ -98,12 +99,19 @@ async def _client_loop(
             continue
         if response.status_code == 200:
             latencies.append(time.perf_counter() - start)
+            if answered_at is not None:
+                answered_at.append(time.time())
         else:
             errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
 
 
 async def _run_phase(
-    client: httpx.AsyncClient, spec: LoadSpec, image: bytes, budget: int, seconds: float
+    client: httpx.AsyncClient,
+    spec: LoadSpec,
+    image: bytes,
+    budget: int,
+    seconds: float,
+    answered_at: list[float] | None = None,
 ) -> tuple[list[float], dict[str, int], float]:
     """``spec.clients`` loops sharing ``budget`` requests and ``seconds``: (latencies s, errors, elapsed s)."""
     latencies: list[float] = []
@@ -111,7 +119,8 @@ async def _run_phase(
     counter = _Counter(budget, time.monotonic() + seconds)
     start = time.perf_counter()
     loops = [
-        asyncio.create_task(_client_loop(client, spec, image, counter, latencies, errors)) for _ in range(spec.clients)
+        asyncio.create_task(_client_loop(client, spec, image, counter, latencies, errors, answered_at))
+        for _ in range(spec.clients)
     ]
     # The hard stop: requests still unanswered ``drain_seconds`` after the deadline are cancelled and counted.
     _, pending = await asyncio.wait(loops, timeout=seconds + spec.drain_seconds)
@@ -145,6 +154,41 @@ async def run_load(url: str, spec: LoadSpec, image: bytes) -> LoadResult:
         mean_ms=sum(ms) / len(ms) if ms else math.nan,
         error_kinds=errors,
     )
+
+
+@dataclass
+class LoadRecord:
+    """One load process's raw measured phase, for combining several processes (``record_load``)."""
+
+    started: float  # wall clock (time.time()) when the measured phase began
+    ended: float
+    latencies_s: list[float]  # per request answered 200, in the order answered
+    answered_at: list[float]  # wall clock of each of those answers
+    errors: dict[str, int]
+    cpu_s: float  # CPU time this load process used in the measured phase
+
+
+def record_load(url: str, spec: LoadSpec, image: bytes) -> LoadRecord:
+    """Warm up (untimed), then one measured phase, keeping every answer's time: run one per load process.
+
+    One Python process cannot post 1024 px PNGs fast enough to load a GPU server; several can, and their
+    records are combined over the window in which all of them were measuring.
+    """
+    check_loopback(url)
+
+    async def phases() -> LoadRecord:
+        limits = httpx.Limits(max_connections=spec.clients, max_keepalive_connections=spec.clients)
+        async with httpx.AsyncClient(
+            base_url=url, limits=limits, timeout=httpx.Timeout(spec.request_timeout_s), trust_env=False
+        ) as client:
+            if spec.warmup_requests:
+                await _run_phase(client, spec, image, spec.warmup_requests, spec.warmup_seconds)
+            answered_at: list[float] = []
+            cpu, started = time.process_time(), time.time()
+            latencies, errors, _ = await _run_phase(client, spec, image, spec.requests, spec.seconds, answered_at)
+            return LoadRecord(started, time.time(), latencies, answered_at, errors, time.process_time() - cpu)
+
+    return asyncio.run(phases())
 
 
 def main() -> None:

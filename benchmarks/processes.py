@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import logging
 import os
 import socket
 import subprocess
@@ -15,8 +17,10 @@ from pathlib import Path
 
 import httpx
 
+logger = logging.getLogger("benchmarks")
 REPO = Path(__file__).resolve().parents[1]
 CHEXNET = Path(sys.executable).with_name("chexnet")
+LOG_TAIL_CHARS = 3000
 
 
 @dataclass
@@ -34,32 +38,49 @@ def free_port() -> int:
         return port
 
 
-def server_command(kind: str, checkpoint: Path, port: int) -> tuple[list[str], str]:
+def chexnet_command() -> list[str]:
+    """The ``chexnet`` console script beside this Python, or the module itself where the package is not installed."""
+    return [str(CHEXNET)] if CHEXNET.exists() else [sys.executable, "-m", "chexnet_cli"]
+
+
+def server_command(kind: str, checkpoint: Path, port: int, device: str = "cpu") -> tuple[list[str], str]:
     """(argv, readiness path) for ``ours`` (``chexnet serve``) or ``seed`` (benchmarks.seed_server)."""
     if kind == "ours":
-        return [
-            str(CHEXNET),
-            "serve",
-            "--checkpoint",
-            str(checkpoint),
-            "--port",
-            str(port),
-            "--device",
-            "cpu",
-        ], "/readyz"
+        serve = ["serve", "--checkpoint", str(checkpoint), "--port", str(port), "--device", device]
+        return [*chexnet_command(), *serve], "/readyz"
     if kind == "seed":
         argv = [sys.executable, "-m", "benchmarks.seed_server", "--checkpoint", str(checkpoint), "--port", str(port)]
         return argv, "/healthz"
     raise ValueError(f"unknown server kind {kind!r}")
 
 
+def backend_environment(environ: dict[str, str], openvino_present: bool) -> dict[str, str]:
+    """``environ``, with CHEXNET_BACKEND=torch where OpenVINO is not installed (else the server could not start).
+
+    ``make bench`` asks for openvino, and ``auto`` may mean openvino on the CPU; a machine without the package
+    (a GPU machine with its own Python, say) still gets a run, of eager torch, with a warning saying so.
+    """
+    if openvino_present or environ.get("CHEXNET_BACKEND", "auto") == "torch":
+        return environ
+    logger.warning("openvino is not installed here: the benchmark serves with CHEXNET_BACKEND=torch")
+    return {**environ, "CHEXNET_BACKEND": "torch"}
+
+
 @contextmanager
-def running_server(kind: str, checkpoint: Path, log_path: Path, timeout_s: float = 180.0) -> Iterator[RunningServer]:
+def running_server(
+    kind: str,
+    checkpoint: Path,
+    log_path: Path,
+    timeout_s: float = 180.0,
+    device: str = "cpu",
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[RunningServer]:
     """Start one server (127.0.0.1 only), yield it once ready, and always kill it on the way out."""
     port = free_port()
-    argv, ready_path = server_command(kind, checkpoint, port)
+    argv, ready_path = server_command(kind, checkpoint, port, device)
     # Same environment for both servers: no thread pinning, so each runs as a default deployment would.
     env = {**os.environ, "CHEXNET_HOST": "127.0.0.1", "CHEXNET_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+    env = backend_environment({**env, **(extra_env or {})}, importlib.util.find_spec("openvino") is not None)
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -77,17 +98,27 @@ def running_server(kind: str, checkpoint: Path, log_path: Path, timeout_s: float
                     process.wait(timeout=15)
 
 
+def _log_tail(log_path: Path) -> str:
+    try:
+        return log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+    except OSError:
+        return "(no log)"
+
+
 def _wait_ready(process: subprocess.Popen[bytes], url: str, deadline: float, log_path: Path) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited during start-up (code {process.returncode}); see {log_path}")
+            # the log's tail in the message: the log itself lives in a temporary folder that is about to go
+            raise RuntimeError(
+                f"server exited during start-up (code {process.returncode}); its log ends:\n{_log_tail(log_path)}"
+            )
         try:
             if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"server not ready in time; see {log_path}")
+    raise RuntimeError(f"server not ready in time; its log ends:\n{_log_tail(log_path)}")
 
 
 def proc_status(pid: int) -> dict[str, float]:

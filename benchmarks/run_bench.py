@@ -144,6 +144,7 @@ def run(config: BenchConfig, out_dir: Path, image: Path = SAMPLE_IMAGE) -> Path:
             "versions": versions(),
             "image": {"file": image.name, "bytes": len(data), "size": list(inprocess.image_size(image))},
             "checkpoint": {"image_size": IMAGE_SIZE, "weights": "random, torch.manual_seed(0)"},
+            "ours_served_with": served["ours_model"],
         },
         "load": compare_levels(served["servers"]),
         "servers": served["servers"],

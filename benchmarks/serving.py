@@ -83,6 +83,7 @@ def bench_servers(checkpoint: Path, levels: list[LoadSpec], rounds: int, image: 
             answer = httpx.post(f"{server.url}/predict", files=files, timeout=120, trust_env=False)
             answer.raise_for_status()
             answers[kind] = answer.json()["probabilities"]
+        card = httpx.get(f"{servers['ours'].url}/model", timeout=30, trust_env=False).json()
         measured = asyncio.run(_measure(servers, levels, rounds, image))
         final = {kind: proc_status(server.process.pid) for kind, server in servers.items()}
     summary = {
@@ -98,7 +99,8 @@ def bench_servers(checkpoint: Path, levels: list[LoadSpec], rounds: int, image: 
         for kind in SERVERS
     }
     parity = max(abs(answers["ours"][name] - answers["seed"][name]) for name in answers["ours"])
-    return {"servers": summary, "parity": {"max_abs_prob_diff_ours_vs_seed": parity}}
+    served = {key: card[key] for key in ("backend", "precision", "device")}  # what actually ran, fallbacks included
+    return {"servers": summary, "parity": {"max_abs_prob_diff_ours_vs_seed": parity}, "ours_model": served}
 
 
 def _ratio(a: float, b: float) -> float:

@@ -30,7 +30,10 @@ from models.preprocessing import PreprocessSpec
 logger = logging.getLogger(__name__)
 
 FORMAT = "chexnet-checkpoint"
-FORMAT_VERSION = 1
+# Version 2 adds one thing a version-1 reader would silently get wrong: a preprocessing spec with crop_first (an
+# older reader drops the unknown field and crops the seed's way). So only such files are written as version 2;
+# every other checkpoint is still written as version 1 and reads everywhere as before.
+FORMAT_VERSION = 2
 ARCH = "densenet121"
 
 
@@ -66,7 +69,7 @@ class Checkpoint:
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if self.spec.crop_first else 1,
             "arch": ARCH,
             "labels": list(self.labels),
             "preprocess": self.spec.to_dict(),

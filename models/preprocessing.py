@@ -4,6 +4,10 @@ One code path from a decoded image to the model's input tensor, shared by traini
 ``chexnet predict`` and the service:  PIL image -> ``image_to_gray`` (H, W) float in [0, 1]
 -> ``eval_tensor`` / ``train_tensor`` (3, S, S) normalised.  The crop geometry is explicit so that
 Grad-CAM maps can be put back where the crop lies in the original image.
+
+Two geometries: the seed's (shorter side resized to ``resize``, then the centred ``image_size`` square cropped),
+and, with ``crop_first``, torchxrayvision's (the centred square of the original cropped, then resized to
+``image_size``; ``XRayCenterCrop`` then ``XRayResizer`` in its ``datasets.py``).  Only the first is trained here.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """How an image becomes the network's input: shorter side to ``resize``, crop ``image_size`` square."""
+    """How an image becomes the network's input: shorter side to ``resize``, crop ``image_size`` square.
+
+    With ``crop_first`` (checkpoints imported from torchxrayvision), the centred square of the original is cropped
+    first and resized to ``image_size``; ``resize`` must then equal ``image_size``.  A spec stored without the field
+    (every checkpoint before it existed) reads as ``crop_first=False``: today's geometry.
+    """
 
     image_size: int = 224
     resize: int = 256
@@ -34,10 +43,17 @@ class PreprocessSpec:
     channels: int = 3
     interpolation: str = "bilinear"
     train_hflip: bool = True
+    crop_first: bool = False
 
     def __post_init__(self) -> None:
         if self.image_size < 8 or self.resize < self.image_size:
             raise ValueError(f"need 8 <= image_size <= resize, got image_size={self.image_size} resize={self.resize}")
+        if self.crop_first and self.resize != self.image_size:
+            raise ValueError(
+                f"crop_first resizes the square crop to image_size, so resize must equal it, got {self.resize}"
+            )
+        if not all(s > 0 for s in self.std):
+            raise ValueError("std must be positive")
         if self.channels != 3 or len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("the DenseNet-121 contract takes 3 channels with 3 means and 3 stds")
         if self.interpolation not in ("bilinear", "bicubic"):
@@ -89,7 +105,14 @@ def resized_hw(spec: PreprocessSpec, height: int, width: int) -> tuple[int, int]
 
 
 def center_crop_geometry(spec: PreprocessSpec, height: int, width: int) -> CropGeometry:
-    """The eval crop: the centred ``image_size`` square of the resized image."""
+    """The eval crop: the centred ``image_size`` square of the resized image.
+
+    With ``spec.crop_first``: the centred square of side min(H, W) of the original (scale 1), at
+    ``(W // 2 - side // 2, H // 2 - side // 2)``, torchxrayvision's ``XRayCenterCrop`` rule; it is then resized.
+    """
+    if spec.crop_first:
+        side = min(height, width)
+        return CropGeometry(height, width, (height, width), height // 2 - side // 2, width // 2 - side // 2, side)
     rh, rw = resized_hw(spec, height, width)
     top = round((rh - spec.image_size) / 2.0)
     left = round((rw - spec.image_size) / 2.0)
@@ -130,27 +153,44 @@ def _normalise(spec: PreprocessSpec, crop: torch.Tensor) -> torch.Tensor:
     return (crop.clamp(0.0, 1.0).expand(3, -1, -1) - mean) / std
 
 
+def _require_resize_first(spec: PreprocessSpec, what: str) -> None:
+    if spec.crop_first:
+        raise ValueError(f"{what} is not supported for a crop_first spec (an imported torchxrayvision model)")
+
+
 def resized_gray(spec: PreprocessSpec, gray: np.ndarray) -> np.ndarray:
     """(H, W) float in [0, 1] -> (h, w) float32 resized by ``resized_hw``: the deterministic first step.
 
     ``eval_tensor``, ``train_tensor`` and ``tencrop_tensor`` of the result equal those of ``gray`` exactly (the
     resized image is a fixed point of ``resized_hw``, so they skip the resize), which is what lets training keep
-    resized images in a cache (``training/image_cache.py``).
+    resized images in a cache (``training/image_cache.py``).  Raises ValueError for a ``crop_first`` spec.
     """
+    _require_resize_first(spec, "a resized-image cache")
     size = resized_hw(spec, *gray.shape)
     return _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), size).numpy()
 
 
 def eval_tensor(spec: PreprocessSpec, gray: np.ndarray) -> torch.Tensor:
-    """(H, W) float in [0, 1] -> (3, S, S) normalised: resize, centre crop (see ``center_crop_geometry``)."""
+    """(H, W) float in [0, 1] -> (3, S, S) normalised: resize, centre crop (see ``center_crop_geometry``).
+
+    With ``spec.crop_first``: the centred square, then resized to (S, S).
+    """
     geometry = center_crop_geometry(spec, *gray.shape)
+    if spec.crop_first:
+        image = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))
+        square = image[geometry.top : geometry.top + geometry.size, geometry.left : geometry.left + geometry.size]
+        return _normalise(spec, _resize(spec, square, (spec.image_size, spec.image_size)))
     resized = _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), geometry.resized_hw)
     crop = resized[geometry.top : geometry.top + spec.image_size, geometry.left : geometry.left + spec.image_size]
     return _normalise(spec, crop)
 
 
 def train_tensor(spec: PreprocessSpec, gray: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    """(H, W) float in [0, 1] -> (3, S, S): resize, random crop, random horizontal flip (never vertical)."""
+    """(H, W) float in [0, 1] -> (3, S, S): resize, random crop, random horizontal flip (never vertical).
+
+    Raises ValueError for a ``crop_first`` spec: imported torchxrayvision models are served, not trained, here.
+    """
+    _require_resize_first(spec, "training")
     rh, rw = resized_hw(spec, *gray.shape)
     resized = _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), (rh, rw))
     top = int(torch.randint(0, rh - spec.image_size + 1, (1,), generator=generator))
@@ -167,7 +207,11 @@ def denormalise(spec: PreprocessSpec, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def tencrop_tensor(spec: PreprocessSpec, gray: np.ndarray) -> torch.Tensor:
-    """(H, W) in [0, 1] -> (10, 3, S, S): four corners + centre of the resized image, and their mirrors."""
+    """(H, W) in [0, 1] -> (10, 3, S, S): four corners + centre of the resized image, and their mirrors.
+
+    Raises ValueError for a ``crop_first`` spec (its crop is the whole centred square; there are no corners).
+    """
+    _require_resize_first(spec, "ten-crop evaluation")
     rh, rw = resized_hw(spec, *gray.shape)
     resized = _resize(spec, torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), (rh, rw))
     s = spec.image_size

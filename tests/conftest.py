@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny random-weight checkpoint (32 px) for the whole session, paths to shared data."""
+"""Shared fixtures: one tiny random-weight checkpoint (32 px), one export cache, paths to shared data."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TINY_SPEC = PreprocessSpec(image_size=32, resize=36)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``cuda``-marked tests skip, saying why, where no CUDA device is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (benchmarks/gpu_check.sh runs these on a GPU machine)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight DenseNet-121 checkpoint with a 32 px spec (seeded, so results are repeatable)."""
@@ -34,6 +44,19 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path,
     )
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One OpenVINO export cache for the session, also for the servers tests start (they inherit the variable).
+
+    Entries are keyed by the checkpoint's SHA-256, so each checkpoint is exported once per session; nothing is
+    written beside the bundled model, and no run reads an export an earlier run left behind.
+    """
+    folder = tmp_path_factory.mktemp("export-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHEXNET_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture

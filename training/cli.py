@@ -25,6 +25,7 @@ def register(commands: Any) -> None:
         commands.add_parser("calibrate", help="write operating points (and a temperature) into a new checkpoint")
     )
     _register_predict(commands.add_parser("predict", help="write a CSV of the 14 probabilities for images"))
+    _register_import(commands.add_parser("import", help="make a chexnet checkpoint from published CheXNet/xrv weights"))
 
 
 def _register_train(p: argparse.ArgumentParser) -> None:
@@ -242,3 +243,50 @@ def _run_predict(args: argparse.Namespace) -> int:
     if result.failures:
         print(f"chexnet predict: {len(result.failures)} of {len(found.paths)} files could not be read", file=sys.stderr)
     return 1 if result.failures or found.unlistable else 0
+
+
+def _register_import(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Convert published weights into a chexnet checkpoint that 'chexnet serve --checkpoint OUT' serves as it is: "
+        "arnoweng/CheXNet's model.pth.tar, or a torchxrayvision DenseNet-121 state dict. Read with "
+        "weights_only=True, mapped key for key and loaded strictly; nothing is downloaded. Exit status 1 for a "
+        "file that matches no layout or lacks one of the 14 classes."
+    )
+    p.add_argument("--from", dest="source", choices=["arnoweng", "torchxrayvision"], required=True)
+    p.add_argument("src", type=Path, metavar="SRC", help="the downloaded weights file")
+    p.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
+    p.add_argument("--name", help="model name shown by the service (default: from the source)")
+    p.add_argument("--model-version", help="model version shown by the service (default: the chexnet version)")
+    p.add_argument(
+        "--xrv-weights",
+        metavar="NAME",
+        help="which torchxrayvision weights (all, nih, pc, chex, rsna, mimic_nb, mimic_ch); default: told from "
+        "the release file's name",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(run=_run_import)
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from models.errors import ModelContractError
+    from training.importers import ImportRequest, run_import
+
+    if args.out.exists() and not args.overwrite:
+        print(f"chexnet import: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.xrv_weights is not None and args.source != "torchxrayvision":
+        print("chexnet import: --xrv-weights goes with --from torchxrayvision", file=sys.stderr)
+        return EXIT_USAGE
+    request = ImportRequest(args.source, args.src, args.out, args.name, args.model_version, args.xrv_weights)
+    try:
+        checkpoint = run_import(request)
+    except ModelContractError as exc:
+        print(f"chexnet import: {exc}", file=sys.stderr)
+        return 1
+    spec, points, source = checkpoint.spec, checkpoint.operating_points, checkpoint.provenance["source"]
+    geometry = "centred square, resized" if spec.crop_first else f"shorter side {spec.resize}, centre crop"
+    print(f"wrote {args.out}: {checkpoint.provenance['model_name']} from {source['file']} (sha256 {source['sha256']})")
+    print(f"  input: {geometry} {spec.image_size} px, mean {list(spec.mean)}, std {list(spec.std)}")
+    print(f"  operating point: {points.default if points else 'none'}")
+    print(f"  serve it: chexnet serve --checkpoint {args.out}")
+    return 0

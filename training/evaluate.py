@@ -157,6 +157,8 @@ def predict_checkpoint(
     """
     if options.images is None:
         raise ValueError("predicting from a checkpoint needs --images")
+    if options.tta == "tencrop" and checkpoint.spec.crop_first:
+        raise ValueError("--tta tencrop: this model's input is the whole centred square, which has no ten crops")
     device = resolve_device(options.device)
     model = checkpoint.build_model().to(device)
     dataset = _EvalImages([Path(options.images) / name for name in table.image_names], checkpoint.spec, options.tta)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from models.checkpoint import Checkpoint, initial_network, save_checkpoint, write_atomically
 from models.network import CheXNet
 from models.operating_points import MIN_POSITIVES, OperatingPoints
-from models.preprocessing import PreprocessSpec
+from models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from training.config import TrainConfig, TrainConfigError
 from training.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
@@ -146,7 +146,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     # Before any data is read: a bad last.pt, or missing ImageNet weights, fail first. A resumed run builds a bare
     # network that last.pt overwrites, so its starting weights (ImageNet, --weights PATH) need not exist any more.
     resume_point = read_resume_point(config) if config.resume else None
-    model = CheXNet() if resume_point is not None else initial_network(config.weights)[0]
+    model = CheXNet() if resume_point is not None else _starting_network(config.weights)
     train_table, val_table = load_split(config, ctx)
     if min(len(train_table), len(val_table)) < ctx.world:
         raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
@@ -187,6 +187,18 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
             write_metrics(config.out, progress.history)
         _log_epoch(record, config.epochs)
     return config.out / "best.pt"
+
+
+def _starting_network(weights: str) -> CheXNet:
+    """``--weights``' network; a checkpoint made for other inputs than these transforms give is refused."""
+    model, spec = initial_network(weights)
+    if spec is not None and (spec.crop_first or (spec.mean, spec.std) != (IMAGENET_MEAN, IMAGENET_STD)):
+        raise TrainConfigError(
+            f"--weights {weights}: that model expects other inputs (mean {list(spec.mean)}, std {list(spec.std)}"
+            f"{', centred square first' if spec.crop_first else ''}) than training here gives (ImageNet mean/std, "
+            "resize then crop); fine-tuning an imported torchxrayvision model is not supported"
+        )
+    return model
 
 
 def make_grad_scaler(device: torch.device) -> torch.amp.GradScaler:

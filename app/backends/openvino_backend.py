@@ -8,6 +8,7 @@ export goes straight from PyTorch to OpenVINO's IR (an XML graph and a binary of
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,31 @@ logger = logging.getLogger(__name__)
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
 # Largest |probability difference| from eager fp32 on the start-up probe; fp32 measures ~3e-7, bf16 ~2e-3.
 PROBE_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
+
+_core: ov.Core | None = None
+_core_lock = threading.Lock()
+
+
+def shared_core() -> ov.Core:
+    """The process's one ``ov.Core``, created on first use and never released.
+
+    Not a cache but a safety rule. OpenVINO's CPU plugin (one per Core) gives the thread that first compiles with
+    it an alternate signal stack of its own (mmap'd, for AMX-sized signal frames) and, when the plugin is
+    destroyed, unmaps it and reinstates the stack it replaced -- even when that one belonged to another Core's
+    plugin and is already unmapped. Two Cores whose plugins end in creation order leave the thread's signal stack
+    on unmapped memory; the next signal with a Python handler (CPython installs them with SA_ONSTACK: torch's
+    DataLoader SIGCHLD, uvicorn's SIGTERM) then kills the process with SIGSEGV before any handler can run,
+    faulthandler's included, or writes its frame over whatever was mapped there since. One Core means one plugin
+    and one signal stack for the life of the process.
+    """
+    global _core
+    with _core_lock:
+        if _core is None:
+            _core = ov.Core()
+            # Read the weights into memory rather than mapping the file: a cache file rewritten in place (a copy
+            # over it, a test) would otherwise crash the process with SIGBUS/SIGSEGV when the mapping is touched.
+            _core.set_property({"ENABLE_MMAP": False})
+        return _core
 
 
 class LogitsAndFeatures(nn.Module):
@@ -103,10 +129,7 @@ def load_openvino_backend(
     A cached export that disagrees with the checkpoint's eager model is exported again; a fresh export that
     disagrees raises RuntimeError (the service does not start on a model it cannot vouch for).
     """
-    core = ov.Core()
-    # Read the weights into memory rather than mapping the file: a cache file rewritten in place (a copy over
-    # it, a test) would otherwise crash the process with SIGBUS/SIGSEGV when the mapping is next touched.
-    core.set_property({"ENABLE_MMAP": False})
+    core = shared_core()
     backend = compile_backend(cached_ir(core, model, image_size, cache), core, precision, threads)
     difference = probe_difference(backend, model, image_size)
     if difference > PROBE_TOLERANCE[precision] and cache is not None:

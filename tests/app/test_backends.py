@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
+import importlib.util
 import json
 import logging
 import shutil
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from app.backends import InferenceBackend, build_backend
+from app.backends import InferenceBackend, backend_name, build_backend
 from app.backends import openvino_backend as ovb
 from app.backends.cache import resolve_cache_dir
 from app.server import StartupError, prepare_service
@@ -22,8 +27,6 @@ from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.gradcam import gradcam_maps, normalise_maps
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec
-
-pytestmark = pytest.mark.openvino  # run in a pytest process of their own: see app/backends/__init__.py
 
 SIZE = 64  # 2x2 norm5 maps, so Grad-CAM has something to compare (32 px gives 1x1 maps, all zero once normalised)
 PROB_TOLERANCE = 1e-4
@@ -99,11 +102,18 @@ class ExportCounter:
         return self._export(model, image_size)
 
 
+@pytest.fixture(scope="module")
+def module_cache(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the module checkpoint's export, and nothing else."""
+    folder = tmp_path_factory.mktemp("module-cache")
+    load(checkpoint, backend="openvino", cache_dir=folder)
+    return folder
+
+
 @pytest.fixture
-def warm_cache(checkpoint: Path, tmp_path: Path) -> Path:
-    """A copy of the module checkpoint's cache folder (exports take seconds; share the one already made)."""
-    load(checkpoint, backend="openvino")  # exports beside the checkpoint, or reads what is there
-    return Path(shutil.copytree(checkpoint.parent / ".chexnet-cache", tmp_path / "cache"))
+def warm_cache(module_cache: Path, tmp_path: Path) -> Path:
+    """A copy of ``module_cache`` to spoil (exports take seconds; share the one already made)."""
+    return Path(shutil.copytree(module_cache, tmp_path / "cache"))
 
 
 def cache_entry(folder: Path) -> dict[str, Path]:
@@ -162,21 +172,73 @@ def test_without_a_writable_cache_the_export_stays_in_memory(
     assert str(checkpoint) not in caplog.text and checkpoint.name not in caplog.text
 
 
+class SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+def signal_stack() -> tuple[int, int]:
+    """This thread's alternate signal stack: (address, size), (0, 0) when there is none."""
+    stack = SignalStack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(stack)) == 0
+    return (stack.ss_sp, stack.ss_size) if stack.ss_sp else (0, 0)
+
+
+def is_mapped(address: int) -> bool:
+    with open("/proc/self/maps") as maps:
+        spans = (line.split()[0].split("-") for line in maps)
+        return any(int(low, 16) <= address < int(high, 16) for low, high in spans)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sigaltstack and /proc/self/maps as on Linux")
+def test_backends_dropped_in_creation_order_leave_a_mapped_signal_stack(
+    checkpoint: Path, one_torch_thread: None
+) -> None:
+    # Each ov.Core's CPU plugin used to install a signal stack and, on release, reinstate the one it replaced:
+    # backends released in creation order left an unmapped one, and the next signal handler crashed the process.
+    first, _ = load(checkpoint, backend="openvino")
+    during = signal_stack()
+    second, _ = load(checkpoint, backend="openvino")
+    assert signal_stack() == during  # one Core for the process, so no second plugin and no second stack
+    del first, second
+    gc.collect()
+    assert signal_stack() == during and (during == (0, 0) or is_mapped(during[0]))
+    handled: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda number, _: handled.append(number))
+    try:
+        signal.raise_signal(signal.SIGUSR1)  # its frame goes on that stack (CPython handlers use SA_ONSTACK)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert handled == [signal.SIGUSR1]
+
+
 def test_the_default_cache_lies_beside_the_checkpoint(checkpoint: Path) -> None:
     assert resolve_cache_dir(None, checkpoint) == checkpoint.parent / ".chexnet-cache"
 
 
-def test_auto_means_torch_until_the_openvino_crash_is_understood(checkpoint: Path) -> None:
+def test_auto_means_openvino_on_the_cpu(checkpoint: Path, one_torch_thread: None) -> None:
     assert Settings().backend == "auto"
     backend, _ = load(checkpoint)
-    assert backend.name == "torch"
+    assert backend.name == "openvino" and backend.precision == "fp32"
+
+
+def test_auto_means_torch_on_cuda_or_without_openvino(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert backend_name(Settings(), cuda) == "torch"
+    assert backend_name(Settings(backend="torch"), cpu) == "torch"
+    assert backend_name(Settings(backend="openvino"), cpu) == "openvino"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with caplog.at_level(logging.WARNING):
+        assert backend_name(Settings(), cpu) == "torch"
+    assert "openvino package is not installed" in caplog.text
 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
         ("CHEXNET_BACKEND", "tensorrt"),
-        ("CHEXNET_PRECISION", "fp16"),
+        ("CHEXNET_PRECISION", "fp8"),
         ("CHEXNET_INTRA_OP_THREADS", "0"),
         ("CHEXNET_INTRA_OP_THREADS", "two"),
     ],

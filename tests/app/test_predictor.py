@@ -32,7 +32,9 @@ class Sizes:
 
 
 def test_concurrent_requests_are_batched_and_equal_unbatched(tiny_checkpoint: Path) -> None:
-    predictor = Predictor.load(Settings(checkpoint=tiny_checkpoint, max_batch_size=8, max_wait_ms=200))
+    # device cpu: the reference below is CPU eager (tests/app/test_gpu_path.py holds CUDA to it)
+    settings = Settings(checkpoint=tiny_checkpoint, device="cpu", max_batch_size=8, max_wait_ms=200)
+    predictor = Predictor.load(settings)
     observer = Sizes()
     predictor.observer = observer
     tensors = inputs(6)
@@ -57,7 +59,7 @@ def test_concurrent_requests_are_batched_and_equal_unbatched(tiny_checkpoint: Pa
 
 def test_cams_come_from_the_same_forward(tiny_checkpoint: Path) -> None:
     # 64 px into the 32 px checkpoint for 2x2 maps: only eager takes other sizes (the export's size is fixed).
-    predictor = Predictor.load(Settings(checkpoint=tiny_checkpoint, backend="torch"))
+    predictor = Predictor.load(Settings(checkpoint=tiny_checkpoint, device="cpu", backend="torch"))
     tensor = inputs(1, 64)[0]
 
     async def scenario() -> np.ndarray:

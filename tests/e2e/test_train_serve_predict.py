@@ -30,11 +30,13 @@ def test_train_then_serve_then_predict(tmp_path: Path) -> None:
     assert code == 0
     best = out / "best.pt"
     sample = images / "00000000_000.png"
-    assert main(["predict", "--checkpoint", str(best), "--out", str(tmp_path / "p.csv"), str(sample)]) == 0
+    # Both sides on the CPU, so they must agree to 1e-6; CUDA against the CPU is tests/app/test_gpu_path.py's.
+    predict = ["predict", "--checkpoint", str(best), "--out", str(tmp_path / "p.csv"), "--device", "cpu", str(sample)]
+    assert main(predict) == 0
     row = next(iter(csv.DictReader((tmp_path / "p.csv").open())))
     expected = np.array([float(row[name]) for name in PATHOLOGIES])
 
-    with running_server(best) as server:
+    with running_server(best, CHEXNET_DEVICE="cpu") as server:
         response = httpx.post(f"{server.url}/predict", files={"file": ("s.png", sample.read_bytes())}, timeout=30)
         card = httpx.get(f"{server.url}/model", timeout=10).json()
     assert response.status_code == 200

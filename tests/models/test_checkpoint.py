@@ -130,3 +130,14 @@ def test_initial_network_from_checkpoint(tmp_path: Path, weights: dict[str, torc
     assert spec == SPEC
     assert model.training
     assert torch.equal(model.state_dict()["classifier.weight"], weights["classifier.weight"])
+
+
+def test_only_a_crop_first_spec_makes_a_version_2_file(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
+    crop_first = PreprocessSpec(image_size=32, resize=32, crop_first=True)
+    plain = save_checkpoint(Checkpoint(weights, SPEC), tmp_path / "plain.pt")
+    square = save_checkpoint(Checkpoint(weights, crop_first), tmp_path / "square.pt")
+    # A version-1 reader drops unknown spec fields, so it must refuse the crop_first file rather than misread it
+    assert torch.load(plain, weights_only=True)["format_version"] == 1
+    assert torch.load(square, weights_only=True)["format_version"] == 2
+    assert load_checkpoint(square).spec == crop_first
+    assert load_checkpoint(plain).spec == SPEC

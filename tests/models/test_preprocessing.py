@@ -136,3 +136,46 @@ def test_transforms_of_the_resized_image_equal_those_of_the_original(
     for seed in range(5):
         expected = train_tensor(spec, gray, torch.Generator().manual_seed(seed))
         assert torch.equal(train_tensor(spec, resized, torch.Generator().manual_seed(seed)), expected)
+
+
+CROP_FIRST = PreprocessSpec(image_size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(1 / 2048,) * 3, crop_first=True)
+
+
+def test_a_stored_spec_without_crop_first_keeps_the_seed_geometry() -> None:
+    old = {k: v for k, v in SPEC.to_dict().items() if k != "crop_first"}  # written before the field existed
+    assert PreprocessSpec.from_dict(old).crop_first is False
+    assert PreprocessSpec.from_dict(CROP_FIRST.to_dict()) == CROP_FIRST
+    with pytest.raises(ValueError, match="resize must equal"):
+        PreprocessSpec(image_size=32, resize=36, crop_first=True)
+
+
+@pytest.mark.parametrize(
+    ("shape", "top", "left", "side"),
+    [((100, 200), 0, 50, 100), ((201, 100), 50, 0, 100), ((101, 200), 0, 50, 101), ((64, 64), 0, 0, 64)],
+)
+def test_crop_first_geometry_is_the_centred_square_of_the_original(
+    shape: tuple[int, int], top: int, left: int, side: int
+) -> None:
+    geometry = center_crop_geometry(CROP_FIRST, *shape)
+    assert (geometry.top, geometry.left, geometry.size, geometry.resized_hw) == (top, left, side, shape)
+    assert geometry.box_in_original() == (left, top, left + side, top + side)
+
+
+def test_crop_first_eval_tensor_resizes_the_square_crop() -> None:
+    gray = np.zeros((40, 80), dtype=np.float32)
+    gray[:, 20:60] = np.random.default_rng(2).random((40, 40), dtype=np.float32)  # the centred square
+    tensor = eval_tensor(CROP_FIRST, gray)
+    square = torch.from_numpy(gray[:, 20:60])[None, None]
+    resized = torch.nn.functional.interpolate(square, size=(32, 32), mode="bilinear", antialias=True)[0, 0]
+    assert tensor.shape == (3, 32, 32)
+    assert torch.equal(tensor, ((resized - 0.5) * 2048).expand(3, -1, -1))  # exact: 1/2048 is a power of two
+
+
+def test_crop_first_specs_are_not_trained_or_ten_cropped() -> None:
+    gray = np.zeros((40, 40), dtype=np.float32)
+    with pytest.raises(ValueError, match="training is not supported for a crop_first spec"):
+        train_tensor(CROP_FIRST, gray, torch.Generator())
+    with pytest.raises(ValueError, match="ten-crop"):
+        tencrop_tensor(CROP_FIRST, gray)
+    with pytest.raises(ValueError, match="cache"):
+        resized_gray(CROP_FIRST, gray)

@@ -56,7 +56,10 @@ def test_predict_writes_probabilities(tmp_path: Path, tiny_checkpoint: Path) -> 
         Image.fromarray(rng.integers(0, 256, (70, 80), dtype=np.uint8), "L").save(folder / name)
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "preds.csv"
-    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), str(folder)]) == 0
+    # --device cpu: the reference below is CPU eager
+    assert (
+        main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--device", "cpu", str(folder)]) == 0
+    )
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["Image Index", "path", *PATHOLOGIES]
     assert [r[0] for r in rows[1:]] == ["a.png", "b.png"]

@@ -175,3 +175,13 @@ def test_missing_images_are_named_before_training(square_data: tuple[Path, Path]
     with pytest.raises(ValueError, match=r"99999999_000\.png"):
         run_training(config_for((images, broken), tmp_path / "out"))
     assert not (tmp_path / "out" / "last.pt").exists()
+
+
+@pytest.mark.cuda
+def test_on_cuda_training_runs_with_amp(square_data: tuple[Path, Path], tmp_path: Path) -> None:
+    # that it learns is test_learns_the_square_task's, which runs on CUDA where there is one (device auto)
+    run_training(config_for(square_data, tmp_path, epochs=1, device="cuda"))
+    history = json.loads((tmp_path / "metrics.json").read_text())["epochs"]
+    assert torch.isfinite(torch.tensor(history[0]["train_loss"]))
+    scaler = load_checkpoint(tmp_path / "last.pt").training_state["scaler"]  # type: ignore[index]
+    assert scaler["scale"] > 0  # an enabled GradScaler saves its scale; a disabled one (CPU) saves {}

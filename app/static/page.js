@@ -1,0 +1,245 @@
+// The upload page: one X-ray -> POST /predict (14 sorted bars) -> POST /gradcam (overlay of the top finding, or
+// of the pathology chosen). Plain DOM, no dependencies, served by the service (CSP: this origin only).
+// The API key lives in the input field alone: never in localStorage, sessionStorage or a cookie.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const keyInput = $("api-key");
+  const fileInput = $("file");
+  const dropZone = $("drop-zone");
+  const status = $("status");
+  const error = $("error");
+  const scores = $("scores");
+  const inputInfo = $("input-info");
+  const bars = $("bars");
+  const figure = $("explanation");
+  const overlay = $("overlay");
+  const caption = $("overlay-caption");
+  const overlayEmpty = $("overlay-empty");
+  const modelCard = $("model-card");
+  const modelError = $("model-error");
+
+  let current = null; // the File shown, kept in memory to ask for another pathology's map
+  let upload = 0; // a newer upload makes the answers to older ones stale
+  let explanation = 0; // likewise for Grad-CAM requests
+  let overlayUrl = null;
+
+  // A header value must be ISO-8859-1; fetch throws a TypeError on anything else, which would read as "offline".
+  function apiHeaders() {
+    const key = keyInput.value;
+    if (!/^[\x20-\x7e]*$/.test(key)) {
+      throw new PageError("The API key can hold only printable ASCII characters.");
+    }
+    return key ? { "X-API-Key": key } : {};
+  }
+
+  class PageError extends Error {}
+
+  // The API's own words: every error is {"detail", "code"}. Anything else (a proxy's page) gets the status line.
+  async function apiError(response) {
+    try {
+      const body = await response.json();
+      if (body && typeof body.detail === "string") {
+        return new PageError(body.detail);
+      }
+    } catch (ignored) {
+      // not JSON
+    }
+    return new PageError(`The service answered ${response.status} ${response.statusText}`.trim() + ".");
+  }
+
+  async function call(path, init) {
+    let response;
+    try {
+      response = await fetch(path, { ...init, headers: apiHeaders(), cache: "no-store" });
+    } catch (err) {
+      if (err instanceof PageError) throw err;
+      throw new PageError("The service could not be reached.");
+    }
+    if (!response.ok) throw await apiError(response);
+    return response;
+  }
+
+  // The file's own name is not sent: the service reads the format from the bytes, and a name can hold a patient's.
+  function formOf(file) {
+    const form = new FormData();
+    form.append("file", file, "upload");
+    return form;
+  }
+
+  function say(text) {
+    status.textContent = text;
+  }
+
+  function fail(err) {
+    error.textContent = err instanceof PageError ? err.message : "Something went wrong in this page.";
+    say("");
+  }
+
+  function clearResults() {
+    error.textContent = "";
+    bars.replaceChildren();
+    inputInfo.textContent = "";
+    scores.hidden = true;
+    figure.hidden = true;
+    overlayEmpty.hidden = false;
+    if (overlayUrl) URL.revokeObjectURL(overlayUrl);
+    overlayUrl = null;
+    overlay.removeAttribute("src");
+  }
+
+  // One row per pathology: a button (name), a track with its fill (width = probability), the value. The track is
+  // positioned so that a per-class operating-point mark can later be drawn in it at the threshold's percentage.
+  function renderBars(probabilities) {
+    const sorted = Object.entries(probabilities).sort((a, b) => b[1] - a[1]);
+    const rows = sorted.map(([name, p]) => {
+      const row = document.createElement("li");
+      row.className = "bar-row";
+      row.dataset.pathology = name;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "bar-name";
+      button.setAttribute("aria-pressed", "false");
+      const hidden = document.createElement("span");
+      hidden.className = "visually-hidden";
+      hidden.textContent = "Show Grad-CAM for ";
+      button.append(hidden, name);
+      button.addEventListener("click", () => explain(name));
+      const track = document.createElement("span");
+      track.className = "track";
+      track.setAttribute("aria-hidden", "true");
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.width = `${(100 * p).toFixed(2)}%`;
+      track.append(fill);
+      const value = document.createElement("span");
+      value.className = "value";
+      value.textContent = p.toFixed(3);
+      row.append(button, track, value);
+      return row;
+    });
+    bars.replaceChildren(...rows);
+    scores.hidden = false;
+    return sorted;
+  }
+
+  function markShown(name) {
+    for (const button of bars.querySelectorAll(".bar-name")) {
+      const shown = button.closest(".bar-row").dataset.pathology === name;
+      button.setAttribute("aria-pressed", String(shown));
+    }
+  }
+
+  async function explain(name) {
+    if (!current) return;
+    const mine = ++explanation;
+    error.textContent = "";
+    say(`Computing the Grad-CAM map for ${name}…`);
+    try {
+      const query = new URLSearchParams({ pathology: name });
+      const response = await call(`gradcam?${query}`, { method: "POST", body: formOf(current) });
+      const png = await response.blob();
+      if (mine !== explanation) return;
+      const probability = Number(response.headers.get("X-Probability"));
+      if (overlayUrl) URL.revokeObjectURL(overlayUrl);
+      overlayUrl = URL.createObjectURL(png);
+      overlay.src = overlayUrl;
+      overlay.alt = `Grad-CAM heatmap for ${name} laid over the uploaded X-ray`;
+      caption.textContent = `${name}, p = ${probability.toFixed(3)}: where the model looked for it (red: more).`;
+      figure.hidden = false;
+      overlayEmpty.hidden = true;
+      markShown(name);
+      say(`Grad-CAM map shown for ${name}.`);
+    } catch (err) {
+      if (mine === explanation) fail(err);
+    }
+  }
+
+  async function score(file) {
+    const mine = ++upload;
+    current = null;
+    explanation++;
+    clearResults();
+    say("Scoring the image…");
+    try {
+      const response = await call("predict", { method: "POST", body: formOf(file) });
+      const body = await response.json();
+      if (mine !== upload) return;
+      current = file;
+      const sorted = renderBars(body.probabilities);
+      const input = body.input;
+      inputInfo.textContent = `Read as ${input.format.toUpperCase()}, ${input.width} × ${input.height} px.`;
+      say(`Most probable: ${sorted[0][0]}, ${sorted[0][1].toFixed(3)}.`);
+      await explain(sorted[0][0]);
+    } catch (err) {
+      if (mine === upload) fail(err);
+    }
+  }
+
+  function addTerm(term, text) {
+    if (text === undefined || text === null || text === "") return;
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = String(text);
+    modelCard.append(dt, dd);
+  }
+
+  // provenance.data as the training side records it: counts, the image folder and labels file (names only).
+  function describeData(data) {
+    if (!data || typeof data !== "object") return data;
+    const counts = [];
+    if (Number.isFinite(data.n_train)) counts.push(`${data.n_train} training`);
+    if (Number.isFinite(data.n_val)) counts.push(`${data.n_val} validation`);
+    const parts = counts.length > 0 ? [`${counts.join(" and ")} images`] : [];
+    const names = { images: "image folder", labels: "labels file" };
+    for (const [key, value] of Object.entries(data)) {
+      if (key.startsWith("n_") || key.endsWith("sha256") || typeof value !== "string") continue;
+      parts.push(`${names[key] || key}: ${value}`);
+    }
+    return parts.join("; ");
+  }
+
+  async function loadModelCard() {
+    modelCard.replaceChildren();
+    modelError.textContent = "";
+    try {
+      const card = await (await call("model", {})).json();
+      const provenance = (card.training && card.training.provenance) || {};
+      const auroc = card.metrics && card.metrics.val_mean_auroc;
+      addTerm("Name", `${card.name} ${card.version}`);
+      addTerm("Training data", describeData(provenance.data));
+      addTerm("Validation mean AUROC", Number.isFinite(auroc) ? auroc.toFixed(3) : undefined);
+      addTerm("Note", provenance.note);
+      addTerm("Input size", card.preprocessing && `${card.preprocessing.image_size} px`);
+      addTerm("Runs on", `${card.device}, ${card.backend}, ${card.precision}`);
+      addTerm("Checkpoint SHA-256", card.sha256);
+    } catch (err) {
+      modelError.textContent = err instanceof PageError ? err.message : "The model card could not be shown.";
+    }
+  }
+
+  fileInput.addEventListener("change", () => {
+    if (fileInput.files.length > 0) score(fileInput.files[0]);
+  });
+  keyInput.addEventListener("change", loadModelCard);
+  for (const type of ["dragenter", "dragover"]) {
+    dropZone.addEventListener(type, (event) => {
+      event.preventDefault();
+      dropZone.classList.add("dragging");
+    });
+  }
+  dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
+  dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    dropZone.classList.remove("dragging");
+    const files = event.dataTransfer.files;
+    if (files.length > 0) score(files[0]);
+  });
+  // A file dropped beside the zone must not make the browser navigate away to it.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+
+  loadModelCard();
+})();

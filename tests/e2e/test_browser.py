@@ -1,0 +1,258 @@
+"""The pages in a real browser: headless Chromium against a real ``chexnet serve`` (tiny model, API key set).
+
+The docs render from the service alone, the upload page scores an X-ray and draws its Grad-CAM map, shows the
+API's own error messages, and works with the key typed into it. Every page may reach the loopback only: the
+browser's other traffic meets a dead proxy, and each test checks the performance log for what was asked.
+Without ``chromium`` and ``chromedriver`` on PATH these tests skip; ``.ci/run`` installs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from app.settings import DISCLAIMER
+from tests.conftest import FIXTURES
+from tests.e2e.browser import Request, console_errors, find_browser, headless_chromium, is_local, page_requests
+from tests.server_process import Server, running_server
+
+pytestmark = pytest.mark.slow
+
+KEY = "browser-test-key"
+XRAY = FIXTURES / "00000075_000.png"  # 64 x 64 PNG
+DICOM = FIXTURES / "siim-cxr-monochrome2.dcm"  # 1024 x 1024, JPEG baseline
+# ReDoc's sidebar credit ("API docs by Redocly") shows a logo from Redocly's CDN, unconditionally. The page's CSP
+# refuses it before any request leaves, and ReDoc then hides the image.
+REDOCLY_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+WAIT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def chrome() -> Iterator[Any]:
+    found = find_browser()
+    if found is None:
+        pytest.skip("no headless browser: chromium and chromedriver are not on PATH (apt-get install chromium "
+                    "chromium-driver; .ci/run installs them)")  # fmt: skip
+    pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
+    with headless_chromium(*found) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def server(chrome: Any, tiny_checkpoint: Path) -> Iterator[Server]:
+    with running_server(tiny_checkpoint, CHEXNET_API_KEY=KEY) as running:
+        yield running
+
+
+class Seen:
+    """What the browser requested and logged as errors since ``open``: the logs are read (and so cleared) as
+    the test waits, and kept here."""
+
+    def __init__(self, chrome: Any) -> None:
+        self.chrome = chrome
+        self.requests: list[Request] = []
+        self.errors: list[str] = []
+
+    def open(self, url: str) -> None:
+        self.collect()
+        self.requests.clear()
+        self.errors.clear()
+        self.chrome.get(url)
+
+    def collect(self) -> None:
+        self.requests += page_requests(self.chrome)
+        self.errors += console_errors(self.chrome)
+
+    def wait_until(self, condition: Callable[[Any], Any], what: str) -> Any:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def check(driver: Any) -> Any:
+            self.collect()
+            return condition(driver)
+
+        return WebDriverWait(self.chrome, WAIT_S, poll_frequency=0.1).until(check, f"timed out waiting for {what}")
+
+    def outside(self) -> list[Request]:
+        self.collect()
+        return [request for request in self.requests if not is_local(request.url)]
+
+    def paths(self) -> set[str]:
+        return {urlsplit(request.url).path for request in self.requests if is_local(request.url)}
+
+
+def by_css(chrome: Any, selector: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return chrome.find_element(By.CSS_SELECTOR, selector)
+
+
+def all_by_css(chrome: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(chrome.find_elements(By.CSS_SELECTOR, selector))
+
+
+def texts(chrome: Any, selector: str) -> list[str]:
+    return [str(element.text) for element in all_by_css(chrome, selector)]
+
+
+def text_of(chrome: Any, selector: str) -> str:
+    return str(by_css(chrome, selector).text)
+
+
+def api(server: Server, path: str, file: Path | None = None, key: str | None = KEY) -> httpx.Response:
+    """The API's own answer, to compare the page with."""
+    headers = {"X-API-Key": key} if key else {}
+    if file is None:
+        return httpx.get(server.url + path, headers=headers, timeout=30)
+    files = {"file": (file.name, file.read_bytes(), "application/octet-stream")}
+    return httpx.post(server.url + path, files=files, headers=headers, timeout=30)
+
+
+def type_key(chrome: Any, key: str) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    by_css(chrome, "#api-key").send_keys(key + Keys.TAB)  # leaving the field fires "change": the card reloads
+
+
+def upload(chrome: Any, path: Path) -> None:
+    chrome.execute_script("document.getElementById('file').value = '';")  # so choosing a file again is a change
+    by_css(chrome, "#file").send_keys(str(path))
+
+
+def overlay_shown_for(name: str) -> Callable[[Any], bool]:
+    def shown(chrome: Any) -> bool:
+        return bool(
+            by_css(chrome, "#explanation").is_displayed()
+            and text_of(chrome, "#overlay-caption").startswith(f"{name}, p = ")
+            and chrome.execute_script("const i = document.getElementById('overlay'); return i.naturalWidth > 0;")
+        )
+
+    return shown
+
+
+def test_swagger_ui_renders_from_the_service_alone(chrome: Any, server: Server) -> None:
+    seen = Seen(chrome)
+    seen.open(f"{server.url}/docs")
+    block = seen.wait_until(lambda c: by_css(c, "#operations-model-predict_image_predict_post"), "the /predict block")
+    assert "/predict" in block.text
+    assert text_of(chrome, ".info .title").startswith("CheXNet inference service (research use only)")
+    assert DISCLAIMER in text_of(chrome, ".info .description")
+    assert seen.outside() == []
+    assert {
+        "/docs",
+        "/docs/assets/swagger-ui-bundle.js",
+        "/docs/assets/swagger-ui.css",
+        "/openapi.json",
+    } <= seen.paths()
+    assert seen.errors == []
+
+
+def test_redoc_renders_from_the_service_alone(chrome: Any, server: Server) -> None:
+    seen = Seen(chrome)
+    seen.open(f"{server.url}/redoc")
+    operation = seen.wait_until(
+        lambda c: by_css(c, '[id="tag/model/operation/predict_image_predict_post"]'), "the /predict operation"
+    )
+    assert "Predict the 14 ChestX-ray14 pathology probabilities" in operation.text
+    seen.wait_until(lambda c: seen.outside() and seen.errors, "ReDoc's logo request and its refusal")
+    assert seen.outside() == [Request(REDOCLY_LOGO, "csp")]  # refused by the browser: it never left
+    assert {"/redoc", "/docs/assets/redoc.standalone.js", "/openapi.json"} <= seen.paths()
+    assert len(seen.errors) == 1
+    assert REDOCLY_LOGO in seen.errors[0]
+    assert "Content Security Policy" in seen.errors[0]
+
+
+def test_an_upload_shows_14_sorted_bars_the_overlay_and_the_model_card(chrome: Any, server: Server) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    probabilities = api(server, "/predict", XRAY).json()["probabilities"]
+    ranked = sorted(probabilities.items(), key=lambda item: -item[1])
+    card = api(server, "/model").json()
+    seen = Seen(chrome)
+    seen.open(f"{server.url}/")
+    assert text_of(chrome, "#disclaimer") == DISCLAIMER
+    assert by_css(chrome, "#disclaimer").is_displayed()
+    type_key(chrome, KEY)
+    upload(chrome, XRAY)
+
+    top = ranked[0][0]
+    seen.wait_until(overlay_shown_for(top), f"the overlay for {top}")
+    rows = all_by_css(chrome, "#bars .bar-row")
+    assert [(row.get_attribute("data-pathology"), text_of(row, ".value")) for row in rows] == [
+        (name, f"{p:.3f}") for name, p in ranked
+    ]
+    widths = [float(chrome.execute_script("return arguments[0].style.width", by_css(r, ".fill"))[:-1]) for r in rows]
+    assert widths == pytest.approx([100 * p for _, p in ranked], abs=0.005)
+    assert [by_css(row, "button").get_attribute("aria-pressed") for row in rows] == ["true"] + ["false"] * 13
+    assert text_of(chrome, "#overlay-caption").startswith(f"{top}, p = {probabilities[top]:.3f}")
+    assert chrome.execute_script("return document.getElementById('overlay').naturalWidth") == 64  # the upload's size
+    assert text_of(chrome, "#status") == f"Grad-CAM map shown for {top}."
+    assert text_of(chrome, "#input-info") == "Read as PNG, 64 × 64 px."
+
+    last = ranked[-1][0]
+    by_css(rows[-1], "button").send_keys(Keys.ENTER)  # keyboard operable
+    seen.wait_until(overlay_shown_for(last), f"the overlay for {last}")
+    assert by_css(rows[-1], "button").get_attribute("aria-pressed") == "true"
+    assert by_css(rows[0], "button").get_attribute("aria-pressed") == "false"
+
+    seen.wait_until(lambda c: all_by_css(c, "#model-card dd"), "the model card")
+    terms = dict(zip(texts(chrome, "#model-card dt"), texts(chrome, "#model-card dd"), strict=True))
+    assert terms["Name"] == f"{card['name']} {card['version']}"
+    assert terms["Training data"] == "image folder: synthetic"
+    assert terms["Validation mean AUROC"] == "0.500"
+    assert terms["Checkpoint SHA-256"] == card["sha256"]
+    assert chrome.execute_script("return [localStorage.length, sessionStorage.length, document.cookie]") == [0, 0, ""]
+    assert seen.outside() == []
+    # the one failed load: the model card asked for before the key was typed
+    assert len(seen.errors) == 1
+    assert seen.errors[0].startswith(f"{server.url}/model - ")
+    assert "status of 401" in seen.errors[0]
+
+
+def test_a_file_that_is_not_an_xray_shows_the_apis_own_message(chrome: Any, server: Server, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an X-ray\n")
+    answer = api(server, "/predict", notes).json()
+    assert answer["code"] == "unsupported_format"
+    seen = Seen(chrome)
+    seen.open(f"{server.url}/")
+    type_key(chrome, KEY)
+    upload(chrome, notes)
+    seen.wait_until(lambda c: text_of(c, "#error"), "the error message")
+    assert text_of(chrome, "#error") == answer["detail"]
+    assert not by_css(chrome, "#scores").is_displayed()
+    assert not by_css(chrome, "#explanation").is_displayed()
+    assert seen.outside() == []
+
+
+def test_the_key_field_is_what_unlocks_the_model_routes(chrome: Any, server: Server) -> None:
+    refused = api(server, "/predict", XRAY, key=None)
+    assert refused.status_code == 401
+    message = refused.json()["detail"]
+    seen = Seen(chrome)
+    seen.open(f"{server.url}/")
+    seen.wait_until(lambda c: text_of(c, "#model-error") == message, "the model card's 401 message")
+    upload(chrome, XRAY)
+    seen.wait_until(lambda c: text_of(c, "#error") == message, "the upload's 401 message")
+    assert not by_css(chrome, "#scores").is_displayed()
+
+    type_key(chrome, KEY)
+    seen.wait_until(lambda c: all_by_css(c, "#model-card dd"), "the model card")
+    assert text_of(chrome, "#model-error") == ""
+    upload(chrome, DICOM)
+    top = max(api(server, "/predict", DICOM).json()["probabilities"].items(), key=lambda item: item[1])[0]
+    seen.wait_until(overlay_shown_for(top), f"the DICOM's overlay for {top}")
+    assert text_of(chrome, "#input-info") == "Read as DICOM, 1024 × 1024 px."
+    assert len(all_by_css(chrome, "#bars .bar-row")) == 14
+    assert text_of(chrome, "#error") == ""
+
+    chrome.refresh()
+    assert by_css(chrome, "#api-key").get_attribute("value") == ""  # the key was in the page's memory only
+    assert chrome.execute_script("return [localStorage.length, sessionStorage.length, document.cookie]") == [0, 0, ""]
+    assert seen.outside() == []
