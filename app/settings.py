@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     @classmethod
     def _openvino_runs_on_the_cpu(cls, value: str, info: ValidationInfo) -> str:
         if value == "openvino" and info.data.get("device") == "cuda":
-            raise ValueError("openvino runs on the CPU; with CHEXNET_DEVICE=cuda use CHEXNET_BACKEND=torch or auto")
+            raise ValueError("openvino runs on the CPU, not with device cuda: use backend torch or auto")
         return value
 
     @field_validator("precision")
