@@ -117,6 +117,7 @@ def test_uvicorn_backstop_is_queue_plus_backlog_plus_headroom(monkeypatch: pytes
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: configs.append(self.config))
     assert run_server(Settings(queue_size=10, upload_backlog=5), FakeEngine(), sockets=[]) == 0
     assert [c.limit_concurrency for c in configs] == [10 + 5 + CONNECTION_HEADROOM]
+    assert [c.access_log for c in configs] == [False]  # app.middleware.AccessLogMiddleware logs requests instead
 
 
 def test_unreadable_checkpoint_exits_1_with_one_line(
