@@ -105,8 +105,8 @@ class Settings(BaseSettings):
         device = info.data.get("device")
         if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
             raise ValueError(
-                "fp16 runs on CUDA only and this service would run on the CPU; "
-                "use CHEXNET_PRECISION=bf16 or fp32 there, or CHEXNET_DEVICE=cuda on a machine with a GPU"
+                "fp16 runs on CUDA only and this service would run on the CPU; use CHEXNET_PRECISION=bf16 or fp32 "
+                "there, or device cuda (--device or CHEXNET_DEVICE) on a machine with a GPU"
             )
         if info.data.get("backend") == "openvino":
             raise ValueError("fp16 is for CUDA with CHEXNET_BACKEND=torch or auto; OpenVINO takes fp32 or bf16")

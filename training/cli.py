@@ -75,6 +75,7 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--version",
+        "--model-version",  # as chexnet import spells it
         dest="model_version",
         metavar="VERSION",
         help="the model's version, recorded in the checkpoint; /model and /predict show it (unset: chexnet's)",

@@ -70,7 +70,7 @@ def test_every_answer_has_a_request_id_and_a_line(access: pytest.LogCaptureFixtu
         (ids[3], "POST", "/gradcam", 422, len(responses["invalid"].request.read())),
         (ids[4], "POST", "/predict", 503, len(responses["overloaded"].request.read())),
     ]
-    text = "\n".join(r.getMessage() for r in access.records)
+    text = "\n".join(r.getMessage() for r in access.records if r.name != "httpx")  # httpx: the test's client
     assert "John" not in text and "Jane" not in text and "patients" not in text
 
 

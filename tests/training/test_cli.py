@@ -42,7 +42,7 @@ def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
     return dict(commands.choices)
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "serve"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "import", "serve"])
 def test_help_shows_every_default(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([command, "--help"])
