@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.input_errors import InputError, UnsupportedFormatError
+from models.labels import PATHOLOGIES
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,18 @@ MULTIPLE_FILES_MESSAGE = "Send one X-ray per request: the form has more than one
 class NotReadyError(ApiError):
     def __init__(self) -> None:
         super().__init__(503, "not_ready", "the model is loading; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class UnknownPathologyError(ApiError):
+    """``?pathology=`` names none of the 14 (after ignoring case, spaces and underscores)."""
+
+    def __init__(self, suggestion: str | None) -> None:
+        hint = f"did you mean {suggestion!r}? " if suggestion else ""
+        detail = (
+            f"unknown pathology; {hint}use one of the 14 ChestX-ray14 names ({', '.join(PATHOLOGIES)}; case, "
+            "spaces and underscores do not matter) or 'all'"
+        )
+        super().__init__(422, "unknown_pathology", detail)
 
 
 _STATUS_CODES = {

@@ -9,7 +9,7 @@ from starlette.types import ASGIApp
 
 from app.admission import AdmissionMiddleware
 from app.errors import install_error_handlers
-from app.middleware import DisclaimerMiddleware, MetricsMiddleware
+from app.middleware import AccessLogMiddleware, DisclaimerMiddleware, MetricsMiddleware
 from app.pages import install_pages
 from app.predictor import InferenceEngine, Predictor
 from app.routes import router
@@ -35,10 +35,13 @@ FORM_LIMITS: Any = {"max_files": 1, "max_fields": 4, "max_part_size": 16 * 1024}
 
 
 class _DisclaimedFastAPI(FastAPI):
-    """The disclaimer wraps the whole stack, outside Starlette's server-error handler, so 500s carry it too."""
+    """The disclaimer and the access log wrap the whole stack, outside Starlette's server-error handler, so 500s
+    carry the disclaimer and an X-Request-ID, and are logged."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return DisclaimerMiddleware(super().build_middleware_stack(), DISCLAIMER)
+        routes = [*self.routes, *router.routes]  # the included router's routes are not listed in self.routes
+        templates = [path for route in routes if isinstance(path := getattr(route, "path", None), str)]
+        return DisclaimerMiddleware(AccessLogMiddleware(super().build_middleware_stack(), templates), DISCLAIMER)
 
 
 def create_app(settings: Settings | None = None, engine: InferenceEngine | None = None) -> FastAPI:

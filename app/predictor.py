@@ -76,7 +76,7 @@ class InferenceEngine(Protocol):
 
 def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CHEXNET_DEVICE=cuda was asked for but no CUDA device is available")
+        raise RuntimeError("device cuda was asked for but no CUDA device is available")
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from app.admission import admission_of
-from app.errors import ApiError, NotReadyError
+from app.errors import NotReadyError, UnknownPathologyError
 from app.findings import findings_fields, operating_points_card, resolve_point
 from app.overlay import render_overlay_png, render_panels_png
 from app.predictor import Inference
@@ -17,7 +17,7 @@ from app.security import check_api_key
 from app.service import Service
 from app.settings import DISCLAIMER
 from app.uploads import require_one_file
-from models.labels import PATHOLOGIES
+from models.labels import PATHOLOGIES, match_label, suggest_label
 
 router = APIRouter()
 Guarded = [Depends(check_api_key)]
@@ -33,6 +33,18 @@ def _service(request: Request) -> Service:
 
 def _probabilities(result: Inference) -> dict[str, float]:
     return {name: float(p) for name, p in zip(PATHOLOGIES, result.probs, strict=True)}
+
+
+def _chosen_pathology(query: str | None) -> str | None:
+    """None (the most probable), "all", or the name in NIH's spelling; ``mass`` and ``pleural thickening`` match."""
+    if query is None:
+        return None
+    if query.strip().lower() == "all":
+        return "all"
+    name = match_label(query)
+    if name is None:
+        raise UnknownPathologyError(suggest_label(query))
+    return name
 
 
 @router.get("/healthz", response_model=Health, tags=["probes"])
@@ -95,13 +107,16 @@ async def explain_image(
     request: Request,
     file: Upload,
     pathology: Annotated[
-        str | None, Query(description="a pathology name, 'all' for 14 panels; default: the most probable")
+        str | None,
+        Query(
+            description="a pathology name (case, spaces and underscores ignored: 'pleural thickening'), 'all' for "
+            "14 panels; default: the most probable"
+        ),
     ] = None,
     format: Annotated[Literal["png", "json"], Query(description="png overlay or json heatmap")] = "png",
 ) -> Response:
     """Grad-CAM: where the model looked, as a jet heatmap over the uploaded image (or JSON maps)."""
-    if pathology is not None and pathology != "all" and pathology not in PATHOLOGIES:
-        raise ApiError(422, "unknown_pathology", "pathology must be one of the 14 ChestX-ray14 names or 'all'")
+    pathology = _chosen_pathology(pathology)
     service = _service(request)
     overlay_side = None if format == "json" else service.settings.overlay_max_side
     prepared = await service.prepare(file, overlay_side)

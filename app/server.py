@@ -1,22 +1,35 @@
-"""``chexnet serve``: validate settings, load the model (before the port opens), run uvicorn with a drain."""
+"""``chexnet serve``: validate settings, bind the address, load the model (all before a connection is accepted),
+run uvicorn with a drain."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
-from collections.abc import Mapping
+import socket
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.config import STARTUP_FAILURE as UVICORN_STARTUP_FAILURE
 
+from app.listen import AddressError, bind_sockets, close_sockets
 from app.main import create_app
-from app.predictor import Predictor
+from app.predictor import InferenceEngine, Predictor
 from app.settings import Settings, unknown_variables
 from models.errors import ModelContractError
 
 logger = logging.getLogger(__name__)
+
+# Exit statuses of ``chexnet serve`` (README, "Serve"). uvicorn's own start-up failure is 3 too; with the sockets
+# bound here first, it can only mean the application failed to start, which run_server reports as 1.
+EXIT_MODEL = 1  # the model cannot be loaded or started
+EXIT_SETTINGS = 2  # a flag or CHEXNET_* setting is invalid, or asks for what this machine lacks
+EXIT_ADDRESS = 3  # cannot listen on the host and port: in use, not permitted, or not this machine's
 
 
 class _NoExceptionText(logging.Filter):
@@ -45,23 +58,74 @@ def check_unknown_variables(environ: Mapping[str, str]) -> None:
         return
     names = ", ".join(name + (f" (did you mean {close}?)" if close else "") for name, close in unknown)
     if environ.get("CHEXNET_STRICT_SETTINGS", "") in ("1", "true", "yes"):
-        raise StartupError(f"unknown settings: {names}; CHEXNET_STRICT_SETTINGS=1 makes this an error", 2)
+        raise StartupError(f"unknown settings: {names}; CHEXNET_STRICT_SETTINGS=1 makes this an error", EXIT_SETTINGS)
     logger.warning("ignoring unknown settings: %s", names)
 
 
-def prepare_service(overrides: dict[str, Any], environ: Mapping[str, str] = os.environ) -> tuple[Settings, Predictor]:
-    """Validate settings (exit 2) and load the model (exit 1), all before any port is opened."""
+@dataclass
+class PreparedService:
+    """Everything ``run_server`` needs, made before any connection is accepted."""
+
+    settings: Settings
+    predictor: Predictor
+    sockets: list[socket.socket]  # bound to host:port, not yet listening
+
+
+def setting_name(field: str, flags: Collection[str]) -> str:
+    """How the user gave a setting: ``--max-wait-ms`` when it came from a ``chexnet serve`` flag, else the
+    ``CHEXNET_*`` variable (a default is always valid, so an invalid value came from one or the other)."""
+    return f"--{field.replace('_', '-')}" if field in flags else f"CHEXNET_{field.upper()}"
+
+
+def describe_invalid_settings(exc: ValidationError, flags: Collection[str]) -> str:
+    """One line from pydantic's errors, each naming the flag or variable; values are not repeated (secrets)."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        parts.append(f"{setting_name(field, flags)}: {error['msg'].removeprefix('Value error, ')}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def _given(field: str, value: object, flags: Collection[str], environ: Mapping[str, str]) -> str:
+    """How a value was given, for messages: ``--port 80``, ``CHEXNET_PORT=80`` or ``the default port: ...``."""
+    variable = f"CHEXNET_{field.upper()}"
+    if field in flags:
+        return f"--{field.replace('_', '-')} {value}"
+    if any(name.upper() == variable for name in environ):
+        return f"{variable}={value}"
+    return f"the default {field}: choose one with --{field.replace('_', '-')}"
+
+
+def bind_address(settings: Settings, flags: Collection[str], environ: Mapping[str, str]) -> list[socket.socket]:
+    """The listening sockets, bound now (before the model loads); ``StartupError`` with exit 3 if they cannot be."""
+    try:
+        return bind_sockets(settings.host, settings.port)
+    except AddressError as exc:
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        given = _given(exc.about, getattr(settings, exc.about), flags, environ)
+        raise StartupError(f"cannot listen on {host}:{settings.port} ({given}): {exc}", EXIT_ADDRESS) from None
+
+
+def prepare_service(overrides: dict[str, Any], environ: Mapping[str, str] = os.environ) -> PreparedService:
+    """Validate settings (exit 2), bind the address (exit 3), load the model (exit 1), in that order, before any
+    connection is accepted. ``overrides`` are the ``chexnet serve`` flags given; messages name them as typed."""
     check_unknown_variables(environ)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        fields = ", ".join(f"CHEXNET_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
-        raise StartupError(f"invalid settings: {fields}", 2) from None
+        raise StartupError(describe_invalid_settings(exc, overrides), EXIT_SETTINGS) from None
     logging.getLogger().setLevel(settings.log_level)
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        asked = _given("device", "cuda", overrides, environ)  # never the default, which is auto
+        raise StartupError(
+            f"{asked} was asked for, but this machine has no CUDA device (use auto or cpu)", EXIT_SETTINGS
+        )
+    sockets = bind_address(settings, overrides, environ)
     try:
-        return settings, Predictor.load(settings)
+        return PreparedService(settings, Predictor.load(settings), sockets)
     except (ModelContractError, RuntimeError) as exc:
-        raise StartupError(f"cannot load the model: {exc}", 1) from None
+        close_sockets(sockets)
+        raise StartupError(f"cannot load the model: {exc}", EXIT_MODEL) from None
 
 
 # Connections beyond those admission can hold (queue + backlog) left for probes, /metrics and refusals.
@@ -76,18 +140,39 @@ def connection_limit(settings: Settings) -> int:
     return settings.queue_size + settings.upload_backlog + CONNECTION_HEADROOM
 
 
-def run_server(settings: Settings, predictor: Predictor) -> None:
-    """Serve until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish."""
+def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[socket.socket]) -> int:
+    """Serve on ``sockets`` until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish.
+
+    Returns 0; ``EXIT_MODEL`` when the application fails to start (uvicorn's exit 3 would read as an address
+    problem); ``EXIT_ADDRESS`` when another process began listening on the port after ``bind_address``.
+    """
     config = uvicorn.Config(
         create_app(settings, predictor),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        access_log=False,  # request lines are counted in /metrics instead
+        access_log=False,  # app.middleware.AccessLogMiddleware writes one line per request instead
         timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
         server_header=False,
         limit_concurrency=connection_limit(settings),
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_NoExceptionText())
-    server.run()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    logger.info("serving on http://%s:%d once started (Ctrl+C to stop)", host, settings.port)
+    try:
+        server.run(sockets=sockets)
+    except SystemExit as exc:
+        if exc.code == UVICORN_STARTUP_FAILURE:
+            return EXIT_MODEL
+        raise
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Binding with SO_REUSEADDR (as every server does, for restarts) reserves the port against listeners, not
+        # against another process binding meanwhile: of two servers started together, the second fails here.
+        logger.error("cannot listen on %s:%d: the port was taken while the model loaded", host, settings.port)
+        return EXIT_ADDRESS
+    finally:
+        close_sockets(sockets)
+    return 0

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     @classmethod
     def _openvino_runs_on_the_cpu(cls, value: str, info: ValidationInfo) -> str:
         if value == "openvino" and info.data.get("device") == "cuda":
-            raise ValueError("openvino runs on the CPU; with CHEXNET_DEVICE=cuda use CHEXNET_BACKEND=torch or auto")
+            raise ValueError("openvino runs on the CPU, not with device cuda: use backend torch or auto")
         return value
 
     @field_validator("precision")
@@ -105,8 +105,8 @@ class Settings(BaseSettings):
         device = info.data.get("device")
         if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
             raise ValueError(
-                "fp16 runs on CUDA only and this service would run on the CPU; "
-                "use CHEXNET_PRECISION=bf16 or fp32 there, or CHEXNET_DEVICE=cuda on a machine with a GPU"
+                "fp16 runs on CUDA only and this service would run on the CPU; use CHEXNET_PRECISION=bf16 or fp32 "
+                "there, or device cuda (--device or CHEXNET_DEVICE) on a machine with a GPU"
             )
         if info.data.get("backend") == "openvino":
             raise ValueError("fp16 is for CUDA with CHEXNET_BACKEND=torch or auto; OpenVINO takes fp32 or bf16")

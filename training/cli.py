@@ -36,12 +36,23 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--images", type=Path, required=True, help="folder holding the images named in the CSV")
     p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV (image_path)")
-    p.add_argument("--out", type=Path, required=True, help="output folder: last.pt, best.pt, metrics.json")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder: last.pt, best.pt, metrics.json, metrics.csv, curves.png; one that already holds a run "
+        "needs --resume or --overwrite",
+    )
+    p.add_argument("--epochs", type=int, default=10, help="epochs in all (a resumed run counts those done)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per step (per process under torchrun)")
     p.add_argument("--image-size", type=int, default=224, help="crop size in pixels (images resized to 8/7 of it)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a chexnet checkpoint")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam's learning rate")
+    p.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (torchvision's file: downloaded once into the torch hub cache, so the first run needs the "
+        "internet) | none (random) | PATH to a chexnet checkpoint to fine-tune",
+    )
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out for validation")
     p.add_argument("--train-list", type=Path, help="file of training image names (with --val-list)")
     p.add_argument("--val-list", type=Path, help="file of validation image names (with --train-list)")
@@ -51,11 +62,36 @@ def _register_train(p: argparse.ArgumentParser) -> None:
         help="weight positives by negatives/positives per class of the training split (the CheXNet paper used "
         "plain BCE; this helps rare classes such as Hernia)",
     )
-    p.add_argument("--scheduler", choices=["plateau", "cosine"], default="plateau")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument(
+        "--scheduler",
+        choices=["plateau", "cosine"],
+        default="plateau",
+        help="plateau: ReduceLROnPlateau on the validation loss (x0.1, patience 2); cosine: over --epochs",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when there is one")
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the initial weights and the augmentation")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.pt")
+    run.add_argument("--overwrite", action="store_true", help="replace the run in OUT (its files are deleted first)")
+    p.add_argument(
+        "--name",
+        dest="model_name",
+        metavar="NAME",
+        help="the model's name, recorded in the checkpoint; /model and /predict show it",
+    )
+    p.add_argument(
+        "--version",
+        "--model-version",  # as chexnet import spells it
+        dest="model_version",
+        metavar="VERSION",
+        help="the model's version, recorded in the checkpoint; /model and /predict show it (unset: chexnet's)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard logs to OUT/tensorboard (needs the tensorboard package)",
+    )
     p.add_argument(
         "--skip-unreadable",
         action="store_true",
@@ -88,11 +124,15 @@ def _run_train(args: argparse.Namespace) -> int:
     from training.engine import NonFiniteLossError
     from training.image_check import UnreadableImagesError
     from training.labels_table import LabelTableError
+    from training.resume import RunAlreadyFinishedError
     from training.run import run_training
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
     try:
         best = run_training(TrainConfig(**options))
+    except RunAlreadyFinishedError as exc:
+        print(f"chexnet train: {exc}")
+        return 0
     except UnreadableImageError as exc:
         again = "continue with --resume" if (args.out / "last.pt").is_file() else "run the command again"
         print(
@@ -115,15 +155,17 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
     source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
     source.add_argument("--predictions", type=Path, help="CSV: Image Index + 14 columns (optionally prob_ prefix)")
     p.add_argument("--images", type=Path, help="image folder (with --checkpoint)")
-    p.add_argument("--labels", type=Path, required=True)
+    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
     p.add_argument("--split-list", type=Path, help="evaluate only the image names listed in this file")
-    p.add_argument("--tta", choices=["none", "tencrop"], default="none")
+    p.add_argument(
+        "--tta", choices=["none", "tencrop"], default="none", help="tencrop: average the ten crops' probabilities"
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0 = none)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when there is one")
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap")
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, predictions.csv, roc.png")
     p.add_argument(
         "--skip-unreadable",
         action="store_true",
@@ -207,9 +249,9 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
     p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, help="CSV file to write (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when there is one")
     p.set_defaults(run=_run_predict)
 
 

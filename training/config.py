@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import torch
 
 from models.operating_points import DEFAULT_SPECIFICITY, specificity_point_name
+from training.run_files import existing_run_markers
 
 
 def resolve_device(device: str) -> torch.device:
@@ -23,6 +25,10 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but no CUDA device is available")
     return resolved
+
+
+# The service shows the name (CHEXNET_MODEL_NAME has the same bound) and version in every /predict answer.
+MAX_MODEL_LABEL = 128
 
 
 class TrainConfigError(ValueError):
@@ -51,6 +57,10 @@ class TrainConfig:
     skip_unreadable: bool = False
     image_cache: Path | None = None
     specificity: float = DEFAULT_SPECIFICITY  # for best.pt's second operating point (specNN)
+    overwrite: bool = False
+    model_name: str | None = None  # provenance["model_name"]: what /model and /predict call the model
+    model_version: str | None = None  # provenance["model_version"]
+    tensorboard: bool = False
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
@@ -89,6 +99,22 @@ class TrainConfig:
             raise TrainConfigError(f"--device: {exc}") from None
         if self.workers < 0:
             raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
+        self._check_run_folder()
+        for flag, label in (("--name", self.model_name), ("--version", self.model_version)):
+            if label is not None and not (0 < len(label) <= MAX_MODEL_LABEL and label.isprintable()):
+                raise TrainConfigError(f"{flag} must be 1 to {MAX_MODEL_LABEL} printable characters")
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise TrainConfigError(
+                "--tensorboard needs the tensorboard package, which is not installed: pip install tensorboard "
+                "(or leave out --tensorboard: metrics.csv and curves.png are written either way)"
+            )
+        if self.image_cache is not None:
+            _check_writable_folder("--image-cache", self.image_cache)
+
+    def _check_run_folder(self) -> None:
+        """--resume needs a run in --out; a new run needs a folder without one, unless --overwrite replaces it."""
+        if self.resume and self.overwrite:
+            raise TrainConfigError("--resume continues the run in --out and --overwrite replaces it: give one")
         if self.resume and not (self.out / "last.pt").is_file():
             raise TrainConfigError(
                 f"--resume needs {self.out / 'last.pt'}, which does not exist (no epoch has finished there: "
@@ -100,6 +126,12 @@ class TrainConfig:
             specificity_point_name(self.specificity)
         except ValueError as exc:
             raise TrainConfigError(f"--specificity: {exc}") from None
+        held = existing_run_markers(self.out)
+        if held and not (self.resume or self.overwrite):
+            raise TrainConfigError(
+                f"--out {self.out} already holds a run ({', '.join(held)}): continue it with --resume, replace it "
+                "with --overwrite, or choose another --out"
+            )
 
     def resolved_device(self) -> torch.device:
         return resolve_device(self.device)

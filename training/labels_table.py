@@ -12,7 +12,6 @@ header as line 1), so a bad table fails before any training or evaluation starts
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.labels import NO_FINDING, PATHOLOGIES
+from models.labels import NO_FINDING, PATHOLOGIES, suggest_label
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +85,8 @@ def _name_some(items: Sequence[str], total: int | None = None) -> str:
 
 def _suggest(label: str) -> str:
     """' (did you mean 'X'?)' for a near miss of a known label, else ''."""
-    known = {**{name.lower(): name for name in PATHOLOGIES}, NO_FINDING.lower(): NO_FINDING}
-    lowered = label.lower()
-    for key in (lowered, lowered.replace(" ", "_"), lowered.replace("_", " ")):
-        if key in known:
-            return f" (did you mean {known[key]!r}?)"
-    close = difflib.get_close_matches(lowered, list(known), n=1, cutoff=0.8)
-    return f" (did you mean {known[close[0]]!r}?)" if close else ""
+    close = suggest_label(label, (*PATHOLOGIES, NO_FINDING))
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def patient_from_name(image_name: str) -> str:

@@ -40,7 +40,11 @@ def describe_validation(config: TrainConfig) -> str:
 
 
 def describe_run(config: TrainConfig, n_train: int, n_val: int) -> dict[str, Any]:
+    """The checkpoint's ``provenance``; ``model_name`` and ``model_version`` (``--name``, ``--version``) only when
+    given: the service reads exactly those keys (``app.model_card.model_identity``)."""
+    identity = {"model_name": config.model_name, "model_version": config.model_version}
     return {
+        **{key: value for key, value in identity.items() if value is not None},
         "data": {
             "images": config.images.name,
             "labels": config.labels.name,

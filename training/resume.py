@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,9 +20,6 @@ from training.config import TrainConfig, TrainConfigError
 from training.state import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
-
-# Files the run writes atomically; a writer killed mid-write leaves a hidden ".NAME.*.tmp" beside them.
-RUN_FILES = ("best.pt", "last.pt", "metrics.json")
 
 # Options that change what an epoch does; a resumed run must keep them to repeat an uninterrupted one.
 _RESUME_FIXED = ("image_size", "batch_size", "lr", "weights", "val_fraction", "train_list", "val_list",
@@ -47,6 +43,17 @@ class Progress:
         if improved:
             self.best_mean_auroc = mean
         return improved
+
+
+class RunAlreadyFinishedError(Exception):
+    """--resume of a run whose epochs are all done: nothing to train. Not a failure: ``chexnet train`` says so
+    and exits 0, so a script may resume until done."""
+
+
+def epochs_done(checkpoint: Checkpoint) -> int:
+    """How many epochs the run that wrote ``checkpoint`` (a last.pt) had finished."""
+    state = checkpoint.training_state or {}
+    return int(state.get("next_epoch", 0))
 
 
 TrainingObjects = tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler]  # optimizer, scheduler, scaler
@@ -127,13 +134,3 @@ def warn_if_moved(state: dict[str, Any], device: torch.device, processes: int) -
             device.type,
             processes,
         )
-
-
-def remove_interrupted_writes(out: Path) -> int:
-    """Delete temporary files left by a writer killed mid-write (the files they were meant to replace are whole)."""
-    leftovers = [p for name in RUN_FILES for p in out.glob(f".{name}.*.tmp")]
-    for path in leftovers:
-        path.unlink(missing_ok=True)
-    if leftovers:
-        logger.info("removed %d temporary files of an interrupted write", len(leftovers))
-    return len(leftovers)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from models.checkpoint import Checkpoint, initial_network, save_checkpoint, write_atomically
+from models.checkpoint import Checkpoint, initial_network, save_checkpoint
 from models.network import CheXNet
 from models.operating_points import MIN_POSITIVES, OperatingPoints
 from models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
@@ -29,14 +29,18 @@ from training.operating_points import choose_operating_points
 from training.provenance import command_line, describe_run, describe_validation
 from training.resume import (
     Progress,
+    RunAlreadyFinishedError,
     TrainingObjects,
     capture_training_state,
+    epochs_done,
     read_resume_point,
-    remove_interrupted_writes,
     restore_training_state,
 )
+from training.run_files import clear_run, remove_interrupted_writes
+from training.run_history import write_history_files
 from training.splits import split_by_patient, split_from_lists
 from training.state import seed_everything
+from training.tensorboard_log import TensorBoardLog
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +111,12 @@ def epoch_record(
     images_per_s: float,
     result: EvalResult,
     lr: float,
+    seconds: float,
     config: TrainConfig,
 ) -> dict[str, Any]:
-    """One line of metrics.json: losses, per-class validation AUROC and PR-AUC, and the operating points chosen
-    on this epoch's validation predictions (stored in best.pt when the epoch is the best)."""
+    """One finished epoch as plain data (metrics.json, metrics.csv, curves.png, TensorBoard): losses, per-class
+    validation AUROC and PR-AUC, and the operating points chosen on this epoch's validation predictions (stored in
+    best.pt when the epoch is the best)."""
     aurocs = per_class_auroc(result.targets, result.probs)
     average_precision = per_class_average_precision(result.targets, result.probs)
     source = {"data": describe_validation(config), "command": command_line(), "epoch": epoch + 1}
@@ -127,6 +133,7 @@ def epoch_record(
         "val_operating_points": points.to_dict(),  # "unreliable": classes with fewer than 10 positives
         "lr": lr,
         "train_images_per_s": images_per_s,
+        "seconds": seconds,  # training and validation, wall clock
     }
 
 
@@ -146,7 +153,11 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     # Before any data is read: a bad last.pt, or missing ImageNet weights, fail first. A resumed run builds a bare
     # network that last.pt overwrites, so its starting weights (ImageNet, --weights PATH) need not exist any more.
     resume_point = read_resume_point(config) if config.resume else None
+    if resume_point is not None and epochs_done(resume_point) >= config.epochs:
+        _finish_finished_run(config, resume_point, ctx)
     model = CheXNet() if resume_point is not None else _starting_network(config.weights)
+    if config.overwrite and ctx.is_main:
+        clear_run(config.out)  # every rank has validated its options by now (init_distributed is a rendezvous)
     train_table, val_table = load_split(config, ctx)
     if min(len(train_table), len(val_table)) < ctx.world:
         raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
@@ -164,28 +175,37 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
         progress = restore_training_state(resume_point, model, objects, device, ctx.world)
         if ctx.is_main:
             remove_interrupted_writes(config.out)
-            write_metrics(config.out, progress.history)  # a kill may have come between last.pt and metrics.json
+            write_history_files(config.out, progress.history)  # a kill may have come between last.pt and these
     net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     train_loader = make_loader(config, train_table, spec, train=True, ctx=ctx)
     val_loader = make_loader(config, val_table, spec, train=False, ctx=ctx)
     criterion = make_criterion(config, train_table, device)
     run_info = describe_run(config, len(train_table), len(val_table))
-    for epoch in range(progress.next_epoch, config.epochs):
-        for loader in (train_loader, val_loader):
-            loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-            loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
-        stats = train_one_epoch(net, train_loader, criterion, optimizer, objects[2], device, epoch, ctx)
-        broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
-        result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
-        lr = optimizer.param_groups[0]["lr"]
-        record = epoch_record(epoch, stats.loss, stats.images_per_second, result, lr, config)
-        _step_scheduler(objects[1], result.loss)
-        improved = progress.add_epoch(record)
-        if ctx.is_main:
-            state = capture_training_state(progress, objects, device, ctx.world)
-            _save_epoch(config, model, spec, record, improved, run_info, state)
-            write_metrics(config.out, progress.history)
-        _log_epoch(record, config.epochs)
+    board = TensorBoardLog(config.out, progress.next_epoch + 1) if config.tensorboard and ctx.is_main else None
+    try:
+        for epoch in range(progress.next_epoch, config.epochs):
+            for loader in (train_loader, val_loader):
+                loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+                loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+            start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+            stats = train_one_epoch(net, train_loader, criterion, optimizer, objects[2], device, epoch, ctx)
+            broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
+            result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
+            record = epoch_record(
+                epoch, stats.loss, stats.images_per_second, result, lr, time.perf_counter() - start, config
+            )
+            _step_scheduler(objects[1], result.loss)
+            improved = progress.add_epoch(record)
+            if ctx.is_main:
+                state = capture_training_state(progress, objects, device, ctx.world)
+                _save_epoch(config, model, spec, record, improved, run_info, state)
+                write_history_files(config.out, progress.history)
+                if board is not None:
+                    board.add_epoch(record)
+            _log_epoch(record, config.epochs)
+    finally:
+        if board is not None:
+            board.close()
     return config.out / "best.pt"
 
 
@@ -201,15 +221,24 @@ def _starting_network(weights: str) -> CheXNet:
     return model
 
 
+def _finish_finished_run(config: TrainConfig, resume_point: Checkpoint, ctx: DistContext) -> None:
+    """--resume of a run with every epoch done: repair its files (a kill may have come after last.pt), then say
+    there is nothing to do by raising ``RunAlreadyFinishedError``. No data is read."""
+    assert resume_point.training_state is not None  # read_resume_point checked
+    if ctx.is_main:
+        remove_interrupted_writes(config.out)
+        write_history_files(config.out, resume_point.training_state["history"])
+    done = epochs_done(resume_point)
+    longer = "; a larger --epochs trains on" if config.scheduler == "plateau" else ""
+    raise RunAlreadyFinishedError(
+        f"nothing to do: the run in {config.out} has finished {done} epochs (--epochs {config.epochs}){longer}; "
+        f"best checkpoint: {config.out / 'best.pt'}"
+    )
+
+
 def make_grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     """AMP's loss scaler: on CUDA only (on the CPU it is disabled, and its state is empty)."""
     return torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-
-
-def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
-    """OUT/metrics.json: every finished epoch's record, replaced atomically."""
-    text = json.dumps({"epochs": history}, indent=2) + "\n"
-    write_atomically(out / "metrics.json", lambda handle: handle.write(text.encode()))
 
 
 def _step_scheduler(scheduler: Any, val_loss: float) -> None:

@@ -239,8 +239,34 @@ def test_gradcam_json_and_all_and_unknown() -> None:
         assert panels.headers["x-pathology"] == "all"
         with Image.open(io.BytesIO(panels.content)) as image:
             assert image.width == 4 * 320
-        assert_error(client.post("/gradcam?pathology=Pneumonnia", files=upload()), 422, "unknown_pathology")
         assert_error(client.post("/gradcam?format=bmp", files=upload()), 422, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("mass", "Mass"), ("Pleural%20Thickening", "Pleural_Thickening"), ("pleural_thickening", "Pleural_Thickening"),
+     ("ALL", "all"), ("Effusion", "Effusion")],
+)  # fmt: skip
+def test_gradcam_pathology_ignores_case_spaces_and_underscores(query: str, expected: str) -> None:
+    with client_for(FakeEngine()) as client:
+        response = client.post(f"/gradcam?pathology={query}", files=upload())
+    assert response.status_code == 200, response.text
+    assert response.headers["x-pathology"] == expected
+
+
+def test_unknown_pathology_lists_the_names_and_suggests_one() -> None:
+    names = ", ".join(PATHOLOGIES)
+    with client_for(FakeEngine()) as client:
+        typo = assert_error(client.post("/gradcam?pathology=Pneumonnia", files=upload()), 422, "unknown_pathology")
+        other = assert_error(client.post("/gradcam?pathology=Fracture", files=upload()), 422, "unknown_pathology")
+    assert typo["detail"] == (
+        f"unknown pathology; did you mean 'Pneumonia'? use one of the 14 ChestX-ray14 names ({names}; case, "
+        "spaces and underscores do not matter) or 'all'"
+    )
+    assert other["detail"] == (
+        f"unknown pathology; use one of the 14 ChestX-ray14 names ({names}; case, spaces and underscores do not "
+        "matter) or 'all'"
+    )
 
 
 def test_out_of_memory_while_decoding_is_503_and_the_service_keeps_serving(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,7 @@ def test_fp16_on_the_cpu_is_refused_naming_the_variable(monkeypatch: pytest.Monk
     with pytest.raises(StartupError) as caught:
         prepare_service({})
     assert caught.value.exit_code == 2
-    assert str(caught.value).startswith("invalid settings: CHEXNET_PRECISION: Value error, fp16 runs on CUDA only")
+    assert str(caught.value).startswith("invalid settings: CHEXNET_PRECISION: fp16 runs on CUDA only")
 
 
 def test_fp16_with_device_auto_is_refused_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -99,7 +99,8 @@ def test_no_file_name_header_value_or_path_in_any_response_or_log(
     with caplog.at_level(logging.DEBUG):
         for name, data in hostile_uploads():
             for route in ("/predict", "/gradcam?format=json"):
-                response = client.post(route, files={"file": (name, data, "application/dicom")})
+                headers = {"X-Request-ID": f"{PATIENT_ID}-John-Doe"}  # free text: replaced, never logged
+                response = client.post(route, files={"file": (name, data, "application/dicom")}, headers=headers)
                 statuses.add(response.status_code)
                 text = response.text + str(response.headers)
                 assert not [s for s in secrets if s in text], (route, response.status_code)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,8 +16,11 @@ import httpx
 import pytest
 import uvicorn
 
+import app.server
 import chexnet_cli
-from app.server import CONNECTION_HEADROOM, check_unknown_variables, run_server
+from app.cli import FLAG_DEFAULTS
+from app.listen import AddressError, bind_sockets, close_sockets
+from app.server import CONNECTION_HEADROOM, EXIT_ADDRESS, EXIT_MODEL, check_unknown_variables, run_server
 from app.settings import Settings
 from tests.app.fakes import FakeEngine
 from tests.conftest import FIXTURES
@@ -109,9 +114,10 @@ def test_sigterm_finishes_requests_in_flight(tiny_checkpoint: Path) -> None:
 
 def test_uvicorn_backstop_is_queue_plus_backlog_plus_headroom(monkeypatch: pytest.MonkeyPatch) -> None:
     configs: list[uvicorn.Config] = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: configs.append(self.config))
-    run_server(Settings(queue_size=10, upload_backlog=5), FakeEngine())  # type: ignore[arg-type]
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: configs.append(self.config))
+    assert run_server(Settings(queue_size=10, upload_backlog=5), FakeEngine(), sockets=[]) == 0
     assert [c.limit_concurrency for c in configs] == [10 + 5 + CONNECTION_HEADROOM]
+    assert [c.access_log for c in configs] == [False]  # app.middleware.AccessLogMiddleware logs requests instead
 
 
 def test_unreadable_checkpoint_exits_1_with_one_line(
@@ -147,3 +153,116 @@ def test_unknown_variable_is_named_with_a_suggestion_and_strict_mode_refuses_it(
         "CHEXNET_STRICT_SETTINGS=1 makes this an error"
     )
     assert "secret-value" not in result.stderr
+
+
+def test_serve_flag_defaults_are_the_settings_defaults() -> None:
+    assert {name: Settings.model_fields[name].default for name in FLAG_DEFAULTS} == FLAG_DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--port", "99999"], {}, "invalid settings: --port: Input should be less than or equal to 65535"),
+        ([], {"CHEXNET_PORT": "99999"}, "invalid settings: CHEXNET_PORT: Input should be less than or equal to 65535"),
+        (["--device", "cuda"], {}, "--device cuda was asked for, but this machine has no CUDA device (use auto or "
+         "cpu)"),
+        ([], {"CHEXNET_DEVICE": "cuda"}, "CHEXNET_DEVICE=cuda was asked for, but this machine has no CUDA device (use "
+         "auto or cpu)"),
+        (["--log-level", "LOUD"], {}, None),  # argparse's own usage error, also exit 2
+    ],
+)  # fmt: skip
+def test_serve_messages_name_what_the_user_typed(
+    args: list[str], env: dict[str, str], message: str | None, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(app.server.torch.cuda, "is_available", lambda: False)
+    if message is None:
+        with pytest.raises(SystemExit) as exit_info:
+            chexnet_cli.main(["serve", *args])
+        assert exit_info.value.code == 2
+        return
+    assert chexnet_cli.main(["serve", *args]) == 2
+    assert capsys.readouterr().err == f"chexnet serve: {message}\n"
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_a_port_in_use_exits_3_before_the_model_loads(
+    busy_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "missing.pt")  # loading it would exit 1: the port is checked first
+    assert chexnet_cli.main(["serve", "--port", str(busy_port), "--checkpoint", missing]) == 3
+    assert capsys.readouterr().err == (
+        f"chexnet serve: cannot listen on 127.0.0.1:{busy_port} (--port {busy_port}): the port is in use (by another "
+        "chexnet serve, or another program)\n"
+    )
+    monkeypatch.setenv("CHEXNET_PORT", str(busy_port))
+    assert chexnet_cli.main(["serve", "--checkpoint", missing]) == 3
+    assert f"(CHEXNET_PORT={busy_port}): the port is in use" in capsys.readouterr().err
+
+
+def test_a_host_that_is_not_this_machine_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    assert chexnet_cli.main(["serve", "--host", "192.0.2.1", "--port", str(port)]) == 3  # TEST-NET-1: not ours
+    assert capsys.readouterr().err == (
+        f"chexnet serve: cannot listen on 192.0.2.1:{port} (--host 192.0.2.1): that is not an address of this machine\n"
+    )
+
+
+def test_bound_sockets_refuse_connections_until_uvicorn_listens() -> None:
+    port = free_port()
+    sockets = bind_sockets("127.0.0.1", port)
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+    finally:
+        close_sockets(sockets)
+
+
+def test_a_port_with_a_listener_is_refused_naming_the_port(busy_port: int) -> None:
+    with pytest.raises(AddressError) as caught:
+        bind_sockets("127.0.0.1", busy_port)
+    assert (str(caught.value), caught.value.about) == (
+        "the port is in use (by another chexnet serve, or another program)",
+        "port",
+    )
+
+
+def test_a_port_taken_while_the_model_loaded_exits_3(caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    ours = bind_sockets("127.0.0.1", port)
+    with socket.socket() as theirs:  # another server, bound meanwhile (SO_REUSEADDR allows it) and listening first
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        theirs.bind(("127.0.0.1", port))
+        theirs.listen()
+        assert run_server(Settings(port=port), FakeEngine(), ours) == EXIT_ADDRESS  # type: ignore[arg-type]
+    assert f"cannot listen on 127.0.0.1:{port}: the port was taken while the model loaded" in caplog.messages
+
+
+class EngineThatCannotStart(FakeEngine):
+    async def start(self) -> None:
+        raise RuntimeError("no model thread")
+
+
+def test_an_application_that_fails_to_start_exits_1_not_uvicorns_3() -> None:
+    sockets = bind_sockets("127.0.0.1", free_port())
+    assert run_server(Settings(), EngineThatCannotStart(), sockets) == EXIT_MODEL  # type: ignore[arg-type]
+    assert all(sock.fileno() == -1 for sock in sockets)  # closed
+
+
+def test_serve_log_level_after_the_command_reaches_the_settings(
+    busy_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "level", root.level)  # restored after the test
+    monkeypatch.setenv("CHEXNET_LOG_LEVEL", "ERROR")
+    assert chexnet_cli.main(["serve", "--port", str(busy_port), "--log-level", "WARNING"]) == 3
+    assert root.level == logging.WARNING

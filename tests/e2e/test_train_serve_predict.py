@@ -25,7 +25,8 @@ def test_train_then_serve_then_predict(tmp_path: Path) -> None:
     out = tmp_path / "run"
     code = main(
         ["train", "--images", str(images), "--labels", str(labels), "--out", str(out), "--epochs", "1",
-         "--batch-size", "8", "--image-size", "32", "--weights", "none", "--workers", "0", "--specificity", "0.95"]
+         "--batch-size", "8", "--image-size", "32", "--weights", "none", "--workers", "0", "--specificity", "0.95",
+         "--name", "squares", "--version", "1.2.0"]
     )  # fmt: skip
     assert code == 0
     best = out / "best.pt"
@@ -44,6 +45,9 @@ def test_train_then_serve_then_predict(tmp_path: Path) -> None:
     assert np.allclose(served, expected, atol=1e-6)
     assert card["preprocessing"]["image_size"] == 32
     assert card["training"]["provenance"]["data"]["labels"] == "labels.csv"
+    assert (card["name"], card["version"]) == ("squares", "1.2.0")  # chexnet train --name, --version
+    assert response.json()["model"]["name"] == "squares" and response.json()["model"]["version"] == "1.2.0"
+    assert len(response.headers["x-request-id"]) == 32
 
     # best.pt's operating points, chosen on its validation split, are what the service decides with
     body = response.json()

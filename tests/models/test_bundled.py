@@ -14,6 +14,7 @@ def test_demo_checkpoint_loads_strictly_and_says_what_it_is() -> None:
     assert checkpoint.labels == PATHOLOGIES
     assert checkpoint.training_state is None
     assert "not a diagnostic model" in checkpoint.provenance["note"]
+    assert checkpoint.provenance["model_name"] == "chexnet-demo"  # the name /model shows, whatever the file is called
     assert checkpoint.provenance["command"].startswith("chexnet train --images ")
     assert checkpoint.provenance["data"]["n_train"] == 400 and checkpoint.provenance["data"]["n_val"] == 100
     assert 0.5 < checkpoint.metrics["val_mean_auroc"] < 1.0

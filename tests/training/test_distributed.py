@@ -36,7 +36,9 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [
         "best.pt",
+        "curves.png",
         "last.pt",
+        "metrics.csv",
         "metrics.json",
         "train_list.txt",
         "val_list.txt",

@@ -17,8 +17,9 @@ from models.errors import WeightsUnavailableError
 from models.network import CheXNet
 from tests.training.synthetic import make_square_dataset
 from training.config import TrainConfig, TrainConfigError
-from training.resume import remove_interrupted_writes, restore_scaler
+from training.resume import RunAlreadyFinishedError, restore_scaler
 from training.run import run_training
+from training.run_files import remove_interrupted_writes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -125,14 +126,23 @@ def test_resume_across_cpu_and_cuda(squares: tuple[Path, Path], tmp_path: Path) 
         assert state is not None and state["next_epoch"] == 2
 
 
-def test_resume_of_a_finished_run_rewrites_its_metrics(squares: tuple[Path, Path], tmp_path: Path) -> None:
+def test_resume_of_a_finished_run_rewrites_its_metrics_and_says_there_is_nothing_to_do(
+    squares: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     run_training(config_for(squares, tmp_path, epochs=1))
-    expected = (tmp_path / "metrics.json").read_text()
+    expected = {name: (tmp_path / name).read_bytes() for name in ("metrics.json", "metrics.csv", "curves.png")}
     (tmp_path / "metrics.json").write_text('{"epochs": []}\n')  # killed after last.pt, before metrics.json
+    (tmp_path / "metrics.csv").unlink()
     (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # killed while writing last.pt
-    assert run_training(config_for(squares, tmp_path, epochs=1, resume=True)) == tmp_path / "best.pt"
-    assert (tmp_path / "metrics.json").read_text() == expected
-    assert json.loads(expected)["epochs"][0]["epoch"] == 1
+    with caplog.at_level(logging.INFO), pytest.raises(RunAlreadyFinishedError) as finished:
+        run_training(config_for(squares, tmp_path, epochs=1, resume=True))
+    assert str(finished.value) == (
+        f"nothing to do: the run in {tmp_path} has finished 1 epochs (--epochs 1); a larger --epochs trains on; "
+        f"best checkpoint: {tmp_path / 'best.pt'}"
+    )
+    assert not [m for m in caplog.messages if "resuming" in m or "training on" in m]  # no data was read
+    assert {name: (tmp_path / name).read_bytes() for name in expected} == expected
+    assert json.loads(expected["metrics.json"])["epochs"][0]["epoch"] == 1
     assert not (tmp_path / ".last.pt.abc123.tmp").exists()
 
 
