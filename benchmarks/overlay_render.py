@@ -72,14 +72,21 @@ def main() -> None:
         rows.append((name, ms, len(result) if isinstance(result, bytes) else None))
         return result
 
-    base = add("scale the image (uint8)", lambda: overlay.gray_image(gray, size))
+    base = add("overlay base: scale to uint8 (at decode time)", lambda: overlay.overlay_base(gray, args.max_side))
     image = add("colour + blend the map", lambda: overlay.blend_cam(base, cam, box))
     add("PNG encode (as shipped)", lambda: overlay.encode_png(image))
-    add("whole overlay (as shipped)", lambda: overlay.render_overlay_png(gray, cam, geometry, args.max_side))
+    add(
+        "whole overlay, base included (as shipped)",
+        lambda: overlay.render_overlay_png(overlay.overlay_base(gray, args.max_side), cam, geometry),
+    )
     titles = [f"class {i}" for i in range(14)]
-    add("pathology=all, 14 panels", lambda: overlay.render_panels_png(gray, np.stack([cam] * 14), geometry, titles))
+    add("pathology=all, 14 panels", lambda: overlay.render_panels_png(base, np.stack([cam] * 14), geometry, titles))
     add("previous float64 drawing (no encode)", lambda: float_overlay(gray, cam, geometry))
     pixels = np.asarray(image)
+    raw = np.asarray(image).reshape(image.height, -1)
+    up = np.concatenate([np.full((image.height, 1), 2, np.uint8), np.vstack([raw[:1], raw[1:] - raw[:-1]])], axis=1)
+    add("deflate only: zlib level 1, Up rows", lambda: zlib.compress(up.tobytes(), 1))
+    add("deflate only: libdeflate level 1, Up rows", lambda: imagecodecs.deflate_encode(up.tobytes(), level=1))
     add("Pillow PNG level 1", pillow_png(image, compress_level=1))
     add("Pillow PNG level 1, Z_RLE", pillow_png(image, compress_level=1, compress_type=zlib.Z_RLE))
     add("Pillow PNG level 0", pillow_png(image, compress_level=0))

@@ -13,6 +13,7 @@
   const scores = $("scores");
   const inputInfo = $("input-info");
   const bars = $("bars");
+  const pointInfo = $("point-info");
   const figure = $("explanation");
   const overlay = $("overlay");
   const caption = $("overlay-caption");
@@ -81,6 +82,7 @@
     error.textContent = "";
     bars.replaceChildren();
     inputInfo.textContent = "";
+    pointInfo.textContent = "";
     scores.hidden = true;
     figure.hidden = true;
     overlayEmpty.hidden = false;
@@ -89,9 +91,9 @@
     overlay.removeAttribute("src");
   }
 
-  // One row per pathology: a button (name), a track with its fill (width = probability), the value. The track is
-  // positioned so that a per-class operating-point mark can later be drawn in it at the threshold's percentage.
-  function renderBars(probabilities) {
+  // One row per pathology: a button (name), a track with its fill (width = probability), the value; when the
+  // model has operating points, the threshold as a tick in the track and "above/below" in words under it.
+  function renderBars(probabilities, findings) {
     const sorted = Object.entries(probabilities).sort((a, b) => b[1] - a[1]);
     const rows = sorted.map(([name, p]) => {
       const row = document.createElement("li");
@@ -117,11 +119,33 @@
       value.className = "value";
       value.textContent = p.toFixed(3);
       row.append(button, track, value);
+      const finding = findings && findings[name];
+      if (finding) {
+        const mark = document.createElement("span");
+        mark.className = "mark";
+        mark.style.left = `${(100 * finding.threshold).toFixed(2)}%`;
+        track.append(mark);
+        row.classList.toggle("above", finding.above);
+        const decision = document.createElement("span");
+        decision.className = "decision";
+        const side = finding.above ? "at or above" : "below";
+        const shaky = finding.unreliable ? " (unreliable: fewer than 10 positives where it was chosen)" : "";
+        decision.textContent = `${side} the threshold ${finding.threshold.toFixed(3)}${shaky}`;
+        row.append(decision);
+      }
       return row;
     });
     bars.replaceChildren(...rows);
     scores.hidden = false;
     return sorted;
+  }
+
+  // Which operating point drew the ticks, and on what data it was chosen; or the service's note when none.
+  function describePoint(body) {
+    const point = body.operating_point;
+    if (!point) return body.note || "";
+    const chosen = point.chosen_on ? `, chosen on ${point.chosen_on}` : "";
+    return `Thresholds: operating point "${point.name}" (${point.description}${chosen}). A tick marks each.`;
   }
 
   function markShown(name) {
@@ -167,7 +191,8 @@
       const body = await response.json();
       if (mine !== upload) return;
       current = file;
-      const sorted = renderBars(body.probabilities);
+      const sorted = renderBars(body.probabilities, body.findings);
+      pointInfo.textContent = describePoint(body);
       const input = body.input;
       inputInfo.textContent = `Read as ${input.format.toUpperCase()}, ${input.width} × ${input.height} px.`;
       say(`Most probable: ${sorted[0][0]}, ${sorted[0][1].toFixed(3)}.`);

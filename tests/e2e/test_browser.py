@@ -17,6 +17,9 @@ import httpx
 import pytest
 
 from app.settings import DISCLAIMER
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.labels import PATHOLOGIES
+from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints
 from tests.conftest import FIXTURES
 from tests.e2e.browser import Request, console_errors, find_browser, headless_chromium, is_local, page_requests
 from tests.server_process import Server, running_server
@@ -194,6 +197,9 @@ def test_an_upload_shows_14_sorted_bars_the_overlay_and_the_model_card(chrome: A
     assert chrome.execute_script("return document.getElementById('overlay').naturalWidth") == 64  # the upload's size
     assert text_of(chrome, "#status") == f"Grad-CAM map shown for {top}."
     assert text_of(chrome, "#input-info") == "Read as PNG, 64 × 64 px."
+    note = api(server, "/predict", XRAY).json()["note"]  # this model has no operating points: the service says so
+    assert note and text_of(chrome, "#point-info") == note
+    assert all_by_css(chrome, "#bars .mark") == []
 
     last = ranked[-1][0]
     by_css(rows[-1], "button").send_keys(Keys.ENTER)  # keyboard operable
@@ -256,3 +262,38 @@ def test_the_key_field_is_what_unlocks_the_model_routes(chrome: Any, server: Ser
     assert by_css(chrome, "#api-key").get_attribute("value") == ""  # the key was in the page's memory only
     assert chrome.execute_script("return [localStorage.length, sessionStorage.length, document.cookie]") == [0, 0, ""]
     assert seen.outside() == []
+
+
+@pytest.fixture(scope="module")
+def checkpoint_with_points(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with one operating point: thresholds spread over [0.2, 0.8], one class unreliable."""
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    thresholds = {name: ClassThreshold(0.2 + 0.6 * i / 13) for i, name in enumerate(PATHOLOGIES)}
+    checkpoint.operating_points = OperatingPoints(
+        points={"youden": OperatingPoint("maximises Youden's J", thresholds)},
+        default="youden",
+        source={"data": "synthetic squares"},
+        unreliable=("Hernia",),
+    )
+    return save_checkpoint(checkpoint, tmp_path_factory.mktemp("points") / "points.pt")
+
+
+def test_operating_point_thresholds_are_ticks_on_the_bars(chrome: Any, checkpoint_with_points: Path) -> None:
+    with running_server(checkpoint_with_points) as server:
+        body = api(server, "/predict", XRAY, key=None).json()
+        seen = Seen(chrome)
+        seen.open(f"{server.url}/")
+        upload(chrome, XRAY)
+        seen.wait_until(lambda c: len(all_by_css(c, "#bars .mark")) == 14, "14 threshold ticks")
+        for row in all_by_css(chrome, "#bars .bar-row"):
+            finding = body["findings"][row.get_attribute("data-pathology")]
+            left = chrome.execute_script("return arguments[0].style.left", by_css(row, ".mark"))
+            assert float(left[:-1]) == pytest.approx(100 * finding["threshold"], abs=0.005)
+            assert ("above" in (row.get_attribute("class") or "").split()) == finding["above"]
+            side = "at or above" if finding["above"] else "below"
+            expected = f"{side} the threshold {finding['threshold']:.3f}"
+            if finding["unreliable"]:
+                expected += " (unreliable: fewer than 10 positives where it was chosen)"
+            assert text_of(row, ".decision") == expected
+        info = text_of(chrome, "#point-info")
+        assert info.startswith('Thresholds: operating point "youden" (maximises Youden\'s J, chosen on ')
