@@ -86,7 +86,8 @@ def cpu_by_pid() -> dict[int, float]:
     """CPU seconds of this process and of each child it has now (DataLoader workers)."""
     pids = [os.getpid()]
     for task in Path("/proc/self/task").iterdir():
-        pids += [int(pid) for pid in (task / "children").read_text().split()]
+        with suppress(FileNotFoundError, ProcessLookupError):  # a thread that ended since the listing
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
     found = {}
     for pid in pids:
         with suppress(FileNotFoundError, ProcessLookupError):

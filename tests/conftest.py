@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,12 @@ def shared_or_skip(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path.relative_to(REPO.parent)} is not present (only CI and developers have ../shared/data)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def root_log_level_restored() -> Iterator[None]:
+    """``chexnet serve`` run in-process sets the root logger's level; later tests must not inherit it."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)

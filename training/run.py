@@ -26,7 +26,7 @@ from training.image_check import UNREADABLE_LIST, drop_unreadable
 from training.labels_table import LabelTable, check_images_exist, read_label_table
 from training.metrics import mean_auroc, mean_defined, per_class_auroc, per_class_average_precision
 from training.operating_points import choose_operating_points
-from training.provenance import command_line, describe_run, describe_validation
+from training.provenance import describe_run, describe_validation
 from training.resume import (
     Progress,
     RunAlreadyFinishedError,
@@ -119,7 +119,8 @@ def epoch_record(
     best.pt when the epoch is the best)."""
     aurocs = per_class_auroc(result.targets, result.probs)
     average_precision = per_class_average_precision(result.targets, result.probs)
-    source = {"data": describe_validation(config), "command": command_line(), "epoch": epoch + 1}
+    # No command here: a resumed run's command differs (--resume), and best.pt's provenance already records it.
+    source = {"data": describe_validation(config), "epoch": epoch + 1}
     points = choose_operating_points(result.targets, result.probs, config.specificity, source)
     return {
         "epoch": epoch + 1,

@@ -3,6 +3,8 @@ and an imported torchxrayvision model is refused as a starting point for trainin
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,10 +46,12 @@ def test_help_names_the_sources(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_import_writes_a_checkpoint_and_says_how_to_serve_it(
-    arnoweng_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    arnoweng_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "chexnet-aw.pt"
-    assert main(["import", "--from", "arnoweng", str(arnoweng_file), "--out", str(out), "--name", "aw"]) == 0
+    args = ["import", "--from", "arnoweng", str(arnoweng_file), "--out", str(out), "--name", "aw"]
+    monkeypatch.setattr(sys, "argv", ["chexnet", *args])  # as typed: the provenance records the command line
+    assert main(args) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"wrote {out}: aw from model.pth.tar (sha256 ")
     assert (
@@ -57,7 +61,7 @@ def test_import_writes_a_checkpoint_and_says_how_to_serve_it(
     assert printed[-1] == f"  serve it: chexnet serve --checkpoint {out}"
     checkpoint = load_checkpoint(out)
     assert checkpoint.provenance["model_name"] == "aw"
-    assert checkpoint.provenance["command"].startswith("chexnet ")
+    assert checkpoint.provenance["command"] == shlex.join(["chexnet", *args])
     assert torch.load(out, weights_only=True)["format_version"] == 1  # readable by older chexnet versions too
 
 

@@ -91,6 +91,7 @@ def test_a_run_moved_from_cuda_to_the_cpu_resumes_with_a_warning(
     # last.pt as a CUDA run writes it: an enabled AMP scaler's state
     state["device"], state["scaler"] = "cuda", torch.amp.GradScaler("cpu", enabled=True).state_dict()
     save_checkpoint(checkpoint, tmp_path / "last.pt")
+    caplog.clear()  # only what the resume logs
     with caplog.at_level(logging.WARNING, logger="training.resume"):
         run_training(config_for(squares, tmp_path, resume=True))
     assert caplog.messages == [
@@ -134,6 +135,7 @@ def test_resume_of_a_finished_run_rewrites_its_metrics_and_says_there_is_nothing
     (tmp_path / "metrics.json").write_text('{"epochs": []}\n')  # killed after last.pt, before metrics.json
     (tmp_path / "metrics.csv").unlink()
     (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # killed while writing last.pt
+    caplog.clear()  # the first run's own records are not the resume's
     with caplog.at_level(logging.INFO), pytest.raises(RunAlreadyFinishedError) as finished:
         run_training(config_for(squares, tmp_path, epochs=1, resume=True))
     assert str(finished.value) == (
