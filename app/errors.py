@@ -50,6 +50,13 @@ class QueueTimeoutError(ApiError):
         super().__init__(503, "queue_timeout", detail, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
+class ClientClosedError(ApiError):
+    """The client went away before its answer was computed: nginx's 499, for the access log and /metrics only."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "client_closed_request", "the client closed the connection")
+
+
 class OutOfMemoryError(ApiError):
     def __init__(self) -> None:
         detail = "the server ran out of memory for this request; retry shortly"
@@ -59,9 +66,11 @@ class OutOfMemoryError(ApiError):
 class UnknownOperatingPointError(ApiError):
     """``?operating_point=`` names a point the model lacks (the name asked for is not echoed)."""
 
-    def __init__(self, available: tuple[str, ...]) -> None:
+    def __init__(self, available: tuple[str, ...], suggestion: str | None = None) -> None:
+        hint = f"did you mean '{suggestion}'? " if suggestion else ""
         detail = (
-            f"operating_point must be one of this model's operating points: {', '.join(available)}"
+            f"unknown operating point; {hint}operating_point must be one of this model's operating points: "
+            f"{', '.join(available)}"
             if available
             else "this model has no operating points; leave operating_point out"
         )
@@ -70,9 +79,14 @@ class UnknownOperatingPointError(ApiError):
 
 def payload_too_large(max_bytes: int) -> ApiError:
     mib = max_bytes / (1024 * 1024)
-    return ApiError(413, "payload_too_large", f"upload larger than the {mib:g} MiB limit", {"Connection": "close"})
+    limit = f"{mib:g} MiB" if mib >= 1 and mib == round(mib, 1) else f"{max_bytes:,} bytes"
+    return ApiError(413, "payload_too_large", f"upload larger than the {limit} limit", {"Connection": "close"})
 
 
+BAD_FORM_MESSAGE = (
+    "The request body is not a multipart form this service accepts: one file part named 'file', at most 4 text "
+    "fields of at most 16 KiB each."
+)
 MULTIPLE_FILES_MESSAGE = "Send one X-ray per request: the form has more than one file part."
 
 
@@ -145,6 +159,8 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and str(exc.detail).startswith("Too many files"):  # FORM_LIMITS: one file part
         return error_response(422, "multiple_files", MULTIPLE_FILES_MESSAGE)
+    if exc.status_code == 400:  # the form parser's own words name its internals; ours name the limits
+        return error_response(400, "bad_request", BAD_FORM_MESSAGE)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if isinstance(exc.detail, str) and exc.status_code < 500 else "request failed"
     return error_response(exc.status_code, code, detail, dict(exc.headers or {}))

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from app.errors import UnknownOperatingPointError
 from app.model_card import without_paths
 from app.schemas import Finding, OperatingPointRef
+from models.labels import match_label, suggest_label
 from models.operating_points import OperatingPoints
 
 NO_OPERATING_POINTS = (
@@ -25,15 +26,20 @@ NO_OPERATING_POINTS = (
 def resolve_point(points: OperatingPoints | None, requested: str | None) -> str | None:
     """The point to use: ``requested``, else the model's default; None when the model has none.
 
-    Raises UnknownOperatingPointError (422) for a name the model lacks, or any name when it has no points.
+    Names match as pathology names do (``Youden``, ``SPEC90``); an empty one means the default. Raises
+    UnknownOperatingPointError (422, with a suggestion for a near miss) for a name the model lacks, or any name
+    when it has no points.
     """
+    asked = requested.strip() if requested is not None else ""
     if points is None:
-        if requested is not None:
+        if asked:
             raise UnknownOperatingPointError(())
         return None
-    name = requested if requested is not None else points.default
-    if name not in points.points:
-        raise UnknownOperatingPointError(tuple(points.points))
+    if not asked:  # absent or empty: the model's default
+        return points.default
+    name = match_label(asked, tuple(points.points))  # as ?pathology=: case, spaces and underscores do not matter
+    if name is None:
+        raise UnknownOperatingPointError(tuple(points.points), suggest_label(asked, tuple(points.points)))
     return name
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI
@@ -32,6 +33,10 @@ Every response carries the `X-Disclaimer` header. Errors are `{{"detail": ..., "
 
 # One file part, a few text fields of at most 16 KiB (Starlette's defaults: 1,000 files and fields, 1 MiB each).
 FORM_LIMITS: Any = {"max_files": 1, "max_fields": 4, "max_part_size": 16 * 1024}  # FastAPI's TypedDict is private
+
+
+# python-multipart's warnings about malformed forms quote bytes of the body; nothing of an upload is logged.
+logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 class _DisclaimedFastAPI(FastAPI):
@@ -69,7 +74,8 @@ def create_app(settings: Settings | None = None, engine: InferenceEngine | None 
         backlog=service.backlog,
     )
     app.add_middleware(ApiKeyMiddleware, expected=settings.api_key)
-    app.add_middleware(MetricsMiddleware, telemetry=telemetry)
+    templates = [path for route in router.routes if isinstance(path := getattr(route, "path", None), str)]
+    app.add_middleware(MetricsMiddleware, telemetry=telemetry, templates=templates)
     app.include_router(router)
     install_pages(app)
     return app

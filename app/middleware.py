@@ -32,11 +32,21 @@ class DisclaimerMiddleware:
         await self.app(scope, receive, send_with_header)
 
 
+def route_label(scope: Scope, templates: frozenset[str]) -> str:
+    """The route template that served the request; for one answered before routing (admission, the API key), its
+    path when that is one of ``templates``; else ``unmatched``. Never a raw path, which could hold anything."""
+    route = getattr(scope.get("route"), "path", None)
+    if isinstance(route, str):
+        return route
+    return str(scope["path"]) if scope["path"] in templates else "unmatched"
+
+
 class MetricsMiddleware:
     """Counts requests by route template (never the raw path) and status, and times them."""
 
-    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
-        self.app, self.telemetry = app, telemetry
+    def __init__(self, app: ASGIApp, telemetry: Telemetry, templates: Iterable[str] = ()) -> None:
+        """``templates``: the application's route paths, for requests answered before routing (admission)."""
+        self.app, self.telemetry, self.templates = app, telemetry, frozenset(templates)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,9 +65,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, record_status)
         finally:
             self.telemetry.in_progress.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.telemetry.on_request(template, status["code"], time.perf_counter() - start)
+            self.telemetry.on_request(route_label(scope, self.templates), status["code"], time.perf_counter() - start)
 
 
 ACCESS_LOGGER = "chexnet.access"
@@ -124,9 +132,7 @@ class AccessLogMiddleware:
             self._log(scope, request_id, seen, (time.perf_counter() - start) * 1000)
 
     def _log(self, scope: Scope, request_id: str, seen: dict[str, int], ms: float) -> None:
-        route = getattr(scope.get("route"), "path", None)
-        if route is None:
-            route = scope["path"] if scope["path"] in self.templates else "unmatched"
+        route = route_label(scope, self.templates)
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         fields = {"request_id": request_id, "method": method, "route": route, "status": seen["status"],
                   "latency_ms": round(ms, 1), "bytes_in": seen["in"], "bytes_out": seen["out"]}  # fmt: skip

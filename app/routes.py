@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from app.admission import admission_of
-from app.errors import NotReadyError, UnknownPathologyError
+from app.errors import ClientClosedError, NotReadyError, UnknownPathologyError
 from app.findings import findings_fields, operating_points_card, resolve_point
 from app.overlay import render_overlay_png, render_panels_png
 from app.predictor import Inference
@@ -29,6 +29,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code 
 def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
+
+
+async def _still_wanted(request: Request) -> None:
+    """Raise ClientClosedError when the client has gone: its answer is not computed (nor its overlay drawn)."""
+    if await request.is_disconnected():
+        raise ClientClosedError()
 
 
 def _probabilities(result: Inference) -> dict[str, float]:
@@ -74,6 +80,7 @@ async def predict_image(
     info = service.engine.info
     point = resolve_point(info.operating_points, operating_point)  # before the upload is decoded
     prepared = await service.prepare(file)
+    await _still_wanted(request)
     result = await service.infer(prepared, with_cams=False, admission=admission_of(request.scope))
     return PredictResponse(
         probabilities=_probabilities(result),
@@ -120,8 +127,10 @@ async def explain_image(
     service = _service(request)
     overlay_side = None if format == "json" else service.settings.overlay_max_side
     prepared = await service.prepare(file, overlay_side)
+    await _still_wanted(request)
     result = await service.infer(prepared, with_cams=True, admission=admission_of(request.scope))
     assert result.cams is not None
+    await _still_wanted(request)
     if pathology == "all":
         if format == "json":
             return JSONResponse(

@@ -8,14 +8,13 @@ documents the scheme in OpenAPI.
 from __future__ import annotations
 
 import hmac
-import json
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import ApiError
+from app.errors import ApiError, error_response
 
 GUARDED_PATHS = frozenset({"/predict", "/gradcam", "/model", "/metrics"})
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed when CHEXNET_API_KEY is set")
@@ -49,7 +48,6 @@ class ApiKeyMiddleware:
         if key_matches(self.expected, supplied.decode("latin-1") if supplied is not None else None):
             await self.app(scope, receive, send)
             return
-        status, code, detail = _UNAUTHORIZED
-        headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"APIKey")]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps({"detail": detail, "code": code}).encode()})
+        # As admission's refusals: the API's error shape, and the connection closed so no body is waited for.
+        headers = {"WWW-Authenticate": "APIKey", "Connection": "close"}
+        await error_response(*_UNAUTHORIZED, headers)(scope, receive, send)

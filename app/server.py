@@ -128,18 +128,6 @@ def prepare_service(overrides: dict[str, Any], environ: Mapping[str, str] = os.e
         raise StartupError(f"cannot load the model: {exc}", EXIT_MODEL) from None
 
 
-# Connections beyond those admission can hold (queue + backlog) left for probes, /metrics and refusals.
-CONNECTION_HEADROOM = 32
-
-
-def connection_limit(settings: Settings) -> int:
-    """uvicorn's ``limit_concurrency``: a backstop behind admission (``app.admission``), which refuses first.
-
-    Beyond it uvicorn answers 503 itself, as plain text without the API's error shape.
-    """
-    return settings.queue_size + settings.upload_backlog + CONNECTION_HEADROOM
-
-
 def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[socket.socket]) -> int:
     """Serve on ``sockets`` until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish.
 
@@ -154,7 +142,9 @@ def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[soc
         access_log=False,  # app.middleware.AccessLogMiddleware writes one line per request instead
         timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
         server_header=False,
-        limit_concurrency=connection_limit(settings),
+        # No limit_concurrency: uvicorn counts open connections, so idle sockets alone would make every route,
+        # probes included, a plain-text 503. Admission (app.admission) sheds load from the headers instead; slow
+        # or idle connections before their headers are a fronting proxy's job (README, Reliability).
     )
     server = uvicorn.Server(config)
     logging.getLogger("uvicorn.error").addFilter(_NoExceptionText())

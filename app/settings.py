@@ -133,4 +133,10 @@ def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]
     """(name, closest known name or None) for each CHEXNET_* variable that no setting reads; values never read."""
     known = {f"CHEXNET_{field.upper()}" for field in Settings.model_fields} | OTHER_VARIABLES
     unknown = sorted(name for name in environ if name.upper().startswith("CHEXNET_") and name.upper() not in known)
-    return [(name, next(iter(difflib.get_close_matches(name.upper(), known, n=1)), None)) for name in unknown]
+    suffixes = {name.removeprefix("CHEXNET_"): name for name in known}  # compared without the shared prefix
+
+    def closest(name: str) -> str | None:
+        close = difflib.get_close_matches(name.upper().removeprefix("CHEXNET_"), list(suffixes), n=1)
+        return suffixes[close[0]] if close else None
+
+    return [(name, closest(name)) for name in unknown]

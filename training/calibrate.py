@@ -55,6 +55,7 @@ class CalibrateOptions:
     batch_size: int = 32
     workers: int = 0
     device: str = "auto"
+    overwrite: bool = False
 
 
 def reliability_path(out: Path) -> Path:
@@ -79,16 +80,29 @@ def _evaluation_options(options: CalibrateOptions) -> EvaluateOptions:
     )
 
 
+class CalibrateUsageError(ValueError):
+    """An option value that cannot work (the command line's exit status 2)."""
+
+
 def validate_calibrate_options(options: CalibrateOptions) -> None:
-    """Check the options before any image is read; raises ValueError / LabelTableError saying what to fix."""
-    validate_options(_evaluation_options(options))
-    choices = ("youden", specificity_point_name(options.specificity))
+    """Check the options before any image is read; raises CalibrateUsageError for a bad option value, and
+    ValueError / LabelTableError for data that cannot be used, each saying what to fix."""
+    try:
+        point = specificity_point_name(options.specificity)
+    except ValueError as exc:
+        raise CalibrateUsageError(f"--specificity: {exc}") from None
+    choices = ("youden", point)
     if options.default not in choices:
-        raise ValueError(f"--default must be one of {', '.join(choices)} (the points written), got {options.default!r}")
+        raise CalibrateUsageError(
+            f"--default must be one of {', '.join(choices)} (the points written), got {options.default!r}"
+        )
     if Path(options.out).resolve() == Path(options.checkpoint).resolve():
-        raise ValueError("--out must name a new file, not the checkpoint being calibrated")
+        raise CalibrateUsageError("--out must name a new file, not the checkpoint being calibrated")
     if options.out.suffix != ".pt":
-        raise ValueError(f"--out should be a checkpoint file ending in .pt, got {options.out.name}")
+        raise CalibrateUsageError(f"--out should be a checkpoint file ending in .pt, got {options.out.name}")
+    if options.out.exists() and not options.overwrite:
+        raise CalibrateUsageError(f"--out {options.out} exists: choose another file, or add --overwrite")
+    validate_options(_evaluation_options(options))
 
 
 def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: float) -> dict[str, Any]:

@@ -204,6 +204,7 @@ def _register_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
     p.add_argument("--split-list", type=Path, help="use only the image names listed in this file")
     p.add_argument("--out", type=Path, required=True, help="the new checkpoint (.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     _add_specificity(p, "chosen on these images")
     p.add_argument("--default", default="youden", help="the point /predict uses when none is asked for")
     p.add_argument(
@@ -224,13 +225,16 @@ def _register_calibrate(p: argparse.ArgumentParser) -> None:
 
 def _run_calibrate(args: argparse.Namespace) -> int:
     from models.errors import ModelContractError
-    from training.calibrate import CalibrateOptions, run_calibrate
+    from training.calibrate import CalibrateOptions, CalibrateUsageError, run_calibrate
     from training.dataset import UnreadableImageError
     from training.labels_table import LabelTableError
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
     try:
         return run_calibrate(CalibrateOptions(**options))
+    except CalibrateUsageError as exc:
+        print(f"chexnet calibrate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except UnreadableImageError as exc:
         print(f"chexnet calibrate: cannot read image {exc}", file=sys.stderr)
         return 1

@@ -126,6 +126,9 @@ class TrainConfig:
             specificity_point_name(self.specificity)
         except ValueError as exc:
             raise TrainConfigError(f"--specificity: {exc}") from None
+        blocker = next((p for p in (self.out, *self.out.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise TrainConfigError(f"--out {self.out}: {blocker} is a file, not a folder")
         held = existing_run_markers(self.out)
         if held and not (self.resume or self.overwrite):
             raise TrainConfigError(

@@ -231,8 +231,9 @@ def _finish_finished_run(config: TrainConfig, resume_point: Checkpoint, ctx: Dis
         write_history_files(config.out, resume_point.training_state["history"])
     done = epochs_done(resume_point)
     longer = "; a larger --epochs trains on" if config.scheduler == "plateau" else ""
+    epochs = f"{done} epoch" if done == 1 else f"{done} epochs"
     raise RunAlreadyFinishedError(
-        f"nothing to do: the run in {config.out} has finished {done} epochs (--epochs {config.epochs}){longer}; "
+        f"nothing to do: the run in {config.out} has finished {epochs} (--epochs {config.epochs}){longer}; "
         f"best checkpoint: {config.out / 'best.pt'}"
     )
 

@@ -174,6 +174,8 @@ def test_api_key_guards_model_routes_only() -> None:
         ):  # fmt: skip
             assert_error(response, 401, "unauthorized")
             assert "s3cret" not in response.text
+            assert response.headers["www-authenticate"] == "APIKey"
+            assert response.headers["connection"] == "close"  # no body is waited for
         good = {"X-API-Key": "s3cret-key"}
         assert client.post("/predict", files=upload(), headers=good).status_code == 200
         assert client.get("/model", headers=good).status_code == 200
@@ -206,7 +208,9 @@ def test_metrics_count_requests_by_route_and_scores() -> None:
         client.post("/predict", files=upload())
         client.post("/predict", files=upload(b"junk"))
         client.get("/no/such/path")
+        client.post("/gradcam", files=upload(b"\0" * (21 * 1024 * 1024)))  # refused by admission, before routing
         text = client.get("/metrics").text
+    assert 'chexnet_requests_total{route="/gradcam",status="413"} 1.0' in text
     assert 'chexnet_requests_total{route="/predict",status="200"} 1.0' in text
     assert 'chexnet_requests_total{route="/predict",status="415"} 1.0' in text
     assert 'chexnet_requests_total{route="unmatched",status="404"} 1.0' in text

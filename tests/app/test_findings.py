@@ -63,7 +63,17 @@ def test_another_point_by_name_and_an_unknown_one_before_the_upload_is_decoded()
     assert [f["above"] for f in body["findings"].values()] == [False] * 12 + [True] * 2  # 0.13, 0.14 >= 0.125
     assert {f["threshold"] for f in body["findings"].values()} == {0.125}
     error = assert_error(unknown, 422, "unknown_operating_point")
-    assert error["detail"] == "operating_point must be one of this model's operating points: youden, spec90"
+    assert error["detail"] == (
+        "unknown operating point; did you mean 'spec90'? operating_point must be one of this model's operating "
+        "points: youden, spec90"
+    )
+
+
+@pytest.mark.parametrize(("asked", "used"), [("Youden", "youden"), ("SPEC90", "spec90"), ("", "youden")])
+def test_point_names_match_as_pathology_names_do_and_empty_means_the_default(asked: str, used: str) -> None:
+    with client_for(FakeEngine(operating_points=fake_operating_points())) as client:
+        body = client.post(f"/predict?operating_point={asked}", files=upload()).json()
+    assert body["operating_point"]["name"] == used
 
 
 def test_a_temperature_is_applied_before_the_thresholds_and_probabilities_stay_raw() -> None:

@@ -20,7 +20,7 @@ import app.server
 import chexnet_cli
 from app.cli import FLAG_DEFAULTS
 from app.listen import AddressError, bind_sockets, close_sockets
-from app.server import CONNECTION_HEADROOM, EXIT_ADDRESS, EXIT_MODEL, check_unknown_variables, run_server
+from app.server import EXIT_ADDRESS, EXIT_MODEL, check_unknown_variables, run_server
 from app.settings import Settings
 from tests.app.fakes import FakeEngine
 from tests.conftest import FIXTURES
@@ -112,12 +112,23 @@ def test_sigterm_finishes_requests_in_flight(tiny_checkpoint: Path) -> None:
             httpx.get(f"{server.url}/healthz", timeout=2)
 
 
-def test_uvicorn_backstop_is_queue_plus_backlog_plus_headroom(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uvicorn_writes_no_access_log_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     configs: list[uvicorn.Config] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: configs.append(self.config))
     assert run_server(Settings(queue_size=10, upload_backlog=5), FakeEngine(), sockets=[]) == 0
-    assert [c.limit_concurrency for c in configs] == [10 + 5 + CONNECTION_HEADROOM]
     assert [c.access_log for c in configs] == [False]  # app.middleware.AccessLogMiddleware logs requests instead
+
+
+def test_idle_connections_do_not_make_the_probes_503(tiny_checkpoint: Path) -> None:
+    """uvicorn's limit_concurrency counted idle sockets: 40 of them (over queue 1 + backlog 1 + 32) took /readyz."""
+    with running_server(tiny_checkpoint, CHEXNET_QUEUE_SIZE="1", CHEXNET_UPLOAD_BACKLOG="1") as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(40)]
+        try:
+            assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        finally:
+            for sock in idle:
+                sock.close()
 
 
 def test_unreadable_checkpoint_exits_1_with_one_line(
@@ -141,8 +152,12 @@ def test_unreadable_checkpoint_exits_1_with_one_line(
 
 def test_unknown_variable_is_a_warning_without_its_value(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        check_unknown_variables({"CHEXNET_MAX_WAIT": "7", "CHEXNET_PORT": "1", "CHEXNET_FUZZ": "long", "HOME": "/"})
-    assert caplog.messages == ["ignoring unknown settings: CHEXNET_MAX_WAIT (did you mean CHEXNET_MAX_WAIT_MS?)"]
+        check_unknown_variables(
+            {"CHEXNET_MAX_WAIT": "7", "CHEXNET_FOO": "x", "CHEXNET_PORT": "1", "CHEXNET_FUZZ": "long", "HOME": "/"}
+        )
+    assert caplog.messages == [
+        "ignoring unknown settings: CHEXNET_FOO, CHEXNET_MAX_WAIT (did you mean CHEXNET_MAX_WAIT_MS?)"
+    ]  # no suggestion when nothing is close (CHEXNET_FOO is not a near miss of CHEXNET_PORT)
 
 
 def test_unknown_variable_is_named_with_a_suggestion_and_strict_mode_refuses_it() -> None:
@@ -266,3 +281,24 @@ def test_serve_log_level_after_the_command_reaches_the_settings(
     monkeypatch.setenv("CHEXNET_LOG_LEVEL", "ERROR")
     assert chexnet_cli.main(["serve", "--port", str(busy_port), "--log-level", "WARNING"]) == 3
     assert root.level == logging.WARNING
+
+
+def test_a_client_that_leaves_before_inference_is_not_computed(tiny_checkpoint: Path) -> None:
+    xray = (FIXTURES / "00000075_000.png").read_bytes()
+    head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
+    body = head + xray + b"\r\n--b--\r\n"
+    with running_server(tiny_checkpoint) as server:
+        before = httpx.get(f"{server.url}/metrics", timeout=10).text
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            request = (
+                f"POST /gradcam HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            sock.sendall(request.encode() + body)  # and leave at once, before any answer
+        deadline = time.monotonic() + 30
+        while 'route="/gradcam",status="499"' not in (text := httpx.get(f"{server.url}/metrics", timeout=10).text):
+            assert time.monotonic() < deadline, "the disconnect was never recorded"
+            time.sleep(0.05)
+    batches = [line for line in text.splitlines() if line.startswith("chexnet_batch_size_count")]
+    assert batches == [line for line in before.splitlines() if line.startswith("chexnet_batch_size_count")]

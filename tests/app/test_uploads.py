@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import MULTIPLE_FILES_MESSAGE
+from app.errors import BAD_FORM_MESSAGE, MULTIPLE_FILES_MESSAGE
 from tests.app.fakes import FakeEngine, client_for
 from tests.app.test_api import XRAY, assert_error
 
@@ -34,7 +34,7 @@ def test_many_text_fields_are_refused_by_the_form_limits() -> None:
         fields = [(f"f{i}", (None, b"x")) for i in range(5)]
         response = client.post("/predict", files=[("file", ("a.png", XRAY, "image/png")), *fields])
     body = assert_error(response, 400, "bad_request")
-    assert body["detail"] == "Too many fields. Maximum number of fields is 4."
+    assert body["detail"] == BAD_FORM_MESSAGE
 
 
 @pytest.mark.parametrize("media_type", ["MULTIPART/FORM-DATA", "Multipart/Form-Data", " multipart/form-data"])

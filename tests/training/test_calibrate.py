@@ -86,6 +86,7 @@ def test_calibrate_without_temperature_and_with_another_specificity(
         (["--default", "spec95"], "--default must be one of youden, spec90 (the points written), got 'spec95'"),
         (["--specificity", "1.2"], "--specificity: specificity must lie strictly between 0 and 1, got 1.2"),
         (["--out", "SAME"], "--out must name a new file, not the checkpoint being calibrated"),
+        (["--out", "EXISTING"], "--out EXISTING exists: choose another file, or add --overwrite"),
     ],
 )
 def test_bad_options_are_refused_before_any_image_is_read(
@@ -94,11 +95,15 @@ def test_bad_options_are_refused_before_any_image_is_read(
     labels = tmp_path / "labels.csv"
     labels.write_text("Image Index,Finding Labels,Patient ID\n")  # no images at all: nothing may be read
     (tmp_path / "images").mkdir()
-    args = [str(tiny_checkpoint) if a == "SAME" else a for a in args]
+    existing = tmp_path / "existing.pt"
+    existing.write_bytes(b"a checkpoint someone pinned")
+    args = [str(tiny_checkpoint) if a == "SAME" else str(existing) if a == "EXISTING" else a for a in args]
+    message = message.replace("EXISTING", str(existing))
     out = [] if "--out" in args else ["--out", str(tmp_path / "new.pt")]
     code = main(
         ["calibrate", "--checkpoint", str(tiny_checkpoint), "--images", str(tmp_path / "images"), "--labels",
          str(labels), *out, *args]
     )  # fmt: skip
-    assert code == 1
+    assert code == 2  # usage (README, exit status)
     assert capsys.readouterr().err == f"chexnet calibrate: {message}\n"
+    assert existing.read_bytes() == b"a checkpoint someone pinned"

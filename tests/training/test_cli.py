@@ -196,6 +196,21 @@ def test_train_refuses_a_folder_that_holds_a_run(tmp_path: Path, capsys: pytest.
     assert (tmp_path / "run" / "best.pt").read_bytes() == b"someone's model"
 
 
+@pytest.mark.parametrize("where", ["run", "run/sub"])
+def test_train_refuses_an_out_that_is_or_lies_under_a_file(
+    tmp_path: Path, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = small_run(tmp_path)
+    (tmp_path / "run").write_text("the labels, say")
+    args[args.index("--out") + 1] = str(tmp_path / where)
+    assert main([*args, "--overwrite"]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"chexnet train: --out {tmp_path / where}: {tmp_path / 'run'} is a file, not a folder\n"
+    )
+    assert (tmp_path / "run").read_text() == "the labels, say"
+
+
 def test_resume_and_overwrite_exclude_each_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*small_run(tmp_path), "--resume", "--overwrite"])
@@ -246,7 +261,7 @@ def test_train_names_the_model_writes_curves_and_resumes_or_overwrites(
 
     assert main([*args, "--resume"]) == 0
     assert capsys.readouterr().out == (
-        f"chexnet train: nothing to do: the run in {out} has finished 1 epochs (--epochs 1); a larger --epochs "
+        f"chexnet train: nothing to do: the run in {out} has finished 1 epoch (--epochs 1); a larger --epochs "
         f"trains on; best checkpoint: {out / 'best.pt'}\n"
     )
 

@@ -139,7 +139,7 @@ def test_resume_of_a_finished_run_rewrites_its_metrics_and_says_there_is_nothing
     with caplog.at_level(logging.INFO), pytest.raises(RunAlreadyFinishedError) as finished:
         run_training(config_for(squares, tmp_path, epochs=1, resume=True))
     assert str(finished.value) == (
-        f"nothing to do: the run in {tmp_path} has finished 1 epochs (--epochs 1); a larger --epochs trains on; "
+        f"nothing to do: the run in {tmp_path} has finished 1 epoch (--epochs 1); a larger --epochs trains on; "
         f"best checkpoint: {tmp_path / 'best.pt'}"
     )
     assert not [m for m in caplog.messages if "resuming" in m or "training on" in m]  # no data was read
