@@ -148,8 +148,8 @@ def render_markdown(results: dict[str, Any], json_name: str) -> str:
         "## Stages of one /gradcam request (best-of ms, batch of one, in this process)",
         "",
         "ours: `decode_image`, `eval_tensor`, `forward_features`+`forward_head`, `gradcam_maps` (14 maps, no "
-        "backward), `overlay_rgb`, `encode_png`. seed: `seed_server` functions; its Grad-CAM row is a forward "
-        "plus a backward with hooks.",
+        "backward), `overlay_base` + `blend_cam`, `encode_png`. seed: `seed_server` functions; its Grad-CAM row "
+        "is a forward plus a backward with hooks.",
         "",
         *_stage_table(results["stages_ms"]),
         "",
