@@ -30,7 +30,7 @@ test: lint
 
 # The decoder's long fuzz run (thousands of random and mutated PNG/JPEG/DICOM files); make test runs a short one.
 fuzz: $(STAMP)
-	CHEXNET_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/test_decoder_fuzz.py
+	CHEXNET_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/imaging/test_decoder_fuzz.py
 
 # The README's screenshots, docs/upload-page.png and docs/docs-page.png: headless Chromium (apt-get install chromium
 # chromium-driver) on the demo model, after scoring the bundled sample X-ray.

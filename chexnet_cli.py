@@ -1,6 +1,7 @@
 """The ``chexnet`` command: one entry point whose subcommands live with their side of the house.
 
-``train``, ``evaluate``, ``predict`` and ``import`` are registered by ``training.cli``; ``serve`` by ``app.cli``.
+``train``, ``evaluate``, ``predict`` and ``import`` are registered by ``training.cli``; ``serve`` by
+``app.runtime.cli``.
 Each side only touches argparse here and imports its heavy modules when its subcommand runs, so
 ``chexnet serve`` works without the training extras and ``chexnet train`` without a web stack.
 
@@ -16,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import app.cli
+import app.runtime.cli
 import training.cli
 from models import __version__
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     training.cli.register(commands)
-    app.cli.register(commands)
+    app.runtime.cli.register(commands)
     for command in commands.choices.values():
         # SUPPRESS: when absent after the command, the value given before it (or None) stays
         command.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, help=LOG_LEVEL_HELP)

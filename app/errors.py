@@ -15,7 +15,7 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.input_errors import InputError, UnsupportedFormatError
+from models.imaging.errors import InputError, UnsupportedFormatError
 from models.labels import PATHOLOGIES
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ NOT_A_FILE_MESSAGE = (
 class ApiError(HTTPException):
     """An error the API reports as is: status, machine code, message for a person, optional headers.
 
-    A FastAPI ``HTTPException`` so that one raised while the body is read (``app.admission``) reaches the handler
+    A FastAPI ``HTTPException`` so that one raised while the body is read (``app.guards.admission``) reaches the handler
     as itself: FastAPI turns any other exception during body parsing into a generic 400.
     """
 

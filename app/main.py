@@ -8,16 +8,16 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.admission import AdmissionMiddleware
 from app.errors import install_error_handlers
-from app.middleware import AccessLogMiddleware, DisclaimerMiddleware, MetricsMiddleware
+from app.guards.admission import AdmissionMiddleware
+from app.guards.api_key import ApiKeyMiddleware
+from app.guards.middleware import AccessLogMiddleware, DisclaimerMiddleware, MetricsMiddleware
+from app.guards.telemetry import Telemetry
+from app.inference.predictor import InferenceEngine, Predictor
 from app.pages import install_pages
-from app.predictor import InferenceEngine, Predictor
 from app.routes import router
-from app.security import ApiKeyMiddleware
 from app.service import Service
 from app.settings import DISCLAIMER, Settings
-from app.telemetry import Telemetry
 from models import __version__
 
 DESCRIPTION = f"""**{DISCLAIMER}**

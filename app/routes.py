@@ -7,13 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.admission import admission_of
+from app.encoding.findings import findings_fields, operating_points_card, resolve_point
+from app.encoding.overlay import render_overlay_png, render_panels_png
 from app.errors import ClientClosedError, NotReadyError, UnknownPathologyError
-from app.findings import findings_fields, operating_points_card, resolve_point
-from app.overlay import render_overlay_png, render_panels_png
-from app.predictor import Inference
+from app.guards.admission import admission_of
+from app.guards.api_key import check_api_key
+from app.inference.predictor import Inference
 from app.schemas import ErrorBody, GradcamAllJson, GradcamJson, Health, ModelCard, PredictResponse
-from app.security import check_api_key
 from app.service import Service
 from app.settings import DISCLAIMER
 from app.uploads import require_one_file

@@ -11,15 +11,15 @@ from typing import TypeVar
 import torch
 from fastapi import FastAPI, UploadFile
 
-from app.admission import Admission, Backlog
 from app.errors import NotReadyError
-from app.pipeline import PreparedImage, decode_limits, prepare_image
-from app.predictor import Inference, InferenceEngine
+from app.guards.admission import Admission, Backlog
+from app.guards.telemetry import Telemetry
+from app.inference.decode import PreparedImage, decode_limits, prepare_image
+from app.inference.predictor import Inference, InferenceEngine
+from app.inference.threads import decode_executor
 from app.settings import Settings
-from app.telemetry import Telemetry
-from app.threads import decode_executor
-from models.imaging import DecodeLimits
-from models.input_errors import InvalidImageError
+from models.imaging.decoder import DecodeLimits
+from models.imaging.errors import InvalidImageError
 from models.preprocessing import PreprocessSpec
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Service:
         self._warm = False
         self.backlog = Backlog(settings.upload_backlog)  # admitted requests outside the model's queue
         self._decode_slots = asyncio.Semaphore(settings.decode_concurrency)
-        self._decoder = decode_executor(settings.decode_concurrency)  # one torch thread each (app.threads)
+        self._decoder = decode_executor(settings.decode_concurrency)  # one torch thread each (app.inference.threads)
         if hasattr(engine, "observer"):
             engine.observer = telemetry
 
@@ -48,14 +48,14 @@ class Service:
     async def prepare(self, upload: UploadFile, overlay_side: int | None = None) -> PreparedImage:
         """Read the upload and decode + preprocess it in the bounded pool (its bytes are read there too).
 
-        Admission (``app.admission``) has already refused what the headers alone could refuse.
+        Admission (``app.guards.admission``) has already refused what the headers alone could refuse.
         """
         return await self.run_bounded(_read_and_prepare, upload, self.engine.info.spec, self.limits, overlay_side)
 
     async def run_bounded(self, work: Callable[..., T], *args: object) -> T:
         """Run CPU work (decode, preprocess, overlay rendering) in the bounded pool, one slot per call.
 
-        At most ``decode_concurrency`` run at once, each on a thread with one torch thread (app.threads).
+        At most ``decode_concurrency`` run at once, each on a thread with one torch thread (app.inference.threads).
         """
         async with self._decode_slots:
             return await asyncio.get_running_loop().run_in_executor(self._decoder, work, *args)

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.threads import available_cores, default_decode_workers
+from app.inference.threads import available_cores, default_decode_workers
 from models.bundled import DEMO_CHECKPOINT
 
 MIB = 1024 * 1024

@@ -24,14 +24,14 @@ import torch
 from app.backends import InferenceBackend
 from app.backends.openvino_backend import compile_backend, export_ir, shared_core
 from app.backends.torch_backend import TorchBackend
-from app.threads import available_cores
+from app.inference.threads import available_cores
 from models.bundled import DEMO_CHECKPOINT
 from models.checkpoint import Checkpoint, load_checkpoint
-from models.imaging import decode_image
+from models.imaging.decoder import decode_image
 from models.preprocessing import eval_tensor
-from training.labels_table import LabelTable, read_label_table
-from training.metrics import mean_auroc, per_class_auroc
-from training.splits import indices_of, read_name_list, split_by_patient
+from training.data.label_tables import LabelTable, read_label_table
+from training.data.splits import indices_of, read_name_list, split_by_patient
+from training.scoring.metrics import mean_auroc, per_class_auroc
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 16  # the service's default largest batch

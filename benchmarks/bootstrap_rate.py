@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.bootstrap_rate --images 500 --resamples 1000
 
-Prints resamples per second. tests/training/test_metrics.py checks that the bootstrap is vectorised (one call per
-class, whatever the number of resamples); the rate it buys is measured here, not asserted by a test.
+Prints resamples per second. tests/training/scoring/test_metrics.py checks that the bootstrap is vectorised (one call
+per class, whatever the number of resamples); the rate it buys is measured here, not asserted by a test.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from training.metrics import bootstrap_ci
+from training.scoring.metrics import bootstrap_ci
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from app.backends.openvino_backend import LogitsAndFeatures, shared_core
-from models.imaging import DecodeLimits, decode_image
+from models.imaging.decoder import DecodeLimits, decode_image
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec, eval_tensor
 

@@ -9,7 +9,7 @@ Prints the best of ``--repeat`` decodes in milliseconds, whether each plugin's p
 (lossless syntaxes), and the codestream size.  Needs python-gdcm; other plugins are timed when installed.
 
 Known gap: GDCM's encoder writes 12-bit JPEG extended (.51) with a 16-bit frame precision, which every decoder
-rightly rejects ("failed" rows).  The .51 figure in the commit (GDCM read directly, as models/dicom_codecs.py
+rightly rejects ("failed" rows).  The .51 figure in the commit (GDCM read directly, as models/imaging/dicom_codecs.py
 does, 30 ms, equal to libjpeg-turbo) came from a codestream made by imagecodecs.jpeg8_encode(bitspersample=12).
 """
 

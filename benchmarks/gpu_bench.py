@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from app.threads import available_cores
+from app.inference.threads import available_cores
 from benchmarks import gpu_measure, gpu_serve
 from benchmarks.loadgen import SAMPLE_IMAGE
 from benchmarks.report import machine_info, versions

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from app.backends.torch_backend import TorchBackend
-from app.pipeline import prepare_image
-from app.threads import DECODE_TORCH_THREADS
-from models.imaging import DecodeLimits
+from app.inference.decode import prepare_image
+from app.inference.threads import DECODE_TORCH_THREADS
+from models.imaging.decoder import DecodeLimits
 from models.network import CheXNet
 from models.preprocessing import PreprocessSpec
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import torch
 
-from app.threads import available_cores
+from app.inference.threads import available_cores
 from benchmarks.loadgen import SAMPLE_IMAGE, LoadRecord, LoadSpec, percentile, record_load
 from benchmarks.processes import chexnet_command, process_cpu_s, running_server
 from models.checkpoint import Checkpoint, save_checkpoint

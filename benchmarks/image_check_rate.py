@@ -12,7 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
-from training.image_check import find_unreadable
+from training.data.image_check import find_unreadable
 
 
 def main() -> None:

@@ -23,13 +23,13 @@ import torchxrayvision as xrv
 from PIL import Image
 
 from models.bundled import SAMPLE_XRAY
-from models.imaging import decode_image
+from models.imaging.decoder import decode_image
 from models.labels import PATHOLOGIES
 from models.network import CheXNet
 from models.preprocessing import eval_tensor
 from tests.training.import_sources import arnoweng_network, write_arnoweng_file, xrv_network
-from training.import_xrv import XRV_SPEC, XRV_WEIGHTS
-from training.importers import ImportRequest, import_checkpoint
+from training.import_weights import ImportRequest, import_checkpoint
+from training.importers.xrv import XRV_SPEC, XRV_WEIGHTS
 
 CUTS = {
     "1024x1024": (slice(None), slice(None)),

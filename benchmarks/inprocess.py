@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from torchvision.models import DenseNet121_Weights
 
-from app.overlay import blend_cam, crop_box, encode_png, overlay_base
+from app.encoding.overlay import blend_cam, crop_box, encode_png, overlay_base
 from app.settings import Settings
 from benchmarks import seed_server
 from models.gradcam import gradcam_maps, normalise_maps
-from models.imaging import decode_image
+from models.imaging.decoder import decode_image
 from models.network import CheXNet
 from models.preprocessing import PreprocessSpec, center_crop_geometry, eval_tensor
 

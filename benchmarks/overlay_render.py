@@ -2,7 +2,7 @@
 
     python -m benchmarks.overlay_render [--repeat 20] [--max-side 1024]
 
-Used to choose how app/overlay.py draws and encodes (see its docstring).  Prints the median of ``--repeat``
+Used to choose how app/encoding/overlay.py draws and encodes (see its docstring).  Prints the median of ``--repeat``
 runs in milliseconds for: scaling the image to the overlay size, colouring + blending the map, the PNG encode,
 the whole overlay, ``pathology=all`` (14 panels), and the float64 full-size drawing this replaced; then each
 encoder option on the same overlay, with its size.  Times on a shared CPU are noisy: compare within one run.
@@ -22,10 +22,10 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from app import overlay
+from app.encoding import overlay
 from models.bundled import SAMPLE_XRAY
 from models.gradcam import cam_on_image
-from models.imaging import decode_image
+from models.imaging.decoder import decode_image
 from models.preprocessing import PreprocessSpec, center_crop_geometry
 
 

@@ -3,7 +3,7 @@
     python -m benchmarks.request_memory [--megapixels 20]
 
 Each case runs in a fresh process, which decodes one synthetic image of ``--megapixels`` and builds the model
-input (224 px spec) and the 1024 px overlay base, exactly as ``app.pipeline.prepare_image`` does; the process's
+input (224 px spec) and the 1024 px overlay base, exactly as ``app.inference.decode.prepare_image`` does; the process's
 peak resident memory (VmHWM) minus its resident memory just before is divided by the pixel count. The
 largest of these is the per-pixel constant README's memory bound uses. Files are flat or smooth, so they are
 small on disk, like a decompression bomb within the pixel cap.
@@ -63,8 +63,8 @@ def measure_one(kind: str, megapixels: float) -> dict[str, float]:
     """In this process: the peak resident growth of preparing one image of ``kind``."""
     import torch
 
-    from app.pipeline import prepare_image
-    from models.imaging import DecodeLimits
+    from app.inference.decode import prepare_image
+    from models.imaging.decoder import DecodeLimits
     from models.preprocessing import PreprocessSpec
 
     torch.set_num_threads(1)

@@ -37,11 +37,11 @@ from torch.utils.data import DataLoader
 
 from benchmarks.processes import process_cpu_s, system_busy_s
 from benchmarks.report import machine_info, versions
-from models.imaging import decode_image, read_image_bytes
+from models.imaging.decoder import decode_image, read_image_bytes
 from models.network import build_network
 from models.preprocessing import PreprocessSpec, resized_gray, train_tensor
-from training.dataset import EpochSampler, XrayDataset, checked, collate_or_failure
-from training.image_cache import ResizedImageCache
+from training.data.dataset import EpochSampler, XrayDataset, checked, collate_or_failure
+from training.data.image_cache import ResizedImageCache
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDERS = (REPO.parent / "shared/data/nih-sample/fullres", REPO.parent / "shared/data/nih-sample/images")

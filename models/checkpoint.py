@@ -12,16 +12,15 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
 from models import __version__
 from models.errors import CheckpointError
+from models.files import write_atomically
 from models.labels import PATHOLOGIES
 from models.network import CheXNet, build_network
 from models.operating_points import OperatingPoints
@@ -83,34 +82,6 @@ class Checkpoint:
         if self.operating_points is not None:
             payload["operating_points"] = self.operating_points.to_dict()
         return payload
-
-
-def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
-    """Write a file so that a crash or ``kill -9`` at any moment leaves the old file or the new one, whole.
-
-    ``write`` fills a temporary file in the same folder; it is flushed to disk, then renamed over ``path`` (an
-    atomic step), and the folder is synced so the rename survives a power cut too. A killed writer leaves only a
-    hidden ``.NAME.*.tmp`` beside the file.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a container's non-root user must read mounted checkpoints
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return target
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
@@ -178,15 +149,6 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         ),
         sha256=digest,
     )
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def initial_network(init: str) -> tuple[CheXNet, PreprocessSpec | None]:

@@ -163,7 +163,7 @@ def resized_gray(spec: PreprocessSpec, gray: np.ndarray) -> np.ndarray:
 
     ``eval_tensor``, ``train_tensor`` and ``tencrop_tensor`` of the result equal those of ``gray`` exactly (the
     resized image is a fixed point of ``resized_hw``, so they skip the resize), which is what lets training keep
-    resized images in a cache (``training/image_cache.py``).  Raises ValueError for a ``crop_first`` spec.
+    resized images in a cache (``training/data/image_cache.py``).  Raises ValueError for a ``crop_first`` spec.
     """
     _require_resize_first(spec, "a resized-image cache")
     size = resized_hw(spec, *gray.shape)

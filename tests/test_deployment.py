@@ -389,7 +389,7 @@ def test_dockerignore_excludes(path: str) -> None:
         "chexnet_cli.py",
         "models/__init__.py",
         "models/bundled/chexnet-demo.pt",
-        "app/cli.py",
+        "app/runtime/cli.py",
         "app/static/index.html",
         "training/cli.py",
     ],

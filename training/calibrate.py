@@ -2,8 +2,8 @@
 images, and write them into a new checkpoint.
 
 checkpoint + images + labels [+ split list] -> raw probabilities (the evaluation path, no TTA) -> optional
-temperature T (``training.calibration``) -> ``youden`` and ``specNN`` thresholds on sigmoid(logit(p) / T)
-(``training.operating_points``) -> the same checkpoint with a new ``operating_points`` section -> OUT.
+temperature T (``training.scoring.temperature``) -> ``youden`` and ``specNN`` thresholds on sigmoid(logit(p) / T)
+(``training.scoring.thresholds``) -> the same checkpoint with a new ``operating_points`` section -> OUT.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from models.operating_points import (
     apply_temperature,
     specificity_point_name,
 )
-from training.calibration import RELIABILITY_BINS, TEMPERATURE_BOUNDS, binary_nll, fit_temperature, reliability_bins
 from training.evaluate import (
     EvaluateOptions,
     checkpoint_probabilities,
@@ -31,12 +30,19 @@ from training.evaluate import (
     load_evaluation_table,
     validate_options,
 )
-from training.evaluation_report import print_report
-from training.metrics import auroc_report, mean_auroc, per_class_average_precision
-from training.operating_points import choose_operating_points
-from training.point_table import print_chosen_points
-from training.provenance import command_line
-from training.reliability_plot import draw_reliability_diagram
+from training.reports.evaluation import print_report
+from training.reports.point_table import print_chosen_points
+from training.reports.provenance import command_line
+from training.reports.reliability_plot import draw_reliability_diagram
+from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.scoring.temperature import (
+    RELIABILITY_BINS,
+    TEMPERATURE_BOUNDS,
+    binary_nll,
+    fit_temperature,
+    reliability_bins,
+)
+from training.scoring.thresholds import choose_operating_points
 
 logger = logging.getLogger(__name__)
 

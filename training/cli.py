@@ -119,13 +119,13 @@ def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from models.errors import ModelContractError
-    from training.config import TrainConfig, TrainConfigError
-    from training.dataset import UnreadableImageError
-    from training.engine import NonFiniteLossError
-    from training.image_check import UnreadableImagesError
-    from training.labels_table import LabelTableError
-    from training.resume import RunAlreadyFinishedError
-    from training.run import run_training
+    from training.data.dataset import UnreadableImageError
+    from training.data.image_check import UnreadableImagesError
+    from training.data.label_tables import LabelTableError
+    from training.loop.config import TrainConfig, TrainConfigError
+    from training.loop.epochs import NonFiniteLossError
+    from training.loop.resume import RunAlreadyFinishedError
+    from training.train import run_training
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
     try:
@@ -177,9 +177,9 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from models.errors import ModelContractError
-    from training.dataset import UnreadableImageError
+    from training.data.dataset import UnreadableImageError
+    from training.data.label_tables import LabelTableError
     from training.evaluate import EvaluateOptions, run_evaluate
-    from training.labels_table import LabelTableError
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
     try:
@@ -226,8 +226,8 @@ def _register_calibrate(p: argparse.ArgumentParser) -> None:
 def _run_calibrate(args: argparse.Namespace) -> int:
     from models.errors import ModelContractError
     from training.calibrate import CalibrateOptions, CalibrateUsageError, run_calibrate
-    from training.dataset import UnreadableImageError
-    from training.labels_table import LabelTableError
+    from training.data.dataset import UnreadableImageError
+    from training.data.label_tables import LabelTableError
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
     try:
@@ -262,7 +262,7 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
 def _run_predict(args: argparse.Namespace) -> int:
     from models.bundled import DEMO_CHECKPOINT
     from models.errors import ModelContractError
-    from training.config import resolve_device
+    from models.files import resolve_device
     from training.predict import collect_images, predict_files, write_predictions_csv
 
     try:
@@ -315,7 +315,7 @@ def _register_import(p: argparse.ArgumentParser) -> None:
 
 def _run_import(args: argparse.Namespace) -> int:
     from models.errors import ModelContractError
-    from training.importers import ImportRequest, run_import
+    from training.import_weights import ImportRequest, run_import
 
     if args.out.exists() and not args.overwrite:
         print(f"chexnet import: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)

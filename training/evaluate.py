@@ -4,7 +4,7 @@ checkpoint or a predictions CSV.
 With a checkpoint, each image goes through the shared preprocessing (``image_to_gray`` -> ``eval_tensor``, or
 ``tencrop_tensor`` averaging the 10 crops' sigmoid probabilities). Writes ``metrics.json``,
 ``predictions.csv`` and ``roc.png`` to the output folder and prints a per-class table, then the operating points
-chosen on this data (``training.operating_points``), and, for a checkpoint that carries operating points, how its
+chosen on this data (``training.scoring.thresholds``), and, for a checkpoint that carries operating points, how its
 stored thresholds do here.
 """
 
@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models.checkpoint import Checkpoint, load_checkpoint
-from models.input_errors import InputError
+from models.files import resolve_device
+from models.imaging.errors import InputError
 from models.labels import PATHOLOGIES
 from models.operating_points import (
     DEFAULT_SPECIFICITY,
@@ -33,29 +34,28 @@ from models.operating_points import (
     specificity_point_name,
 )
 from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
-from training.config import resolve_device
-from training.dataset import DecodeFailure, UnreadableImageError, collate_readable, load_gray
-from training.evaluation_report import fmt, metrics_document, print_report, write_predictions
-from training.image_check import (
+from training.data.dataset import DecodeFailure, UnreadableImageError, collate_readable, load_gray
+from training.data.image_check import (
     UNREADABLE_LIST,
     UnreadableImage,
     drop_unreadable,
     read_unreadable_list,
     write_unreadable_list,
 )
-from training.labels_table import (
+from training.data.label_tables import (
     MAX_NAMED,
     LabelTable,
     LabelTableError,
     check_images_exist,
     read_label_table,
 )
-from training.metrics import auroc_report, mean_auroc, per_class_average_precision
-from training.operating_points import choose_operating_points, stored_points_on
-from training.point_table import print_chosen_points, print_point_table
-from training.provenance import command_line
-from training.roc_plot import draw_roc_curves
-from training.splits import indices_of, read_name_list
+from training.data.splits import indices_of, read_name_list
+from training.reports.evaluation import fmt, metrics_document, print_report, write_predictions
+from training.reports.point_table import print_chosen_points, print_point_table
+from training.reports.provenance import command_line
+from training.reports.roc_plot import draw_roc_curves
+from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.scoring.thresholds import choose_operating_points, stored_points_on
 
 logger = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models.checkpoint import load_checkpoint
-from models.imaging import SNIFF_BYTES, sniff_format
-from models.input_errors import InputError
+from models.imaging.decoder import SNIFF_BYTES, sniff_format
+from models.imaging.errors import InputError
 from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec, eval_tensor
-from training.dataset import DecodeFailure, collate_readable, load_gray
+from training.data.dataset import DecodeFailure, collate_readable, load_gray
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ never code: nothing here unpickles or executes what it reads.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -17,17 +16,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from models.files import file_sha256
+
 logger = logging.getLogger(__name__)
 
 CACHE_FOLDER = ".chexnet-cache"
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _writable_folder(folder: Path, private: bool = False) -> bool:
@@ -69,7 +62,7 @@ class ExportCache:
         """True when every file exists and has the digest its manifest records."""
         try:
             recorded = json.loads(self.manifest.read_text())
-            return all(recorded.get(s) == file_digest(self.path(s)) for s in self.suffixes)
+            return all(recorded.get(s) == file_sha256(self.path(s)) for s in self.suffixes)
         except (OSError, ValueError, AttributeError):
             return False
 
@@ -78,7 +71,7 @@ class ExportCache:
         with tempfile.TemporaryDirectory(prefix=".export-", dir=self.folder) as tmp:
             stem = Path(tmp) / self.key
             write(stem)
-            digests = {s: file_digest(stem.with_name(f"{stem.name}.{s}")) for s in self.suffixes}
+            digests = {s: file_sha256(stem.with_name(f"{stem.name}.{s}")) for s in self.suffixes}
             self.manifest.unlink(missing_ok=True)  # a reader never sees the old manifest beside new files
             for suffix in self.suffixes:
                 os.replace(stem.with_name(f"{stem.name}.{suffix}"), self.path(suffix))

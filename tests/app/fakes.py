@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from fastapi.testclient import TestClient
 
+from app.inference.predictor import Inference, ModelInfo
 from app.main import create_app
-from app.predictor import Inference, ModelInfo
 from app.settings import Settings
 from models.labels import PATHOLOGIES
 from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints

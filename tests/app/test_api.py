@@ -274,9 +274,9 @@ def test_unknown_pathology_lists_the_names_and_suggests_one() -> None:
 
 
 def test_out_of_memory_while_decoding_is_503_and_the_service_keeps_serving(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.pipeline
+    import app.inference.decode
 
-    real_decode = app.pipeline.decode_image
+    real_decode = app.inference.decode.decode_image
     calls = {"n": 0}
 
     def decode_once_out_of_memory(*args: object) -> object:
@@ -285,7 +285,7 @@ def test_out_of_memory_while_decoding_is_503_and_the_service_keeps_serving(monke
             raise MemoryError
         return real_decode(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(app.pipeline, "decode_image", decode_once_out_of_memory)
+    monkeypatch.setattr(app.inference.decode, "decode_image", decode_once_out_of_memory)
     with client_for(FakeEngine()) as client:
         response = client.post("/predict", files=upload())
         body = assert_error(response, 503, "out_of_memory")

@@ -19,9 +19,9 @@ from app.main import create_app
 from app.settings import Settings
 from tests.app.fakes import FakeEngine, client_for
 from tests.conftest import FIXTURES
-from tests.models.test_dicom import make_dicom
-from tests.models.test_dicom_codecs import encapsulated
-from tests.models.test_raster import mpo, png_16
+from tests.models.imaging.test_dicom import make_dicom
+from tests.models.imaging.test_dicom_codecs import encapsulated
+from tests.models.imaging.test_raster import mpo, png_16
 from training.predict import predict_files
 
 

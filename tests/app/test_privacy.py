@@ -18,7 +18,7 @@ from app.settings import Settings
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.network import build_network
 from tests.conftest import TINY_SPEC
-from tests.models.test_dicom import PATIENT_ID, PATIENT_NAME, make_dicom
+from tests.models.imaging.test_dicom import PATIENT_ID, PATIENT_NAME, make_dicom
 
 HOME = "/home/alice-radiology/st-elsewhere-share"
 PROVENANCE = {

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from app.threads import available_cores
+from app.inference.threads import available_cores
 from benchmarks.gpu_bench import precisions_for, reading
 from benchmarks.gpu_serve import combine, split_clients
 from benchmarks.loadgen import LoadRecord

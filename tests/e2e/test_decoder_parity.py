@@ -12,9 +12,9 @@ from PIL import Image
 
 from tests.app.fakes import SPEC, FakeEngine, client_for
 from tests.conftest import FIXTURES
-from tests.models.test_dicom import make_dicom
-from tests.models.test_raster import mpo, png_16
-from training.dataset import XrayDataset
+from tests.models.imaging.test_dicom import make_dicom
+from tests.models.imaging.test_raster import mpo, png_16
+from training.data.dataset import XrayDataset
 from training.evaluate import _EvalImages
 from training.predict import _PredictImages
 

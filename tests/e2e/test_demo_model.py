@@ -10,9 +10,9 @@ import pytest
 from models.bundled import DEMO_CHECKPOINT
 from models.checkpoint import load_checkpoint
 from tests.conftest import shared_or_skip
+from training.data.label_tables import read_label_table
+from training.data.splits import split_by_patient
 from training.evaluate import EvaluateOptions, run_evaluate
-from training.labels_table import read_label_table
-from training.splits import split_by_patient
 
 pytestmark = pytest.mark.slow
 

@@ -19,11 +19,11 @@ from app.settings import Settings
 from chexnet_cli import main
 from models.bundled import SAMPLE_XRAY
 from models.checkpoint import load_checkpoint
-from models.imaging import decode_image
+from models.imaging.decoder import decode_image
 from models.labels import PATHOLOGIES
 from models.preprocessing import eval_tensor
 from tests.training.import_sources import xrv_network
-from training.import_xrv import XRV_WEIGHTS
+from training.importers.xrv import XRV_WEIGHTS
 
 pytestmark = pytest.mark.slow
 

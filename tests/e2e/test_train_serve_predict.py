@@ -31,7 +31,7 @@ def test_train_then_serve_then_predict(tmp_path: Path) -> None:
     assert code == 0
     best = out / "best.pt"
     sample = images / "00000000_000.png"
-    # Both sides on the CPU, so they must agree to 1e-6; CUDA against the CPU is tests/app/test_gpu_path.py's.
+    # Both sides on the CPU, so they must agree to 1e-6; CUDA against the CPU is tests/app/inference/test_gpu_path.py's.
     predict = ["predict", "--checkpoint", str(best), "--out", str(tmp_path / "p.csv"), "--device", "cpu", str(sample)]
     assert main(predict) == 0
     row = next(iter(csv.DictReader((tmp_path / "p.csv").open())))

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import Checkpoint, file_sha256, initial_network, load_checkpoint, save_checkpoint
+from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
 from models.errors import CheckpointError
+from models.files import file_sha256
 from models.labels import PATHOLOGIES
 from models.network import build_network
 from models.preprocessing import PreprocessSpec

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chexnet_cli import main
-from training.dataset import EpochSampler
+from training.data.dataset import EpochSampler
 
 
 def halt(marker: Path) -> None:

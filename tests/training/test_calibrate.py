@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from chexnet_cli import main
-from models.checkpoint import file_sha256, load_checkpoint
+from models.checkpoint import load_checkpoint
+from models.files import file_sha256
 from tests.training.synthetic import make_square_dataset
 from training.calibrate import CalibrateOptions, reliability_path, run_calibrate
 from training.evaluate import EvaluateOptions, run_evaluate

@@ -23,7 +23,7 @@ from models.checkpoint import load_checkpoint
 from models.labels import PATHOLOGIES
 from models.preprocessing import eval_tensor, image_to_gray
 from tests.training.synthetic import make_square_dataset
-from training import image_cache
+from training.data import image_cache
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["calibrate"], ["predict"], ["serve"]])

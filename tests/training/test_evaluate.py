@@ -18,10 +18,10 @@ from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.labels import PATHOLOGIES
 from models.network import build_network
 from models.preprocessing import PreprocessSpec, eval_tensor, image_to_gray
-from training.dataset import UnreadableImageError
+from training.data.dataset import UnreadableImageError
+from training.data.image_check import UnreadableImagesError
+from training.data.label_tables import LabelTableError
 from training.evaluate import EvaluateOptions, run_evaluate
-from training.image_check import UnreadableImagesError
-from training.labels_table import LabelTableError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -13,8 +13,8 @@ from PIL import Image
 
 from chexnet_cli import main
 from models.labels import PATHOLOGIES
-from tests.models.test_dicom import make_dicom
-from tests.models.test_imaging import png_claiming_size
+from tests.models.imaging.test_decoder import png_claiming_size
+from tests.models.imaging.test_dicom import make_dicom
 
 TRUNCATED = "The PNG file is truncated: it ends before its IEND chunk."
 

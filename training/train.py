@@ -1,0 +1,301 @@
+"""``chexnet train``: options -> data -> model -> epochs (train, validate, checkpoint) -> best.pt."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from models.checkpoint import Checkpoint, initial_network, save_checkpoint
+from models.network import CheXNet
+from models.operating_points import MIN_POSITIVES, OperatingPoints
+from models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from training.data.dataset import EpochSampler, XrayDataset, collate_or_failure
+from training.data.image_cache import ResizedImageCache
+from training.data.image_check import UNREADABLE_LIST, drop_unreadable
+from training.data.label_tables import LabelTable, check_images_exist, read_label_table
+from training.data.splits import split_by_patient, split_from_lists
+from training.loop.config import TrainConfig, TrainConfigError
+from training.loop.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
+from training.loop.epochs import EvalResult, evaluate, train_one_epoch
+from training.loop.resume import (
+    Progress,
+    RunAlreadyFinishedError,
+    TrainingObjects,
+    capture_training_state,
+    epochs_done,
+    read_resume_point,
+    restore_training_state,
+)
+from training.loop.rng_state import seed_everything
+from training.reports.provenance import describe_run, describe_validation
+from training.reports.run_files import clear_run, remove_interrupted_writes
+from training.reports.run_history import write_history_files
+from training.reports.tensorboard_log import TensorBoardLog
+from training.scoring.metrics import mean_auroc, mean_defined, per_class_auroc, per_class_average_precision
+from training.scoring.thresholds import choose_operating_points
+
+logger = logging.getLogger(__name__)
+
+
+def load_split(config: TrainConfig, ctx: DistContext | None = None) -> tuple[LabelTable, LabelTable]:
+    """Read the labels, check every image exists and opens, split by patient or by the given lists.
+
+    Raises :class:`UnreadableImagesError` naming the first unreadable images, unless ``--skip-unreadable``
+    leaves them out (counted in the log, listed in ``OUT/unreadable.csv``).
+    """
+    table = read_label_table(config.labels)
+    check_images_exist(table, config.images)
+    listing = config.out / UNREADABLE_LIST if ctx is None or ctx.is_main else None
+    table, dropped = drop_unreadable(table, config.images, config.skip_unreadable, listing)
+    if dropped:
+        logger.warning("--skip-unreadable: left out %d images (listed in %s)", dropped, UNREADABLE_LIST)
+    if config.train_list is not None and config.val_list is not None:
+        train_idx, val_idx = split_from_lists(table, config.train_list, config.val_list)
+    else:
+        train_idx, val_idx = split_by_patient(table, config.val_fraction, config.seed)
+    return table.subset(list(train_idx)), table.subset(list(val_idx))
+
+
+def write_split_lists(out: Path, train: LabelTable, val: LabelTable) -> None:
+    """OUT/train_list.txt and OUT/val_list.txt (NIH's list format), so evaluation can use the same split."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in (("train_list.txt", train), ("val_list.txt", val)):
+        (out / name).write_text("".join(f"{image}\n" for image in table.image_names))
+
+
+def make_loader(
+    config: TrainConfig, table: LabelTable, spec: PreprocessSpec, train: bool, ctx: DistContext
+) -> DataLoader[Any]:
+    paths = [config.images / name for name in table.image_names]
+    cache = ResizedImageCache(config.image_cache, spec) if config.image_cache is not None else None
+    dataset = XrayDataset(paths, table.targets, spec, train=train, seed=config.seed, cache=cache)
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=config.seed, rank=ctx.rank, world=ctx.world)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        num_workers=config.workers,
+        pin_memory=config.resolved_device().type == "cuda",
+        # BatchNorm cannot train on a batch of one: drop a final single-image batch (train only)
+        drop_last=train and len(sampler) % config.batch_size == 1,
+        collate_fn=collate_or_failure,
+    )
+
+
+def make_criterion(config: TrainConfig, train: LabelTable, device: torch.device) -> nn.Module:
+    """BCE on logits; with --pos-weight, each class weighted by negatives / positives of the training split."""
+    if not config.pos_weight:
+        return nn.BCEWithLogitsLoss()
+    positives = train.targets.sum(axis=0)
+    weights = (len(train) - positives) / np.maximum(positives, 1.0)
+    return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weights, dtype=torch.float32, device=device))
+
+
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=2)
+
+
+def epoch_record(
+    epoch: int,
+    train_loss: float,
+    images_per_s: float,
+    result: EvalResult,
+    lr: float,
+    seconds: float,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """One finished epoch as plain data (metrics.json, metrics.csv, curves.png, TensorBoard): losses, per-class
+    validation AUROC and PR-AUC, and the operating points chosen on this epoch's validation predictions (stored in
+    best.pt when the epoch is the best)."""
+    aurocs = per_class_auroc(result.targets, result.probs)
+    average_precision = per_class_average_precision(result.targets, result.probs)
+    # No command here: a resumed run's command differs (--resume), and best.pt's provenance already records it.
+    source = {"data": describe_validation(config), "epoch": epoch + 1}
+    points = choose_operating_points(result.targets, result.probs, config.specificity, source)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": result.loss,
+        "val_mean_auroc": mean_auroc(aurocs),
+        "val_auroc": aurocs,
+        "val_mean_average_precision": mean_defined(average_precision),
+        "val_average_precision": average_precision,
+        "val_images": len(result.targets),  # every validation image exactly once, whatever the process count
+        "val_operating_points": points.to_dict(),  # "unreliable": classes with fewer than 10 positives
+        "lr": lr,
+        "train_images_per_s": images_per_s,
+        "seconds": seconds,  # training and validation, wall clock
+    }
+
+
+def run_training(config: TrainConfig) -> Path:
+    """Train; returns the path of best.pt. Options are validated before any data is read."""
+    config.validate()
+    device = config.resolved_device()
+    ctx = init_distributed(device)
+    try:
+        return _train(config, device, ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
+    seed_everything(config.seed)
+    # Before any data is read: a bad last.pt, or missing ImageNet weights, fail first. A resumed run builds a bare
+    # network that last.pt overwrites, so its starting weights (ImageNet, --weights PATH) need not exist any more.
+    resume_point = read_resume_point(config) if config.resume else None
+    if resume_point is not None and epochs_done(resume_point) >= config.epochs:
+        _finish_finished_run(config, resume_point, ctx)
+    model = CheXNet() if resume_point is not None else _starting_network(config.weights)
+    if config.overwrite and ctx.is_main:
+        clear_run(config.out)  # every rank has validated its options by now (init_distributed is a rendezvous)
+    train_table, val_table = load_split(config, ctx)
+    if min(len(train_table), len(val_table)) < ctx.world:
+        raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
+    logger.info("training on %d images, validating on %d (no patient in both)", len(train_table), len(val_table))
+    if ctx.is_main:
+        write_split_lists(config.out, train_table, val_table)
+    spec = PreprocessSpec.for_image_size(config.image_size)
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
+    objects: TrainingObjects = (optimizer, make_scheduler(config, optimizer), make_grad_scaler(device))
+    progress = Progress()
+    if resume_point is not None:
+        progress = restore_training_state(resume_point, model, objects, device, ctx.world)
+        if ctx.is_main:
+            remove_interrupted_writes(config.out)
+            write_history_files(config.out, progress.history)  # a kill may have come between last.pt and these
+    net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
+    train_loader = make_loader(config, train_table, spec, train=True, ctx=ctx)
+    val_loader = make_loader(config, val_table, spec, train=False, ctx=ctx)
+    criterion = make_criterion(config, train_table, device)
+    run_info = describe_run(config, len(train_table), len(val_table))
+    board = TensorBoardLog(config.out, progress.next_epoch + 1) if config.tensorboard and ctx.is_main else None
+    try:
+        for epoch in range(progress.next_epoch, config.epochs):
+            for loader in (train_loader, val_loader):
+                loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+                loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+            start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+            stats = train_one_epoch(net, train_loader, criterion, optimizer, objects[2], device, epoch, ctx)
+            broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
+            result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
+            record = epoch_record(
+                epoch, stats.loss, stats.images_per_second, result, lr, time.perf_counter() - start, config
+            )
+            _step_scheduler(objects[1], result.loss)
+            improved = progress.add_epoch(record)
+            if ctx.is_main:
+                state = capture_training_state(progress, objects, device, ctx.world)
+                _save_epoch(config, model, spec, record, improved, run_info, state)
+                write_history_files(config.out, progress.history)
+                if board is not None:
+                    board.add_epoch(record)
+            _log_epoch(record, config.epochs)
+    finally:
+        if board is not None:
+            board.close()
+    return config.out / "best.pt"
+
+
+def _starting_network(weights: str) -> CheXNet:
+    """``--weights``' network; a checkpoint made for other inputs than these transforms give is refused."""
+    model, spec = initial_network(weights)
+    if spec is not None and (spec.crop_first or (spec.mean, spec.std) != (IMAGENET_MEAN, IMAGENET_STD)):
+        raise TrainConfigError(
+            f"--weights {weights}: that model expects other inputs (mean {list(spec.mean)}, std {list(spec.std)}"
+            f"{', centred square first' if spec.crop_first else ''}) than training here gives (ImageNet mean/std, "
+            "resize then crop); fine-tuning an imported torchxrayvision model is not supported"
+        )
+    return model
+
+
+def _finish_finished_run(config: TrainConfig, resume_point: Checkpoint, ctx: DistContext) -> None:
+    """--resume of a run with every epoch done: repair its files (a kill may have come after last.pt), then say
+    there is nothing to do by raising ``RunAlreadyFinishedError``. No data is read."""
+    assert resume_point.training_state is not None  # read_resume_point checked
+    if ctx.is_main:
+        remove_interrupted_writes(config.out)
+        write_history_files(config.out, resume_point.training_state["history"])
+    done = epochs_done(resume_point)
+    longer = "; a larger --epochs trains on" if config.scheduler == "plateau" else ""
+    epochs = f"{done} epoch" if done == 1 else f"{done} epochs"
+    raise RunAlreadyFinishedError(
+        f"nothing to do: the run in {config.out} has finished {epochs} (--epochs {config.epochs}){longer}; "
+        f"best checkpoint: {config.out / 'best.pt'}"
+    )
+
+
+def make_grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """AMP's loss scaler: on CUDA only (on the CPU it is disabled, and its state is empty)."""
+    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+
+
+def _step_scheduler(scheduler: Any, val_loss: float) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_loss)
+    else:
+        scheduler.step()
+
+
+def _log_epoch(record: dict[str, Any], epochs: int) -> None:
+    mean = record["val_mean_auroc"]
+    logger.info(
+        "epoch %d/%d: train loss %.4f, val loss %.4f, val mean AUROC %s, %.1f images/s",
+        record["epoch"],
+        epochs,
+        record["train_loss"],
+        record["val_loss"],
+        "undefined" if mean is None else f"{mean:.4f}",
+        record["train_images_per_s"],
+    )
+
+
+def _save_epoch(
+    config: TrainConfig,
+    model: nn.Module,
+    spec: PreprocessSpec,
+    record: dict[str, Any],
+    improved: bool,
+    run_info: dict[str, Any],
+    training_state: dict[str, Any],
+) -> None:
+    """best.pt when mean validation AUROC improves (weights only, for serving), last.pt every epoch (resumable).
+
+    Each file is replaced atomically, best.pt first: a kill between the two leaves last.pt one epoch behind, and
+    the resumed run repeats that epoch and writes the same best.pt again. Never a last.pt ahead of best.pt.
+    """
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    kept = ("epoch", "val_loss", "val_mean_auroc", "val_auroc", "val_mean_average_precision", "val_average_precision")
+    base = Checkpoint(
+        state_dict=weights,
+        spec=spec,
+        config=config.to_dict(),
+        metrics={k: record[k] for k in kept},
+        provenance=run_info,
+        operating_points=OperatingPoints.from_dict(record["val_operating_points"]),
+    )
+    if improved or not (config.out / "best.pt").exists():
+        save_checkpoint(base, config.out / "best.pt")
+        unreliable = base.operating_points.unreliable if base.operating_points else ()
+        logger.info(
+            "best.pt: epoch %d, with operating points chosen on its %d validation images (%d classes with fewer "
+            "than %d positives flagged unreliable)",
+            record["epoch"],
+            record["val_images"],
+            len(unreliable),
+            MIN_POSITIVES,
+        )
+    save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": training_state}), config.out / "last.pt")
