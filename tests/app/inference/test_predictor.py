@@ -155,5 +155,5 @@ def test_stop_waits_for_the_model_thread_without_blocking_the_event_loop(tiny_ch
 def test_cuda_requested_without_a_gpu_fails_clearly(tiny_checkpoint: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(RuntimeError, match="no CUDA device"):
+    with pytest.raises(ValueError, match="no CUDA device"):
         Predictor.load(Settings(checkpoint=tiny_checkpoint, device="cuda"))

@@ -23,7 +23,7 @@ from models.imaging.errors import (
     UnsupportedFormatError,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 NIH_GRAY = ("00000075_000.png", "00000282_000.png", "00000353_000.png", "00000404_000.png")
 NIH_RGBA = "00002578_000_rgba.png"
 

@@ -29,7 +29,7 @@ from models.imaging.errors import (
     UnsupportedCompressionError,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 MONO2 = FIXTURES / "siim-cxr-monochrome2.dcm"
 MONO1 = FIXTURES / "cxr-monochrome1.dcm"
 PATIENT_NAME = "Secretname^Jane"
@@ -356,7 +356,7 @@ def test_pydicom_never_quotes_header_values_in_logs_or_warnings(tmp_path: Path) 
         text=True,
         timeout=120,
         check=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert result.stdout.splitlines() == ["('auto_window',)", "('auto_window',)"]  # both decode
     assert "secretname" not in (result.stdout + result.stderr).lower()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from models.labels import PATHOLOGIES
+from tests.conftest import SHARED_DATA
 from training.data.label_tables import LabelTable, LabelTableError, check_images_exist, read_label_table
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SAMPLE_CSV = SHARED_DATA / "nih-sample" / "Data_Entry_sample.csv"
 FULL_CSV = SHARED_DATA / "nih-labels" / "Data_Entry_2017_v2020.csv.gz"
 
