@@ -176,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(new, encoding="utf-8")
         failures += [f"{path.relative_to(args.root)}: {name}" for name in stale]
     if found == 0:
-        print("docs/examples.py: no marked example blocks found", file=sys.stderr)
+        print("docs/examples.py: no marked example blocks found", file=sys.stderr)  # noqa: T201 (a command's output)
         return 1
     if args.check and failures:
-        print("stale examples (run make readme-examples):\n  " + "\n  ".join(failures), file=sys.stderr)
+        print("stale examples (run make readme-examples):\n  " + "\n  ".join(failures), file=sys.stderr)  # noqa: T201
         return 1
-    print(f"{found} example blocks {'written' if args.write else 'up to date'}")
+    print(f"{found} example blocks {'written' if args.write else 'up to date'}")  # noqa: T201
     return 0
 
 
