@@ -1,6 +1,6 @@
 """OpenVINO on the CPU: the network exported once per checkpoint (logits and the norm5 map), compiled at start-up.
 
-Chosen over ONNX Runtime by measurement (see the README's Backends paragraph): equal at fp32 within the noise of
+Chosen over ONNX Runtime by measurement (docs/backends.md): equal at fp32 within the noise of
 a shared 2-core machine, and bf16 on CPUs that have it, which ONNX Runtime's CPU provider does not offer. The
 export goes straight from PyTorch to OpenVINO's IR (an XML graph and a binary of weights; no onnx package).
 """
@@ -64,12 +64,19 @@ class LogitsAndFeatures(nn.Module):
 
 
 def export_ir(model: CheXNet, image_size: int) -> ov.Model:
-    """The fp32 network as an OpenVINO model with a dynamic batch: (N, 3, S, S) -> (logits, norm5 map)."""
-    example = torch.zeros(1, 3, image_size, image_size)
+    """The fp32 network as an OpenVINO model with a dynamic batch: (N, 3, S, S) -> (logits, norm5 map).
+
+    Through ``torch.export`` (an ExportedProgram), not a module handed to ``convert_model``, which traces it with
+    the deprecated ``torch.jit.trace`` and warns at every first start. Both give bit-identical outputs here. The
+    example batch is 2 because ``torch.export`` specialises a dimension whose example size is 1.
+    """
+    example = torch.zeros(2, 3, image_size, image_size)
+    batch = torch.export.Dim("batch", max=4096)
     with torch.no_grad():
-        exported = ov.convert_model(
-            LogitsAndFeatures(model.float().eval()), example_input=example, input=[(-1, 3, image_size, image_size)]
+        program = torch.export.export(
+            LogitsAndFeatures(model.float().eval()), (example,), dynamic_shapes=({0: batch},), strict=False
         )
+        exported = ov.convert_model(program, input=[(-1, 3, image_size, image_size)])
     return exported
 
 
