@@ -97,7 +97,7 @@ def test_a_key_that_does_not_fit_is_named_never_dropped(
 def test_only_num_batches_tracked_may_be_absent() -> None:
     complete = CheXNet(len(PATHOLOGIES)).state_dict()
     without = {k: v for k, v in complete.items() if not k.endswith("num_batches_tracked")}
-    filled = strict_chexnet_state(without)
+    filled = strict_chexnet_state(without, len(PATHOLOGIES))
     assert filled.keys() == complete.keys()
     assert all(int(v) == 0 for k, v in filled.items() if k.endswith("num_batches_tracked"))
 
