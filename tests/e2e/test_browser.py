@@ -352,9 +352,8 @@ def test_a_5_label_model_gets_5_bars_a_point_choice_and_an_all_labels_view(
         assert text_of(chrome, "#point-info").startswith('Thresholds: operating point "high" (all at 0.7')
         by_css(chrome, "#show-all").click()
         seen.wait_until(lambda c: text_of(c, "#overlay-caption").startswith("All 5 labels"), "the panel sheet")
-        size = chrome.execute_script(
-            "const o = document.getElementById('overlay'); return [o.naturalWidth, o.naturalHeight]"
-        )
-        assert size == [3 * 320, 2 * (320 + 18)]  # 3 columns, 2 rows of a square upload's panels
+        script = "const o = document.getElementById('overlay'); return [o.naturalWidth, o.naturalHeight]"
+        sheet = [3 * 320, 2 * (320 + 18)]  # 3 columns, 2 rows of a square upload's panels
+        seen.wait_until(lambda c: c.execute_script(script) == sheet, "a 3 x 2 panel sheet")
         assert seen.outside() == []
         assert seen.errors == []
