@@ -8,7 +8,7 @@ paths or patient data), and a 500 says nothing about what went wrong inside.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.imaging.errors import InputError, UnsupportedFormatError
-from models.labels import PATHOLOGIES
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +95,12 @@ class NotReadyError(ApiError):
 
 
 class UnknownPathologyError(ApiError):
-    """``?pathology=`` names none of the 14 (after ignoring case, spaces and underscores)."""
+    """``?pathology=`` names none of the model's labels (after ignoring case, spaces and underscores)."""
 
-    def __init__(self, suggestion: str | None) -> None:
+    def __init__(self, suggestion: str | None, labels: Sequence[str]) -> None:
         hint = f"did you mean {suggestion!r}? " if suggestion else ""
         detail = (
-            f"unknown pathology; {hint}use one of the 14 ChestX-ray14 names ({', '.join(PATHOLOGIES)}; case, "
+            f"unknown pathology; {hint}use one of this model's {len(labels)} labels ({', '.join(labels)}; case, "
             "spaces and underscores do not matter) or 'all'"
         )
         super().__init__(422, "unknown_pathology", detail)

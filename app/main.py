@@ -22,8 +22,9 @@ from models import __version__
 
 DESCRIPTION = f"""**{DISCLAIMER}**
 
-CheXNet (DenseNet-121) scores a chest X-ray for the 14 ChestX-ray14 pathologies and explains a score with
-Grad-CAM. Upload PNG (8/16-bit), JPEG or DICOM as multipart field `file`:
+CheXNet (DenseNet-121) scores a chest X-ray for the served model's labels (GET /model lists them; the bundled
+model's are the 14 ChestX-ray14 pathologies) and explains a score with Grad-CAM. Upload PNG (8/16-bit), JPEG or
+DICOM as multipart field `file`:
 
     curl -F file=@xray.png http://127.0.0.1:8000/predict
 
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None, engine: InferenceEngine | None 
     """The app for ``settings``; loads the checkpoint unless an engine (e.g. a test fake) is given."""
     settings = settings or Settings()
     engine = engine or Predictor.load(settings)
-    telemetry = Telemetry()
+    telemetry = Telemetry(engine.info.labels)
     service = Service(settings, engine, telemetry)
     app = _DisclaimedFastAPI(
         title="CheXNet inference service (research use only)",

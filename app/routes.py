@@ -17,7 +17,7 @@ from app.schemas import ErrorBody, GradcamAllJson, GradcamJson, Health, ModelCar
 from app.service import Service
 from app.settings import DISCLAIMER
 from app.uploads import require_one_file
-from models.labels import PATHOLOGIES, match_label, suggest_label
+from models.labels import match_label, suggest_label
 
 router = APIRouter()
 Guarded = [Depends(check_api_key)]
@@ -37,19 +37,21 @@ async def _still_wanted(request: Request) -> None:
         raise ClientClosedError()
 
 
-def _probabilities(result: Inference) -> dict[str, float]:
-    return {name: float(p) for name, p in zip(PATHOLOGIES, result.probs, strict=True)}
+def _probabilities(labels: tuple[str, ...], result: Inference) -> dict[str, float]:
+    """The model's K labels, in its order -> the (K,) probabilities."""
+    return {name: float(p) for name, p in zip(labels, result.probs, strict=True)}
 
 
-def _chosen_pathology(query: str | None) -> str | None:
-    """None (the most probable), "all", or the name in NIH's spelling; ``mass`` and ``pleural thickening`` match."""
+def _chosen_pathology(query: str | None, labels: tuple[str, ...]) -> str | None:
+    """None (the most probable), "all", or the model's label spelled as the model spells it (``mass`` and
+    ``pleural thickening`` match ``Mass`` and ``Pleural_Thickening``)."""
     if query is None:
         return None
     if query.strip().lower() == "all":
         return "all"
-    name = match_label(query)
+    name = match_label(query, labels)
     if name is None:
-        raise UnknownPathologyError(suggest_label(query))
+        raise UnknownPathologyError(suggest_label(query, labels), labels)
     return name
 
 
@@ -75,7 +77,7 @@ async def predict_image(
         str | None, Query(description="an operating point of the model (GET /model lists them); default: its default")
     ] = None,
 ) -> PredictResponse:
-    """Predict the 14 ChestX-ray14 pathology probabilities for one chest X-ray, with findings at an operating point."""
+    """Predict the model's label probabilities for one chest X-ray, with findings at an operating point."""
     service = _service(request)
     info = service.engine.info
     point = resolve_point(info.operating_points, operating_point)  # before the upload is decoded
@@ -83,7 +85,7 @@ async def predict_image(
     await _still_wanted(request)
     result = await service.infer(prepared, with_cams=False, admission=admission_of(request.scope))
     return PredictResponse(
-        probabilities=_probabilities(result),
+        probabilities=_probabilities(info.labels, result),
         **findings_fields(result.probs, info.operating_points, point),
         model={"name": info.name, "version": info.version, "sha256": info.sha256},
         input={
@@ -117,14 +119,15 @@ async def explain_image(
         str | None,
         Query(
             description="a pathology name (case, spaces and underscores ignored: 'pleural thickening'), 'all' for "
-            "14 panels; default: the most probable"
+            "one panel per label; default: the most probable"
         ),
     ] = None,
     format: Annotated[Literal["png", "json"], Query(description="png overlay or json heatmap")] = "png",
 ) -> Response:
     """Grad-CAM: where the model looked, as a jet heatmap over the uploaded image (or JSON maps)."""
-    pathology = _chosen_pathology(pathology)
     service = _service(request)
+    labels = service.engine.info.labels
+    pathology = _chosen_pathology(pathology, labels)
     overlay_side = None if format == "json" else service.settings.overlay_max_side
     prepared = await service.prepare(file, overlay_side)
     await _still_wanted(request)
@@ -135,16 +138,16 @@ async def explain_image(
         if format == "json":
             return JSONResponse(
                 GradcamAllJson(
-                    probabilities=_probabilities(result),
-                    heatmaps={n: c.tolist() for n, c in zip(PATHOLOGIES, result.cams, strict=True)},
+                    probabilities=_probabilities(labels, result),
+                    heatmaps={n: c.tolist() for n, c in zip(labels, result.cams, strict=True)},
                 ).model_dump()
             )
         assert prepared.overlay is not None
-        titles = [f"{n} p={p:.3f}" for n, p in zip(PATHOLOGIES, result.probs, strict=True)]
+        titles = [f"{n} p={p:.3f}" for n, p in zip(labels, result.probs, strict=True)]
         png = await service.run_bounded(render_panels_png, prepared.overlay, result.cams, prepared.geometry, titles)
         return Response(png, media_type="image/png", headers={"X-Pathology": "all"})
-    index = PATHOLOGIES.index(pathology) if pathology else int(result.probs.argmax())
-    name, probability = PATHOLOGIES[index], float(result.probs[index])
+    index = labels.index(pathology) if pathology else int(result.probs.argmax())
+    name, probability = labels[index], float(result.probs[index])
     if format == "json":
         body = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist())
         return JSONResponse(body.model_dump())
@@ -165,7 +168,7 @@ async def read_model_card(request: Request) -> ModelCard:
         device=info.device,
         backend=info.backend,
         precision=info.precision,
-        labels=list(PATHOLOGIES),
+        labels=list(info.labels),
         preprocessing=info.spec.to_dict(),
         training={"provenance": info.provenance, "config": info.config},
         metrics=info.metrics,

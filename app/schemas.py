@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from models.labels import PATHOLOGIES
 
+# OpenAPI examples only: the bundled model's labels (NIH's 14). Every answer's keys are the served model's labels.
 _EXAMPLE_VALUES = [0.12, 0.03, 0.41, 0.22, 0.05, 0.04, 0.02, 0.01, 0.07, 0.02, 0.01, 0.01, 0.03, 0.0]
 _EXAMPLE_PROBS = dict(zip(PATHOLOGIES, _EXAMPLE_VALUES, strict=True))
 
@@ -51,12 +52,13 @@ class OperatingPointRef(BaseModel):
 
 class PredictResponse(BaseModel):
     probabilities: dict[str, float] = Field(
-        description="sigmoid probability per pathology, in the ChestX-ray14 order (the model's raw output, as "
-        "`chexnet predict` writes it)",
+        description="sigmoid probability per label of the served model, in its order (GET /model lists the "
+        "labels; the bundled model's are the 14 ChestX-ray14 pathologies); the model's raw output, as "
+        "`chexnet predict` writes it",
         examples=[_EXAMPLE_PROBS],
     )
     findings: dict[str, Finding] | None = Field(
-        description="per pathology, the decision at the operating point; null when the model has no operating "
+        description="per label, the decision at the operating point; null when the model has no operating "
         "points (see `note`)"
     )
     operating_point: OperatingPointRef | None = Field(description="the point the findings use; null without one")
@@ -74,7 +76,7 @@ class GradcamJson(BaseModel):
 
 class GradcamAllJson(BaseModel):
     probabilities: dict[str, float]
-    heatmaps: dict[str, list[list[float]]] = Field(description="one (h, w) map in [0, 1] per pathology")
+    heatmaps: dict[str, list[list[float]]] = Field(description="one (h, w) map in [0, 1] per label of the model")
 
 
 class ModelCard(BaseModel):
@@ -84,7 +86,10 @@ class ModelCard(BaseModel):
     device: str
     backend: str = Field(description="torch (eager) or openvino (compiled for the CPU)")
     precision: str = Field(description="fp32, or bf16 or fp16 when asked for")
-    labels: list[str]
+    labels: list[str] = Field(
+        description="the model's outputs, in order: the keys of /predict's probabilities and findings",
+        examples=[list(PATHOLOGIES)],
+    )
     preprocessing: dict[str, Any]
     training: dict[str, Any] = Field(description="training data, command and configuration")
     metrics: dict[str, Any] = Field(description="validation metrics recorded in the checkpoint")

@@ -334,5 +334,8 @@ def _run_import(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {checkpoint.provenance['model_name']} from {source['file']} (sha256 {source['sha256']})")
     print(f"  input: {geometry} {spec.image_size} px, mean {list(spec.mean)}, std {list(spec.std)}")
     print(f"  operating point: {points.default if points else 'none'}")
+    print(f"  labels kept ({len(checkpoint.labels)}): {', '.join(checkpoint.labels)}")
+    if source.get("dropped_outputs"):
+        print(f"  outputs dropped, never trained: {', '.join(source['dropped_outputs'])}")
     print(f"  serve it: chexnet serve --checkpoint {args.out}")
     return 0

@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from models.checkpoint import Checkpoint, initial_network, save_checkpoint
+from models.labels import PATHOLOGIES  # the label tables read here are NIH's (issue 15's training side widens it)
 from models.network import CheXNet
 from models.operating_points import MIN_POSITIVES, OperatingPoints
 from models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
@@ -156,7 +157,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     resume_point = read_resume_point(config) if config.resume else None
     if resume_point is not None and epochs_done(resume_point) >= config.epochs:
         _finish_finished_run(config, resume_point, ctx)
-    model = CheXNet() if resume_point is not None else _starting_network(config.weights)
+    model = CheXNet(len(PATHOLOGIES)) if resume_point is not None else _starting_network(config.weights)
     if config.overwrite and ctx.is_main:
         clear_run(config.out)  # every rank has validated its options by now (init_distributed is a rendezvous)
     train_table, val_table = load_split(config, ctx)
@@ -212,7 +213,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
 
 def _starting_network(weights: str) -> CheXNet:
     """``--weights``' network; a checkpoint made for other inputs than these transforms give is refused."""
-    model, spec = initial_network(weights)
+    model, spec = initial_network(weights, len(PATHOLOGIES))
     if spec is not None and (spec.crop_first or (spec.mean, spec.std) != (IMAGENET_MEAN, IMAGENET_STD)):
         raise TrainConfigError(
             f"--weights {weights}: that model expects other inputs (mean {list(spec.mean)}, std {list(spec.std)}"
@@ -282,6 +283,7 @@ def _save_epoch(
     base = Checkpoint(
         state_dict=weights,
         spec=spec,
+        labels=PATHOLOGIES,
         config=config.to_dict(),
         metrics={k: record[k] for k in kept},
         provenance=run_info,

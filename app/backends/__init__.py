@@ -30,7 +30,7 @@ class InferenceBackend(Protocol):
     precision: str
 
     def run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 3, S, S) float32 -> logits (N, 14) float32, norm5 map (N, 1024, S/32, S/32) float32 (pre-ReLU)."""
+        """(N, 3, S, S) float32 -> logits (N, K) float32, norm5 map (N, 1024, S/32, S/32) float32 (pre-ReLU)."""
         ...
 
 

@@ -131,14 +131,31 @@ def render_overlay_png(base: Image.Image, cam: npt.NDArray[np.float32], geometry
     return encode_png(blend_cam(base, cam, crop_box(geometry, (base.height, base.width))))
 
 
+def panel_columns(count: int) -> int:
+    """Columns of the grid for ``count`` panels: ceil(sqrt(count)), so the sheet stays about square (1 -> 1,
+    5 -> 3, 14 -> 4, 18 -> 5, 64 -> 8); rows are ceil(count / columns)."""
+    return math.isqrt(max(count, 1) - 1) + 1
+
+
+def fit_title(draw: ImageDraw.ImageDraw, title: str, width: float) -> str:
+    """``title`` cut to fit ``width`` pixels in the draw's font, its end replaced by ".." when cut."""
+    if draw.textlength(title) <= width:
+        return title
+    while title and draw.textlength(title + "..") > width:
+        title = title[:-1]
+    return title + ".."
+
+
 def render_panels_png(
     base: Image.Image,
     cams: npt.NDArray[np.float32],
     geometry: CropGeometry,
     titles: list[str],
-    columns: int = 4,
+    columns: int | None = None,
 ) -> bytes:
-    """(K, h, w) maps -> one PNG: a grid of K overlays, each drawn at PANEL_SIDE on its longer side, with titles."""
+    """(K, h, w) maps -> one PNG: a grid of K overlays (``panel_columns(K)`` wide unless ``columns`` is given), each
+    drawn at PANEL_SIDE on its longer side, with titles cut to the panel's width."""
+    columns = columns or panel_columns(len(titles))
     scale = PANEL_SIDE / max(geometry.height, geometry.width)
     size = (max(1, round(geometry.height * scale)), max(1, round(geometry.width * scale)))
     if base.size != (size[1], size[0]):
@@ -150,5 +167,5 @@ def render_panels_png(
     for index, (cam, title) in enumerate(zip(cams, titles, strict=True)):
         x, y = (index % columns) * size[1], (index // columns) * (size[0] + TITLE_HEIGHT)
         sheet.paste(blend_cam(base, cam, box), (x, y + TITLE_HEIGHT))
-        draw.text((x + 4, y + 3), title, fill="white")
+        draw.text((x + 4, y + 3), fit_title(draw, title, size[1] - 8), fill="white")
     return encode_png(sheet)

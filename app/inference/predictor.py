@@ -3,7 +3,7 @@
 decode + preprocess happen per request off the event loop (see ``app.inference.decode``); here requests wait in the
 batcher's bounded queue, which hands up to ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for
 company) to one forward pass on the model's own thread; each request gets its row: probabilities and,
-when asked, Grad-CAM maps for all 14 classes from the same forward pass (no backward, no hooks).
+when asked, Grad-CAM maps for all K labels from the same forward pass (no backward, no hooks).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ModelInfo:
     sha256: str
     device: str
     spec: PreprocessSpec
+    labels: tuple[str, ...]  # the checkpoint's K labels, in the order of the model's outputs
     backend: str = "torch"
     precision: str = "fp32"
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +54,7 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Inference:
-    """One request's result: ``probs`` (14,) after sigmoid; ``cams`` (14, h, w) in [0, 1] when asked for."""
+    """One request's result: ``probs`` (K,) after sigmoid; ``cams`` (K, h, w) in [0, 1] when asked for (K labels)."""
 
     probs: npt.NDArray[np.float32]
     cams: npt.NDArray[np.float32] | None = None
@@ -130,6 +131,7 @@ class Predictor:
             sha256=digest,
             device=str(backend.device),
             spec=checkpoint.spec,
+            labels=checkpoint.labels,
             backend=backend.name,
             precision=backend.precision,
             metrics=checkpoint.metrics,

@@ -48,7 +48,7 @@ class FakeEngine:
         operating_points: OperatingPoints | None = None,
     ) -> None:
         self.info = ModelInfo(
-            name="fake", version="0.0.0", sha256="ab" * 32, device="cpu", spec=SPEC,
+            name="fake", version="0.0.0", sha256="ab" * 32, device="cpu", spec=SPEC, labels=PATHOLOGIES,
             metrics={"val_mean_auroc": 0.5}, provenance={"command": "fake"}, config={"epochs": 1},
             operating_points=operating_points,
         )  # fmt: skip
@@ -79,7 +79,7 @@ class FakeEngine:
             brightness = torch.nn.functional.avg_pool2d(tensor[:1][None], 8)[0, 0]  # (8, 8) over the crop
             low, high = brightness.min(), brightness.max()
             cam = ((brightness - low) / (high - low)).numpy() if high > low else np.zeros((8, 8), np.float32)
-            cams = np.stack([cam] * 14).astype(np.float32)
+            cams = np.stack([cam] * len(PATHOLOGIES)).astype(np.float32)
         return Inference(probs=FIXED_PROBS.copy(), cams=cams)
 
 

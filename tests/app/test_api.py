@@ -264,11 +264,11 @@ def test_unknown_pathology_lists_the_names_and_suggests_one() -> None:
         typo = assert_error(client.post("/gradcam?pathology=Pneumonnia", files=upload()), 422, "unknown_pathology")
         other = assert_error(client.post("/gradcam?pathology=Fracture", files=upload()), 422, "unknown_pathology")
     assert typo["detail"] == (
-        f"unknown pathology; did you mean 'Pneumonia'? use one of the 14 ChestX-ray14 names ({names}; case, "
+        f"unknown pathology; did you mean 'Pneumonia'? use one of this model's 14 labels ({names}; case, "
         "spaces and underscores do not matter) or 'all'"
     )
     assert other["detail"] == (
-        f"unknown pathology; use one of the 14 ChestX-ray14 names ({names}; case, spaces and underscores do not "
+        f"unknown pathology; use one of this model's 14 labels ({names}; case, spaces and underscores do not "
         "matter) or 'all'"
     )
 

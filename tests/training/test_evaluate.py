@@ -225,7 +225,11 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
     save_checkpoint(
-        Checkpoint(state_dict=build_network("none").state_dict(), spec=PreprocessSpec(image_size=32, resize=36)),
+        Checkpoint(
+            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
+            labels=PATHOLOGIES,
+            spec=PreprocessSpec(image_size=32, resize=36),
+        ),
         root / "model.pt",
     )
     images = root / "images"

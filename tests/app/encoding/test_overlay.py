@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from app.encoding import overlay
 from app.encoding.overlay import (
@@ -19,10 +19,12 @@ from app.encoding.overlay import (
     blend_cam,
     crop_box,
     encode_png,
+    fit_title,
     gray_image,
     jet,
     output_size,
     overlay_base,
+    panel_columns,
     render_overlay_png,
     render_panels_png,
 )
@@ -134,3 +136,27 @@ def test_api_overlay_is_bounded_by_the_setting_and_drawn_in_the_decode_pool(monk
     assert response.status_code == 200
     assert Image.open(io.BytesIO(response.content)).size == (50, 100)
     assert len(threads) == 1 and threads[0].startswith("chexnet-decode")
+
+
+@pytest.mark.parametrize(("count", "columns"), [(1, 1), (2, 2), (4, 2), (5, 3), (14, 4), (16, 4), (18, 5), (64, 8)])
+def test_the_panel_grid_is_about_square_for_any_label_count(count: int, columns: int) -> None:
+    assert panel_columns(count) == columns
+
+
+def test_one_panel_sheet_and_a_64_panel_sheet_have_their_grid_sizes() -> None:
+    gray = np.random.default_rng(4).random((64, 64), dtype=np.float32)
+    geometry = center_crop_geometry(SPEC, 64, 64)
+    base = overlay_base(gray, 1024)
+    for count, (columns, rows) in ((1, (1, 1)), (64, (8, 8))):
+        cams = np.random.default_rng(count).random((count, 7, 7)).astype(np.float32)
+        sheet = decode_png(render_panels_png(base, cams, geometry, [f"label {i}" for i in range(count)]))
+        assert sheet.shape == (rows * (PANEL_SIDE + TITLE_HEIGHT), columns * PANEL_SIDE, 3)
+
+
+def test_a_long_title_is_cut_to_the_panel_width() -> None:
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    long = "Enlarged Cardiomediastinum with a sixty-four character long name p=0.123"
+    cut = fit_title(draw, long, 200)
+    assert cut.endswith("..") and long.startswith(cut[:-2])
+    assert draw.textlength(cut) <= 200 < draw.textlength(cut[:-2] + long[len(cut) - 2] + "..")
+    assert fit_title(draw, "Mass p=0.500", 200) == "Mass p=0.500"
