@@ -47,7 +47,7 @@ def is_within(imported: str, modules: tuple[str, ...]) -> str | None:
 
 
 def violations(root: Path) -> list[str]:
-    """"importer -> imported (rule)" for every import that breaks a rule, sorted."""
+    """Every import that breaks a rule, as "importer -> imported (rule)", sorted."""
     found: set[str] = set()
     for side in SIDES:
         for path in sorted((root / side).rglob("*.py")):
