@@ -1,7 +1,7 @@
 """``chexnet calibrate``: choose a checkpoint's operating points (and, optionally, a temperature) on labelled
 images, and write them into a new checkpoint.
 
-checkpoint + images + labels [+ split list] -> raw probabilities (the evaluation path, no TTA) -> optional
+checkpoint + images + labels [+ split list] -> raw probabilities (``training.scoring.inference``, no TTA) -> optional
 temperature T (``training.scoring.temperature``) -> ``youden`` and ``specNN`` thresholds on sigmoid(logit(p) / T)
 (``training.scoring.thresholds``) -> the same checkpoint with a new ``operating_points`` section -> OUT.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.files import resolve_device
 from models.operating_points import (
     DEFAULT_POINT,
     DEFAULT_SPECIFICITY,
@@ -23,17 +24,18 @@ from models.operating_points import (
     apply_temperature,
     specificity_point_name,
 )
-from training.evaluate import (
-    EvaluateOptions,
-    checkpoint_probabilities,
-    data_description,
-    load_evaluation_table,
-    validate_options,
-)
+from training.exit_status import UsageError
 from training.reports.evaluation import print_report
 from training.reports.point_table import print_chosen_points
 from training.reports.provenance import command_line
 from training.reports.reliability_plot import draw_reliability_diagram
+from training.scoring.inference import InferenceSettings, check_settings
+from training.scoring.labelled_images import (
+    check_labelled_inputs,
+    describe_data,
+    labelled_probabilities,
+    load_labelled_table,
+)
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
 from training.scoring.temperature import (
     RELIABILITY_BINS,
@@ -69,24 +71,7 @@ def reliability_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}-reliability.png")
 
 
-def _evaluation_options(options: CalibrateOptions) -> EvaluateOptions:
-    return EvaluateOptions(
-        checkpoint=options.checkpoint,
-        predictions=None,
-        images=options.images,
-        labels=options.labels,
-        split_list=options.split_list,
-        tta="none",
-        bootstrap=0,
-        out=options.out.parent,
-        batch_size=options.batch_size,
-        workers=options.workers,
-        device=options.device,
-        specificity=options.specificity,
-    )
-
-
-class CalibrateUsageError(ValueError):
+class CalibrateUsageError(UsageError):
     """An option value that cannot work (the command line's exit status 2)."""
 
 
@@ -108,7 +93,14 @@ def validate_calibrate_options(options: CalibrateOptions) -> None:
         raise CalibrateUsageError(f"--out should be a checkpoint file ending in .pt, got {options.out.name}")
     if options.out.exists() and not options.overwrite:
         raise CalibrateUsageError(f"--out {options.out} exists: choose another file, or add --overwrite")
-    validate_options(_evaluation_options(options))
+    if options.batch_size < 1:
+        raise CalibrateUsageError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.workers < 0:
+        raise CalibrateUsageError(f"--workers must be >= 0, got {options.workers}")
+    check_labelled_inputs(options.labels, options.split_list, options.images)
+    if not Path(options.checkpoint).is_file():
+        raise ValueError(f"checkpoint not found: {options.checkpoint}")
+    resolve_device(options.device)
 
 
 def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: float) -> dict[str, Any]:
@@ -127,16 +119,18 @@ def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: flo
 def run_calibrate(options: CalibrateOptions) -> int:
     """Calibrate, print the tables, write OUT (and OUT's reliability diagram with --temperature); returns 0."""
     validate_calibrate_options(options)
-    evaluation = _evaluation_options(options)
-    table, _ = load_evaluation_table(evaluation)
-    table, probs, checkpoint = checkpoint_probabilities(evaluation, table)
+    table, _ = load_labelled_table(options.labels, options.split_list)
+    checkpoint = load_checkpoint(options.checkpoint)
+    settings = InferenceSettings(resolve_device(options.device), options.batch_size, options.workers)
+    check_settings(checkpoint, settings)
+    table, probs = labelled_probabilities(checkpoint, table, options.images, settings, False, options.out.parent)
     report = auroc_report(table.targets, probs, table.patient_ids, 0, 0)
     print_report(
         report, mean_auroc({r.name: r.auroc for r in report}), per_class_average_precision(table.targets, probs)
     )
 
     source: dict[str, Any] = {
-        "data": options.data_description or data_description(evaluation),
+        "data": options.data_description or describe_data(options.labels, options.split_list),
         "command": command_line(),
         "checkpoint_sha256": checkpoint.sha256,
     }

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from models.operating_points import DEFAULT_SPECIFICITY  # plain data and numpy: light enough for argument parsing
 
 logger = logging.getLogger(__name__)
-
-EXIT_USAGE = 2
 
 
 def register(commands: Any) -> None:
@@ -118,32 +115,26 @@ def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
     from training.data.dataset import UnreadableImageError
-    from training.data.image_check import UnreadableImagesError
-    from training.data.label_tables import LabelTableError
-    from training.loop.config import TrainConfig, TrainConfigError
-    from training.loop.epochs import NonFiniteLossError
-    from training.loop.resume import RunAlreadyFinishedError
+    from training.exit_status import run_command
+    from training.loop.config import TrainConfig
     from training.train import run_training
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
-    try:
-        best = run_training(TrainConfig(**options))
-    except RunAlreadyFinishedError as exc:
-        print(f"chexnet train: {exc}")
+    def train() -> int:
+        best = run_training(TrainConfig(**_options(args)))
+        print(f"best checkpoint: {best}")
         return 0
-    except UnreadableImageError as exc:
+
+    def unreadable(exc: BaseException) -> str:
         again = "continue with --resume" if (args.out / "last.pt").is_file() else "run the command again"
-        print(
-            f"chexnet train: cannot read image {str(exc).rstrip('.')}; stopped (fix it, then {again})", file=sys.stderr
-        )
-        return 1
-    except (TrainConfigError, LabelTableError, ModelContractError, NonFiniteLossError, UnreadableImagesError) as exc:
-        print(f"chexnet train: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, TrainConfigError) else 1
-    print(f"best checkpoint: {best}")
-    return 0
+        return f"cannot read image {str(exc).rstrip('.')}; stopped (fix it, then {again})"
+
+    return run_command("train", train, {UnreadableImageError: unreadable})
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's own options: the parsed arguments less the parser's bookkeeping."""
+    return {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
 
 
 def _register_evaluate(p: argparse.ArgumentParser) -> None:
@@ -176,20 +167,16 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
     from training.data.dataset import UnreadableImageError
-    from training.data.label_tables import LabelTableError
     from training.evaluate import EvaluateOptions, run_evaluate
+    from training.exit_status import run_command, unreadable_image
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
-    try:
-        return run_evaluate(EvaluateOptions(**options))
-    except UnreadableImageError as exc:
-        print(f"chexnet evaluate: cannot read image {exc} (--skip-unreadable leaves such images out)", file=sys.stderr)
-        return 1
-    except (ValueError, LabelTableError, ModelContractError, FileNotFoundError) as exc:
-        print(f"chexnet evaluate: {exc}", file=sys.stderr)
-        return 1
+    def hint(exc: BaseException) -> str:
+        return f"{unreadable_image(exc)} (--skip-unreadable leaves such images out)"
+
+    return run_command(
+        "evaluate", lambda: run_evaluate(EvaluateOptions(**_options(args))), {UnreadableImageError: hint}
+    )
 
 
 def _register_calibrate(p: argparse.ArgumentParser) -> None:
@@ -224,30 +211,19 @@ def _register_calibrate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
-    from training.calibrate import CalibrateOptions, CalibrateUsageError, run_calibrate
-    from training.data.dataset import UnreadableImageError
-    from training.data.label_tables import LabelTableError
+    from training.calibrate import CalibrateOptions, run_calibrate
+    from training.exit_status import run_command
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
-    try:
-        return run_calibrate(CalibrateOptions(**options))
-    except CalibrateUsageError as exc:
-        print(f"chexnet calibrate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UnreadableImageError as exc:
-        print(f"chexnet calibrate: cannot read image {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, LabelTableError, ModelContractError) as exc:
-        print(f"chexnet calibrate: {exc}", file=sys.stderr)
-        return 1
+    return run_command("calibrate", lambda: run_calibrate(CalibrateOptions(**_options(args))))
 
 
 def _register_predict(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Predict the 14 probabilities for PNG, JPEG or DICOM files, or folders of them (found by content, not by "
-        "suffix). Writes CSV: Image Index (file name), path, 14 columns. Unreadable files are named on stderr "
-        "with the reason; the others are predicted, and the exit status is 1."
+        "Predict the probabilities for PNG, JPEG or DICOM files, or folders of them (found by content, not by "
+        "suffix; a file named like an image that holds none is named with the reason; DICOM files without pixel "
+        "data, such as DICOMDIR, are passed over in folders). Writes CSV: Image Index (file name), path, one "
+        "column per label. Unreadable files are named on stderr with the reason; the others are predicted, and "
+        "the exit status is 1."
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
@@ -256,39 +232,20 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when there is one")
+    p.add_argument(
+        "--operating-point",
+        metavar="NAME",
+        help="also write one finding_LABEL column per label: 1 when the probability (after the checkpoint's "
+        "temperature) is at or above the threshold of the checkpoint's operating point NAME (youden, spec90, ...)",
+    )
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from models.bundled import DEMO_CHECKPOINT
-    from models.errors import ModelContractError
-    from models.files import resolve_device
-    from training.predict import collect_images, predict_files, write_predictions_csv
+    from training.exit_status import run_command
+    from training.predict import PredictOptions, run_predict
 
-    try:
-        device = resolve_device(args.device)
-        found = collect_images(args.paths, args.recursive)
-        result = predict_files(args.checkpoint or DEMO_CHECKPOINT, found.paths, args.batch_size, args.workers, device)
-    except (ModelContractError, ValueError, OSError) as exc:
-        print(f"chexnet predict: {exc}", file=sys.stderr)
-        return 1
-    if found.skipped:
-        print(
-            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM files",
-            file=sys.stderr,
-        )
-    if found.subfolders:
-        print(f"chexnet predict: did not search {found.subfolders} subfolders (use --recursive)", file=sys.stderr)
-    for folder, message in found.unlistable:
-        print(f"chexnet predict: cannot read {folder}: {message}", file=sys.stderr)
-    for failure in result.failures:
-        print(f"chexnet predict: cannot read {failure.path}: {failure.message}", file=sys.stderr)
-    write_predictions_csv(result.paths, result.probs, args.out)
-    if args.out:
-        print(f"wrote {len(result.paths)} rows to {args.out}", file=sys.stderr)
-    if result.failures:
-        print(f"chexnet predict: {len(result.failures)} of {len(found.paths)} files could not be read", file=sys.stderr)
-    return 1 if result.failures or found.unlistable else 0
+    return run_command("predict", lambda: run_predict(PredictOptions(**_options(args))))
 
 
 def _register_import(p: argparse.ArgumentParser) -> None:
@@ -314,28 +271,27 @@ def _register_import(p: argparse.ArgumentParser) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
+    from training.exit_status import UsageError, run_command
     from training.import_weights import ImportRequest, run_import
 
-    if args.out.exists() and not args.overwrite:
-        print(f"chexnet import: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
-        return EXIT_USAGE
-    if args.xrv_weights is not None and args.source != "torchxrayvision":
-        print("chexnet import: --xrv-weights goes with --from torchxrayvision", file=sys.stderr)
-        return EXIT_USAGE
-    request = ImportRequest(args.source, args.src, args.out, args.name, args.model_version, args.xrv_weights)
-    try:
+    def import_weights() -> int:
+        if args.out.exists() and not args.overwrite:
+            raise UsageError(f"{args.out} exists (pass --overwrite to replace it)")
+        if args.xrv_weights is not None and args.source != "torchxrayvision":
+            raise UsageError("--xrv-weights goes with --from torchxrayvision")
+        request = ImportRequest(args.source, args.src, args.out, args.name, args.model_version, args.xrv_weights)
         checkpoint = run_import(request)
-    except ModelContractError as exc:
-        print(f"chexnet import: {exc}", file=sys.stderr)
-        return 1
-    spec, points, source = checkpoint.spec, checkpoint.operating_points, checkpoint.provenance["source"]
-    geometry = "centred square, resized" if spec.crop_first else f"shorter side {spec.resize}, centre crop"
-    print(f"wrote {args.out}: {checkpoint.provenance['model_name']} from {source['file']} (sha256 {source['sha256']})")
-    print(f"  input: {geometry} {spec.image_size} px, mean {list(spec.mean)}, std {list(spec.std)}")
-    print(f"  operating point: {points.default if points else 'none'}")
-    print(f"  labels kept ({len(checkpoint.labels)}): {', '.join(checkpoint.labels)}")
-    if source.get("dropped_outputs"):
-        print(f"  outputs dropped, never trained: {', '.join(source['dropped_outputs'])}")
-    print(f"  serve it: chexnet serve --checkpoint {args.out}")
-    return 0
+        spec, points, source = checkpoint.spec, checkpoint.operating_points, checkpoint.provenance["source"]
+        geometry = "centred square, resized" if spec.crop_first else f"shorter side {spec.resize}, centre crop"
+        print(
+            f"wrote {args.out}: {checkpoint.provenance['model_name']} from {source['file']} (sha256 {source['sha256']})"
+        )
+        print(f"  input: {geometry} {spec.image_size} px, mean {list(spec.mean)}, std {list(spec.std)}")
+        print(f"  operating point: {points.default if points else 'none'}")
+        print(f"  labels kept ({len(checkpoint.labels)}): {', '.join(checkpoint.labels)}")
+        if source.get("dropped_outputs"):
+            print(f"  outputs dropped, never trained: {', '.join(source['dropped_outputs'])}")
+        print(f"  serve it: chexnet serve --checkpoint {args.out}")
+        return 0
+
+    return run_command("import", import_weights)

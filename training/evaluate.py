@@ -1,8 +1,8 @@
 """``chexnet evaluate``: per-class AUROC with patient-level bootstrap CIs, PR-AUC and operating points, from a
 checkpoint or a predictions CSV.
 
-With a checkpoint, each image goes through the shared preprocessing (``image_to_gray`` -> ``eval_tensor``, or
-``tencrop_tensor`` averaging the 10 crops' sigmoid probabilities). Writes ``metrics.json``,
+With a checkpoint, the images go through the shared inference step (``training.scoring.inference``: the eval
+preprocessing, or ``--tta tencrop`` averaging the 10 crops' sigmoid probabilities). Writes ``metrics.json``,
 ``predictions.csv`` and ``roc.png`` to the output folder and prints a per-class table, then the operating points
 chosen on this data (``training.scoring.thresholds``), and, for a checkpoint that carries operating points, how its
 stored thresholds do here.
@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from models.checkpoint import Checkpoint, load_checkpoint
+from models.checkpoint import load_checkpoint
 from models.files import resolve_device
-from models.imaging.errors import InputError
 from models.labels import PATHOLOGIES
 from models.operating_points import (
     DEFAULT_SPECIFICITY,
@@ -33,27 +28,19 @@ from models.operating_points import (
     apply_temperature,
     specificity_point_name,
 )
-from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
-from training.data.dataset import DecodeFailure, UnreadableImageError, collate_readable, load_gray
-from training.data.image_check import (
-    UNREADABLE_LIST,
-    UnreadableImage,
-    drop_unreadable,
-    read_unreadable_list,
-    write_unreadable_list,
-)
-from training.data.label_tables import (
-    MAX_NAMED,
-    LabelTable,
-    LabelTableError,
-    check_images_exist,
-    read_label_table,
-)
-from training.data.splits import indices_of, read_name_list
+from training.data.image_check import UNREADABLE_LIST
+from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError
 from training.reports.evaluation import fmt, metrics_document, print_report, write_predictions
 from training.reports.point_table import print_chosen_points, print_point_table
 from training.reports.provenance import command_line
 from training.reports.roc_plot import draw_roc_curves
+from training.scoring.inference import InferenceSettings, check_settings
+from training.scoring.labelled_images import (
+    check_labelled_inputs,
+    describe_data,
+    labelled_probabilities,
+    load_labelled_table,
+)
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
 from training.scoring.thresholds import choose_operating_points, stored_points_on
 
@@ -82,25 +69,6 @@ class EvaluateOptions:
     specificity: float = DEFAULT_SPECIFICITY
 
 
-class _EvalImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
-    """Item i -> (input, i): (3, S, S) for tta "none", (10, 3, S, S) for "tencrop"; DecodeFailure if unreadable."""
-
-    def __init__(self, paths: list[Path], spec: PreprocessSpec, tta: str) -> None:
-        self.paths, self.spec, self.tta = paths, spec, tta
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | DecodeFailure:
-        path = self.paths[index]
-        try:
-            gray = load_gray(path)  # the same decoder as training, `chexnet predict` and the service
-        except InputError as error:
-            return DecodeFailure(index, str(path), error.code, error.message)
-        tensor = tencrop_tensor(self.spec, gray) if self.tta == "tencrop" else eval_tensor(self.spec, gray)
-        return tensor, index
-
-
 def validate_options(options: EvaluateOptions) -> None:
     """Check the options before any data is read; raises ValueError / LabelTableError saying what to fix."""
     if (options.checkpoint is None) == (options.predictions is None):
@@ -117,15 +85,11 @@ def validate_options(options: EvaluateOptions) -> None:
         specificity_point_name(options.specificity)
     except ValueError as exc:
         raise ValueError(f"--specificity: {exc}") from None
-    if not Path(options.labels).is_file():
-        raise LabelTableError(f"label table not found: {options.labels}")
-    if options.split_list is not None and not Path(options.split_list).is_file():
-        raise LabelTableError(f"split list not found: {options.split_list}")
+    check_labelled_inputs(options.labels, options.split_list, None)
     if options.checkpoint is not None:
         if options.images is None:
             raise ValueError("--images (the image folder) is required with --checkpoint")
-        if not Path(options.images).is_dir():
-            raise LabelTableError(f"image folder not found: {options.images}")
+        check_labelled_inputs(options.labels, None, options.images)
         if not Path(options.checkpoint).is_file():
             raise ValueError(f"checkpoint not found: {options.checkpoint}")
         resolve_device(options.device)
@@ -134,79 +98,6 @@ def validate_options(options: EvaluateOptions) -> None:
             raise ValueError("--tta applies only with --checkpoint; predictions are scored as given")
         if not Path(str(options.predictions)).is_file():
             raise ValueError(f"predictions file not found: {options.predictions}")
-
-
-def load_evaluation_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
-    """The labelled images to evaluate (restricted to --split-list), and every labelled name."""
-    table = read_label_table(options.labels)
-    labelled = frozenset(table.image_names)
-    if options.split_list is not None:
-        names = read_name_list(options.split_list)
-        table = table.subset(indices_of(table, names, options.split_list))
-        logger.info("restricted to the %d images named in the split list", len(table))
-    return table, labelled
-
-
-def predict_checkpoint(
-    options: EvaluateOptions, table: LabelTable, checkpoint: Checkpoint
-) -> tuple[LabelTable, np.ndarray]:
-    """The table's rows that decoded, and their (N, 14) probabilities from the checkpoint's model, in order.
-
-    An image that fails to decode raises :class:`UnreadableImageError`; with ``--skip-unreadable`` it is left
-    out instead, and added to ``OUT/unreadable.csv``.
-    """
-    if options.images is None:
-        raise ValueError("predicting from a checkpoint needs --images")
-    if options.tta == "tencrop" and checkpoint.spec.crop_first:
-        raise ValueError("--tta tencrop: this model's input is the whole centred square, which has no ten crops")
-    device = resolve_device(options.device)
-    model = checkpoint.build_model().to(device)
-    dataset = _EvalImages([Path(options.images) / name for name in table.image_names], checkpoint.spec, options.tta)
-    loader = DataLoader(
-        dataset,
-        batch_size=options.batch_size,
-        shuffle=False,
-        num_workers=options.workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_readable,
-    )
-    probs = np.zeros((len(table), len(PATHOLOGIES)), dtype=np.float32)
-    failures: list[DecodeFailure] = []
-    logger.info("evaluating %d images on %s (tta %s)", len(table), device, options.tta)
-    with (
-        torch.inference_mode(),
-        tqdm(total=len(dataset), desc="evaluate", unit="img", disable=not sys.stderr.isatty()) as progress,
-    ):
-        for inputs, indices, failed in loader:
-            if failed and not options.skip_unreadable:
-                raise UnreadableImageError(failed[0])
-            failures.extend(failed)
-            progress.update(len(failed))
-            if inputs is None:
-                continue
-            x = inputs.to(device, non_blocking=True)
-            if options.tta == "tencrop":
-                batch, crops = x.shape[:2]
-                p = torch.sigmoid(model(x.flatten(0, 1))).view(batch, crops, -1).mean(dim=1)
-            else:
-                p = torch.sigmoid(model(x))
-            probs[indices.numpy()] = p.float().cpu().numpy()
-            progress.update(len(indices))
-    return _without_failures(options, table, probs, failures)
-
-
-def _without_failures(
-    options: EvaluateOptions, table: LabelTable, probs: np.ndarray, failures: list[DecodeFailure]
-) -> tuple[LabelTable, np.ndarray]:
-    if not failures:
-        return table, probs
-    skipped = [UnreadableImage(Path(f.path), f.code, f.message) for f in failures]
-    listed = Path(options.out) / UNREADABLE_LIST
-    previous = read_unreadable_list(listed) if listed.exists() else []
-    write_unreadable_list(listed, [*previous, *skipped])
-    print(f"left out {len(failures)} more images that failed to decode (listed in {listed})")
-    keep = sorted(set(range(len(table))) - {f.index for f in failures})
-    return table.subset(keep), probs[keep]
 
 
 def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
@@ -289,25 +180,11 @@ def _probability_values(frame: pd.DataFrame, columns: dict[str, str], names: lis
     return values
 
 
-def data_description(options: EvaluateOptions) -> str:
-    """What the images were, in file names only: the labels file, and the split list when one was given."""
-    labels = Path(options.labels).name
-    return f"{labels}, the images in {Path(options.split_list).name}" if options.split_list else labels
-
-
-def checkpoint_probabilities(options: EvaluateOptions, table: LabelTable) -> tuple[LabelTable, np.ndarray, Checkpoint]:
-    """Check the images, then run the checkpoint: (rows that decoded, their (N, 14) raw probabilities, checkpoint).
-
-    Unreadable images stop it (``UnreadableImagesError`` / ``UnreadableImageError``) unless ``--skip-unreadable``.
-    """
-    checkpoint = load_checkpoint(str(options.checkpoint))
-    check_images_exist(table, Path(str(options.images)))
-    listing = Path(options.out) / UNREADABLE_LIST
-    table, dropped = drop_unreadable(table, Path(str(options.images)), options.skip_unreadable, listing)
-    if dropped:
-        print(f"left out {dropped} unreadable images (listed in {listing})")
-    table, probs = predict_checkpoint(options, table, checkpoint)
-    return table, probs, checkpoint
+def inference_settings(options: EvaluateOptions) -> InferenceSettings:
+    """How ``--device``, ``--batch-size``, ``--workers`` and ``--tta`` run the model."""
+    return InferenceSettings(
+        resolve_device(options.device), options.batch_size, options.workers, tencrop=options.tta == "tencrop"
+    )
 
 
 def run_evaluate(options: EvaluateOptions) -> int:
@@ -316,11 +193,16 @@ def run_evaluate(options: EvaluateOptions) -> int:
     Operating points are chosen on the probabilities after the checkpoint's temperature, when it has one.
     """
     validate_options(options)
-    table, labelled = load_evaluation_table(options)
+    table, labelled = load_labelled_table(options.labels, options.split_list)
     (Path(options.out) / UNREADABLE_LIST).unlink(missing_ok=True)  # a list from an earlier run would mislead
     stored_points: OperatingPoints | None = None
     if options.checkpoint is not None:
-        table, probs, checkpoint = checkpoint_probabilities(options, table)
+        checkpoint = load_checkpoint(str(options.checkpoint))
+        settings = inference_settings(options)
+        check_settings(checkpoint, settings)
+        table, probs = labelled_probabilities(
+            checkpoint, table, Path(str(options.images)), settings, options.skip_unreadable, Path(options.out)
+        )
         stored_points = checkpoint.operating_points
     else:
         total = len(table)
@@ -331,7 +213,7 @@ def run_evaluate(options: EvaluateOptions) -> int:
     average_precision = per_class_average_precision(table.targets, probs)
     print_report(report, mean, average_precision)
     temperature = stored_points.temperature if stored_points is not None else None
-    source = {"data": data_description(options), "command": command_line()}
+    source = {"data": describe_data(options.labels, options.split_list), "command": command_line()}
     chosen = choose_operating_points(
         table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature
     )

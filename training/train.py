@@ -25,7 +25,7 @@ from training.data.label_tables import LabelTable, check_images_exist, read_labe
 from training.data.splits import split_by_patient, split_from_lists
 from training.loop.config import TrainConfig, TrainConfigError
 from training.loop.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
-from training.loop.epochs import EvalResult, evaluate, train_one_epoch
+from training.loop.epochs import EvalResult, train_one_epoch, validate
 from training.loop.resume import (
     Progress,
     RunAlreadyFinishedError,
@@ -192,7 +192,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
             start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
             stats = train_one_epoch(net, train_loader, criterion, optimizer, objects[2], device, epoch, ctx)
             broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
-            result = evaluate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
+            result = validate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
             record = epoch_record(
                 epoch, stats.loss, stats.images_per_second, result, lr, time.perf_counter() - start, config
             )

@@ -15,8 +15,7 @@ from tests.conftest import FIXTURES
 from tests.models.imaging.test_dicom import make_dicom
 from tests.models.imaging.test_raster import mpo, png_16
 from training.data.dataset import XrayDataset
-from training.evaluate import _EvalImages
-from training.predict import _PredictImages
+from training.scoring.inference import InferenceImages
 
 
 def _pixels() -> np.ndarray:
@@ -57,9 +56,9 @@ def test_service_predict_and_training_see_the_same_tensor(name: str, tmp_path: P
     assert response.status_code == 200, response.text
     served = engine.tensors[-1]
     assert served.shape == (3, SPEC.image_size, SPEC.image_size)
-    predicted = _PredictImages([path], SPEC)[0]
+    predicted = InferenceImages([path], SPEC)[0]  # evaluate, calibrate and predict all read through it
     trained = XrayDataset([path], np.zeros((1, 14)), SPEC, train=False)[0]
-    evaluated = _EvalImages([path], SPEC, "none")[0]
+    evaluated = InferenceImages([path], SPEC, tencrop=False)[0]
     assert isinstance(predicted, tuple) and isinstance(trained, tuple) and isinstance(evaluated, tuple)
     assert torch.equal(served, predicted[0])
     assert torch.equal(served, trained[0])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data.file_names import visible_name
 from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError, read_label_table
 
 logger = logging.getLogger(__name__)
@@ -47,12 +48,13 @@ def split_by_patient(table: LabelTable, val_fraction: float, seed: int) -> tuple
 
 
 def read_name_list(path: Path) -> list[str]:
-    """Image names, one a line; blank lines skipped, surrounding whitespace ignored, repeats dropped."""
+    """Image names, one a line; a UTF-8 byte-order mark (as Windows editors save) ignored, blank lines skipped,
+    surrounding whitespace ignored, repeats dropped."""
     path = Path(path)
     if not path.is_file():
         raise LabelTableError(f"image list not found: {path}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelTableError(f"image list {path} could not be read: {exc}") from exc
     names = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
@@ -66,7 +68,7 @@ def indices_of(table: LabelTable, names: list[str], source: Path) -> np.ndarray:
     position = {name: i for i, name in enumerate(table.image_names)}
     missing = [name for name in names if name not in position]
     if missing:
-        shown = ", ".join(missing[:MAX_NAMED])
+        shown = ", ".join(visible_name(name) for name in missing[:MAX_NAMED])  # a stray mark shows as \ufeff
         raise LabelTableError(
             f"{len(missing)} image name(s) in {source} are not in the label table: {shown}"
             + (" ..." if len(missing) > MAX_NAMED else "")
