@@ -3,7 +3,7 @@
 decode + preprocess happen per request off the event loop (see ``app.inference.decode``); here requests wait in the
 batcher's bounded queue, which hands up to ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for
 company) to one forward pass on the model's own thread; each request gets its row: probabilities and,
-when asked, Grad-CAM maps for all 14 classes from the same forward pass (no backward, no hooks).
+when asked, Grad-CAM maps for every label from the same forward pass (no backward, no hooks).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from app.settings import Settings
 from models.checkpoint import load_checkpoint
 from models.files import resolve_device
 from models.gradcam import gradcam_maps, normalise_maps
+from models.labels import PATHOLOGIES
 from models.operating_points import OperatingPoints
 from models.preprocessing import PreprocessSpec
 
@@ -43,6 +44,7 @@ class ModelInfo:
     sha256: str
     device: str
     spec: PreprocessSpec
+    labels: tuple[str, ...] = PATHOLOGIES  # the checkpoint's: every output the service names comes from here
     backend: str = "torch"
     precision: str = "fp32"
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -53,7 +55,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Inference:
-    """One request's result: ``probs`` (14,) after sigmoid; ``cams`` (14, h, w) in [0, 1] when asked for."""
+    """One request's result: ``probs`` (K,) after sigmoid, K the model's labels; ``cams`` (K, h, w) in [0, 1]
+    when asked for."""
 
     probs: npt.NDArray[np.float32]
     cams: npt.NDArray[np.float32] | None = None
@@ -63,8 +66,8 @@ class BatchObserver(Protocol):
     def on_batch(self, size: int, seconds: float) -> None: ...
 
 
-class InferenceEngine(Protocol):
-    """What the routes need from a predictor; tests substitute a fake with fixed outputs."""
+class PredictorLike(Protocol):
+    """The model owner as the pipeline sees it: ``Predictor`` below, or a test's fake with fixed outputs."""
 
     info: ModelInfo
 
@@ -130,6 +133,7 @@ class Predictor:
             sha256=digest,
             device=str(backend.device),
             spec=checkpoint.spec,
+            labels=checkpoint.labels,
             backend=backend.name,
             precision=backend.precision,
             metrics=checkpoint.metrics,

@@ -19,7 +19,7 @@ from schemathesis.specs.openapi.checks import (
 from app.main import create_app
 from app.settings import Settings
 from models.checkpoint import load_checkpoint, save_checkpoint
-from tests.app.fakes import FakeEngine, fake_operating_points
+from tests.app.fakes import FakePredictor, fake_operating_points
 from tests.server_process import Server, running_server
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -36,7 +36,7 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 # The document the real server serves is the app's own; built here from the app with a fake engine (no model).
-schema = schemathesis.openapi.from_dict(create_app(Settings(), FakeEngine()).openapi())
+schema = schemathesis.openapi.from_dict(create_app(Settings(), FakePredictor()).openapi())
 
 
 @schema.parametrize()
