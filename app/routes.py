@@ -18,7 +18,7 @@ from app.errors import ClientClosedError, NotReadyError, UnknownPathologyError
 from app.guards.admission import admission_of
 from app.guards.route_guards import guarded
 from app.pipeline import Pipeline
-from app.schemas import GradcamJson, Health, ModelCard, PredictResponse
+from app.schemas import GradcamAllJson, GradcamJson, Health, ModelCard, PredictResponse
 from app.strict_route import StrictRoute
 from models.labels import match_label, suggest_label
 
@@ -91,7 +91,12 @@ async def predict_image(
     response_class=Response,
     responses={
         200: {
-            "content": {"image/png": {}, "application/json": {"schema": GradcamJson.model_json_schema()}},
+            "content": {
+                "image/png": {},
+                "application/json": {
+                    "schema": {"anyOf": [GradcamJson.model_json_schema(), GradcamAllJson.model_json_schema()]}
+                },
+            },
             "description": "PNG overlay at the upload's size, at most CHEXNET_OVERLAY_MAX_SIDE on the longer side "
             "(headers X-Pathology, X-Probability), or JSON",
         },
