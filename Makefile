@@ -16,7 +16,7 @@ PORT ?=
 HOST ?=
 CHECKPOINT ?=
 
-.PHONY: install install-serve serve test lint format clean demo-model fuzz bench bench-quick attack bench-training-input screenshots readme-examples
+.PHONY: install install-serve serve test lint format clean demo-model fuzz schemathesis bench bench-quick attack bench-training-input screenshots readme-examples
 
 define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ test: lint
 # The decoder's long fuzz run (thousands of random and mutated PNG/JPEG/DICOM files); make test runs a short one.
 fuzz: $(STAMP)
 	CHEXNET_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/imaging/test_decoder_fuzz.py
+
+# The API against its own OpenAPI document for longer: schemathesis' default checks, 200 examples per operation,
+# against a real server once without and once with an API key; make test runs 8 per operation.
+schemathesis: $(STAMP)
+	CHEXNET_SCHEMATHESIS_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/app/test_schemathesis.py
 
 # The README's screenshots, docs/upload-page.png and docs/docs-page.png: headless Chromium (apt-get install chromium
 # chromium-driver) on the demo model, after scoring the bundled sample X-ray.

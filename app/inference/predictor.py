@@ -3,7 +3,7 @@
 decode + preprocess happen per request off the event loop (see ``app.inference.decode``); here requests wait in the
 batcher's bounded queue, which hands up to ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for
 company) to one forward pass on the model's own thread; each request gets its row: probabilities and,
-when asked, Grad-CAM maps for all K labels from the same forward pass (no backward, no hooks).
+when asked, Grad-CAM maps for every label from the same forward pass (no backward, no hooks).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Inference:
-    """One request's result: ``probs`` (K,) after sigmoid; ``cams`` (K, h, w) in [0, 1] when asked for (K labels)."""
+    """One request's result: ``probs`` (K,) after sigmoid, K the model's labels; ``cams`` (K, h, w) in [0, 1]
+    when asked for."""
 
     probs: npt.NDArray[np.float32]
     cams: npt.NDArray[np.float32] | None = None
@@ -64,8 +65,8 @@ class BatchObserver(Protocol):
     def on_batch(self, size: int, seconds: float) -> None: ...
 
 
-class InferenceEngine(Protocol):
-    """What the routes need from a predictor; tests substitute a fake with fixed outputs."""
+class PredictorLike(Protocol):
+    """The model owner as the pipeline sees it: ``Predictor`` below, or a test's fake with fixed outputs."""
 
     info: ModelInfo
 

@@ -17,7 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE as UVICORN_STARTUP_FAILURE
 
-from app.inference.predictor import InferenceEngine, Predictor
+from app.inference.predictor import Predictor, PredictorLike
 from app.main import create_app
 from app.runtime.listen import AddressError, bind_sockets, close_sockets
 from app.settings import Settings, unknown_variables
@@ -128,7 +128,7 @@ def prepare_service(overrides: dict[str, Any], environ: Mapping[str, str] = os.e
         raise StartupError(f"cannot load the model: {exc}", EXIT_MODEL) from None
 
 
-def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[socket.socket]) -> int:
+def run_server(settings: Settings, predictor: PredictorLike, sockets: list[socket.socket]) -> int:
     """Serve on ``sockets`` until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish.
 
     Returns 0; ``EXIT_MODEL`` when the application fails to start (uvicorn's exit 3 would read as an address

@@ -1,4 +1,4 @@
-"""A fake inference engine with fixed outputs, so API tests assert exact bodies without a network."""
+"""A fake predictor with fixed outputs, so API tests assert exact bodies without a network."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def fake_operating_points(temperature: float | None = None) -> OperatingPoints:
     )
 
 
-class FakeEngine:
+class FakePredictor:
     """Returns FIXED_PROBS; Grad-CAM maps follow the input's brightness over the crop it was given."""
 
     def __init__(
@@ -84,12 +84,12 @@ class FakeEngine:
 
 
 @contextmanager
-def client_for(engine: Any, **settings: Any) -> Iterator[TestClient]:
-    """A TestClient on create_app with ``engine``, waiting until /readyz says ready (unless gated)."""
-    app = create_app(Settings(**settings), engine)
+def client_for(predictor: Any, **settings: Any) -> Iterator[TestClient]:
+    """A TestClient on create_app with ``predictor``, waiting until /readyz says ready (unless gated)."""
+    app = create_app(Settings(**settings), predictor)
     with TestClient(app, raise_server_exceptions=False) as client:
         deadline = time.monotonic() + 10
-        while engine.gate is None and client.get("/readyz").status_code != 200:
+        while predictor.gate is None and client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "app never became ready"
             time.sleep(0.01)
         yield client

@@ -17,7 +17,7 @@ from pydicom.uid import JPEGLosslessSV1
 
 from app.main import create_app
 from app.settings import Settings
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 from tests.conftest import FIXTURES
 from tests.models.imaging.test_dicom import make_dicom
 from tests.models.imaging.test_dicom_codecs import encapsulated
@@ -93,7 +93,7 @@ def test_train_serve_parity(client: TestClient, tiny_checkpoint: Path) -> None:
 def test_overlay_lands_on_the_bright_region_in_original_coordinates() -> None:
     pixels = np.full((100, 200), 60, dtype=np.uint8)  # H=100, W=200: the crop is x 55.6..144.4, y 5.6..94.4
     pixels[60:80, 110:130] = 250
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post(
             "/gradcam?pathology=Effusion", files={"file": ("a", encoded(Image.fromarray(pixels)), "x")}
         )

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.app.fakes import SPEC, FakeEngine, client_for
+from tests.app.fakes import SPEC, FakePredictor, client_for
 from tests.conftest import FIXTURES
 from tests.models.imaging.test_dicom import make_dicom
 from tests.models.imaging.test_raster import mpo, png_16
@@ -50,7 +50,7 @@ def test_service_predict_and_training_see_the_same_tensor(name: str, tmp_path: P
     data = FILES[name]
     path = tmp_path / "upload"  # no suffix: the format comes from the bytes everywhere
     path.write_bytes(data)
-    engine = FakeEngine()
+    engine = FakePredictor()
     with client_for(engine) as client:
         response = client.post("/predict", files={"file": ("x", data, "application/octet-stream")})
     assert response.status_code == 200, response.text

@@ -30,7 +30,7 @@ from app.encoding.overlay import (
 )
 from models.gradcam import cam_on_image
 from models.preprocessing import CropGeometry, PreprocessSpec, center_crop_geometry
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 
 SPEC = PreprocessSpec(image_size=224, resize=256)
 
@@ -128,10 +128,10 @@ def test_api_overlay_is_bounded_by_the_setting_and_drawn_in_the_decode_pool(monk
         threads.append(threading.current_thread().name)
         return original(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("app.routes.render_overlay_png", recording)
+    monkeypatch.setattr("app.encoding.responses.render_overlay_png", recording)
     buffer = io.BytesIO()
     Image.fromarray(np.full((400, 200), 90, dtype=np.uint8)).save(buffer, format="PNG")
-    with client_for(FakeEngine(), overlay_max_side=100) as client:
+    with client_for(FakePredictor(), overlay_max_side=100) as client:
         response = client.post("/gradcam", files={"file": ("a", buffer.getvalue(), "image/png")})
     assert response.status_code == 200
     assert Image.open(io.BytesIO(response.content)).size == (50, 100)
