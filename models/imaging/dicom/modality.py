@@ -5,8 +5,9 @@ Either a Modality LUT Sequence (its input is the stored value) or the rescale ``
 and ignores each of these):
 
 * an empty Modality LUT Sequence item (no LUT Descriptor or LUT Data) is absent;
-* a Rescale Slope or Intercept that is empty, not a number, or not finite is absent (slope 1, intercept 0), and
-  so is a Rescale Slope of 0, which would collapse every pixel to one value.
+* a Rescale Slope or Intercept that is empty, not a number, or not finite makes the rescale absent (slope 1,
+  intercept 0: the pair is defined together), and so does a Rescale Slope of 0, which would collapse every
+  pixel to one value.
 
 Each is logged as a warning that names the attribute and never its value.
 """
@@ -46,14 +47,18 @@ class Rescale:
 
 
 def read_rescale(ds: Dataset) -> Rescale:
-    """Rescale Slope (0028,1053) and Intercept (0028,1052), each one absent when unusable (with a warning)."""
+    """Rescale Slope (0028,1053) and Intercept (0028,1052) as a pair: absent as a whole when either one is present
+    but unusable (with a warning), since PS3.3 C.11.1 defines them together; an absent one takes its default.
+    """
+    present = [keyword for keyword in ("RescaleSlope", "RescaleIntercept") if keyword in ds]
     slope = _usable_number(ds, "RescaleSlope", zero_allowed=False)
     intercept = _usable_number(ds, "RescaleIntercept", zero_allowed=True)
-    return Rescale(
-        slope=1.0 if slope is None else slope,
-        intercept=0.0 if intercept is None else intercept,
-        present=slope is not None or intercept is not None,
-    )
+    usable = [
+        keyword for keyword, number in (("RescaleSlope", slope), ("RescaleIntercept", intercept)) if number is not None
+    ]
+    if not present or usable != present:
+        return Rescale()
+    return Rescale(1.0 if slope is None else slope, 0.0 if intercept is None else intercept, present=True)
 
 
 def _usable_number(ds: Dataset, keyword: str, zero_allowed: bool) -> float | None:
@@ -85,14 +90,11 @@ def normalise_modality_attributes(ds: Dataset) -> None:
         if sequence:
             logger.warning("DICOM Modality LUT Sequence item is empty; treated as absent")
         del ds.ModalityLUTSequence
-    usable = {
-        "RescaleSlope": _usable_number(ds, "RescaleSlope", zero_allowed=False),
-        "RescaleIntercept": _usable_number(ds, "RescaleIntercept", zero_allowed=True),
-    }
-    for keyword, number in usable.items():
-        if number is None and keyword in ds:
+    rescale = read_rescale(ds)
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword in ds and not rescale.present:
             del ds[keyword]
-    if any(number is not None for number in usable.values()):  # the other one takes its default
+    if rescale.present:  # both usable, or one usable and the other absent: that one takes its default
         ds.RescaleSlope = ds.get("RescaleSlope", "1")
         ds.RescaleIntercept = ds.get("RescaleIntercept", "0")
 

@@ -19,4 +19,3 @@ FORMATS: Final[tuple[ImageFormat, ...]] = (
     jpeg.FORMAT,
     dicom.FORMAT,
 )
-
