@@ -31,7 +31,6 @@ PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 KEPT_ANCILLARY: Final = frozenset({b"tRNS", b"sBIT", b"eXIf", b"acTL", b"fcTL", b"fdAT"})
 _MAX_PNG_CHUNKS: Final = 65_536  # real files have a few dozen; more is a file built to waste time
 _TRUNCATED: Final = "The PNG file is truncated: it ends before its IEND chunk."
-_BAD_CRC: Final = "The PNG file is corrupt: a chunk that carries image data fails its checksum."
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ def _checked(stream: BinaryIO, chunk: _Chunk) -> bytes:
     raw = stream.read(12 + chunk.length)
     (crc,) = struct.unpack(">I", raw[-4:])
     if zlib.crc32(raw[4:-4]) != crc:
-        raise InvalidImageError(_BAD_CRC)
+        raise InvalidImageError()  # the generic "corrupt or truncated" message, as Pillow's own CRC error gave
     return raw
 
 
