@@ -47,7 +47,7 @@ def _stored_number(ds: Dataset, keyword: str) -> int | None:
             return None
         raw = int.from_bytes(raw, "little")
     try:
-        value = int(raw[0] if isinstance(raw, list | tuple) or hasattr(raw, "__getitem__") else raw)
+        value = int(raw if isinstance(raw, int) else raw[0])  # a multi-valued element: its first value
     except (TypeError, ValueError, IndexError):
         logger.warning("DICOM %s is not an integer; ignored", keyword)
         return None
