@@ -25,7 +25,8 @@ class InputInfo(BaseModel):
     height: int
     steps: list[str] = Field(
         description="what the decoder applied, in order: exif_orientation, mpo_primary_image, sbit_<n>, luma; "
-        "for DICOM decompress, modality_lut, voi_lut | window | auto_window, monochrome1_inversion",
+        "for DICOM decompress, high_bit_shift, modality_lut, voi_lut | window | auto_window, "
+        "monochrome1_inversion, pixel_padding",
         examples=[["modality_lut", "window", "monochrome1_inversion"]],
     )
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from tests.app.fakes import SPEC, FakePredictor, client_for
 from tests.conftest import FIXTURES
+from tests.models.imaging.builders import png_chunk, png_with_chunk
 from tests.models.imaging.test_dicom import make_dicom
 from tests.models.imaging.test_raster import mpo, png_16
 from training.data.dataset import XrayDataset
@@ -39,7 +40,18 @@ def _files() -> dict[str, bytes]:
         "mpo": mpo(Image.fromarray(pixels.astype(np.uint8), "L"), Image.new("L", (64, 64))),
         "dicom-jpeg-baseline": (FIXTURES / "cxr-monochrome1.dcm").read_bytes(),
         "dicom-window": make_dicom(pixels * 16, "MONOCHROME1", 12, WindowCenter=2048, WindowWidth=4096),
+        "dicom-padding-high-bit": _padded_high_bit(pixels),
+        "png-unused-chunks": png_with_chunk(
+            (FIXTURES / "00000075_000.png").read_bytes(), png_chunk(b"tEXt", b"Comment\0x", crc=0)
+        ),
     }
+
+
+def _padded_high_bit(pixels: np.ndarray) -> bytes:
+    """A 12-bit sample in bits 4..15 (High Bit 15) with a padding border (Pixel Padding Value 4095)."""
+    stored = pixels * 16
+    stored[:8], stored[:, :8] = 4095, 4095
+    return make_dicom((stored << 4) | 0x3, bits_stored=12, HighBit=15, PixelPaddingValue=4095)
 
 
 FILES = _files()
