@@ -21,7 +21,7 @@ import torch
 from models import __version__
 from models.errors import CheckpointError
 from models.files import write_atomically
-from models.labels import PATHOLOGIES
+from models.labels import PATHOLOGIES, LabelSetError, validate_labels
 from models.network import CheXNet, build_network
 from models.operating_points import OperatingPoints
 from models.preprocessing import PreprocessSpec
@@ -122,9 +122,10 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         )
     if payload.get("arch") != ARCH:
         raise CheckpointError(f"{path} holds architecture {payload.get('arch')!r}, expected {ARCH!r}")
-    labels = tuple(payload.get("labels", ()))
-    if labels != PATHOLOGIES:
-        raise CheckpointError(f"{path} has labels that differ from the 14 ChestX-ray14 pathologies in order")
+    try:
+        labels = validate_labels(list(payload.get("labels", ())))
+    except LabelSetError as exc:
+        raise CheckpointError(f"{path} has an invalid label list: {exc}") from exc
     state_dict = payload.get("state_dict")
     if not isinstance(state_dict, dict) or not state_dict:
         raise CheckpointError(f"{path} has no weights")

@@ -19,7 +19,7 @@ Stored in the checkpoint payload under ``"operating_points"`` as plain data (``w
                                                   "specificity": 0.6, "ppv": 0.2, "npv": 0.93}, ...}},
         "spec90": {...}, "xrv": {...}}}
 
-Every point has a threshold for each of the 14 classes (``models.labels.PATHOLOGIES``); the statistics are
+Every point has a threshold for each of the model's classes, in the model's order; the statistics are
 optional. Names are short identifiers (``[a-z0-9_]``, used in ``?operating_point=``): ``youden``, and ``specNN``
 for the threshold at specificity 0.NN (``spec90``, ``spec95``; ``spec87_5`` for 0.875).
 
@@ -41,7 +41,6 @@ import numpy as np
 import numpy.typing as npt
 
 from models.errors import CheckpointError
-from models.labels import PATHOLOGIES
 
 FORMAT_VERSION = 1
 MIN_POSITIVES = 10  # fewer positives than this: the class's thresholds are flagged unreliable
@@ -111,12 +110,12 @@ class Decision:
 @dataclass(frozen=True)
 class OperatingPoint:
     description: str
-    thresholds: dict[str, ClassThreshold]  # one per class, in PATHOLOGIES order
+    thresholds: dict[str, ClassThreshold]  # one per class, in the model's label order
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "description": self.description,
-            "thresholds": {name: self.thresholds[name].to_dict() for name in PATHOLOGIES},
+            "thresholds": {name: entry.to_dict() for name, entry in self.thresholds.items()},
         }
 
 
@@ -136,27 +135,32 @@ class OperatingPoints:
         for name, point in self.points.items():
             if not _NAME.match(name):
                 raise ValueError(f"operating point name {name!r} is not a short identifier ([a-z0-9_], 1-32)")
-            if tuple(point.thresholds) != PATHOLOGIES:
-                raise ValueError(f"operating point {name!r} must have one threshold per class, in PATHOLOGIES order")
+            if tuple(point.thresholds) != self.labels:
+                raise ValueError(f"operating point {name!r} must have one threshold per class, in the same order")
             for label, entry in point.thresholds.items():
                 values = [entry.threshold, *(v for v in (getattr(entry, s) for s in STATISTICS) if v is not None)]
                 if not all(isinstance(v, float | int) and math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
                     raise ValueError(f"operating point {name!r}, {label}: values must be numbers in [0, 1]")
         if self.default not in self.points:
             raise ValueError(f"default operating point {self.default!r} is not one of {sorted(self.points)}")
-        unknown = set(self.unreliable) - set(PATHOLOGIES)
+        unknown = set(self.unreliable) - set(self.labels)
         if unknown:
-            raise ValueError(f"unreliable classes {sorted(unknown)} are not ChestX-ray14 names")
+            raise ValueError(f"unreliable classes {sorted(unknown)} are not among the points' labels")
         if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError("temperature must be a positive number")
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The classes, in the model's order (the first point's thresholds; every point has the same)."""
+        return tuple(next(iter(self.points.values())).thresholds)
+
     def decide(self, probs: npt.ArrayLike, name: str) -> dict[str, Decision]:
-        """The 14 raw probabilities (after sigmoid, PATHOLOGIES order) of one image -> a decision per class at the
+        """The K raw probabilities (after sigmoid, in ``labels`` order) of one image -> a decision per class at the
         point ``name`` (KeyError if there is none): temperature first, then probability >= threshold."""
         point = self.points[name]
         values = apply_temperature(np.asarray(probs).reshape(-1), self.temperature)
-        if values.shape != (len(PATHOLOGIES),):
-            raise ValueError(f"expected {len(PATHOLOGIES)} probabilities, got {values.shape[0]}")
+        if values.shape != (len(self.labels),):
+            raise ValueError(f"expected {len(self.labels)} probabilities, got {values.shape[0]}")
         unreliable = set(self.unreliable)
         return {
             label: Decision(
@@ -165,7 +169,7 @@ class OperatingPoints:
                 above=bool(value >= point.thresholds[label].threshold),
                 unreliable=label in unreliable,
             )
-            for label, value in zip(PATHOLOGIES, values, strict=True)
+            for label, value in zip(self.labels, values, strict=True)
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,8 +194,8 @@ class OperatingPoints:
                 str(name): OperatingPoint(
                     description=str(point.get("description", "")),
                     thresholds={
-                        label: ClassThreshold(**{k: float(v) for k, v in point["thresholds"][label].items()})
-                        for label in PATHOLOGIES
+                        str(label): ClassThreshold(**{k: float(v) for k, v in entry.items()})
+                        for label, entry in point["thresholds"].items()
                     },
                 )
                 for name, point in data["points"].items()
