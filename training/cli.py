@@ -34,8 +34,33 @@ def _register_train(p: argparse.ArgumentParser) -> None:
         "Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
         "Under torchrun it trains with DistributedDataParallel."
     )
-    p.add_argument("--images", type=Path, required=True, help="folder holding the images named in the CSV")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV (image_path)")
+    p.add_argument("--images", type=Path, help="folder holding the images named in the label table")
+    p.add_argument(
+        "--labels", type=Path, help="label table: NIH Data_Entry_2017, one-hot, CheXpert, MIMIC-CXR or generic CSV"
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="KIND:LABELS:IMAGES",
+        help="a label table and its image folder (KIND: auto, nih, onehot, chexpert, mimic, generic); repeat it to "
+        "train on several datasets at once (instead of --labels/--images)",
+    )
+    p.add_argument(
+        "--label-set",
+        metavar="NAME|FILE",
+        help="the model's labels: nih, chexpert, mimic, or a file with one label a line (default: the union of the "
+        "tables' labels, aligned by name)",
+    )
+    _add_table_options(p)
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="share of patients held out as a test split (OUT/test_list.txt), never used for model or threshold "
+        "selection",
+    )
+    p.add_argument("--test-list", type=Path, help="file of test image names (with --train-list and --val-list)")
     p.add_argument(
         "--out",
         type=Path,
@@ -108,6 +133,37 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run_train)
 
 
+def _add_table_options(p: argparse.ArgumentParser) -> None:
+    """How a label table is read: format, views, uncertain and blank policies, generic columns (docs/datasets.md)."""
+    p.add_argument(
+        "--format",
+        dest="table_format",
+        choices=["nih", "onehot", "chexpert", "mimic", "generic"],
+        help="the label table's format (default: detected from its header)",
+    )
+    p.add_argument(
+        "--views",
+        choices=["frontal", "pa", "ap", "lateral", "all"],
+        default="frontal",
+        help="CheXpert / MIMIC-CXR views kept (default frontal: PA and AP)",
+    )
+    p.add_argument(
+        "--uncertain",
+        choices=["ignore", "zeros", "ones"],
+        default="ignore",
+        help="uncertain (-1) labels: ignore = unknown, masked (U-Ignore); zeros (U-Zeros); ones (U-Ones)",
+    )
+    p.add_argument(
+        "--blank",
+        choices=["ignore", "zeros"],
+        help="blank (not mentioned) labels: ignore = unknown, or zeros (default: the format's convention: zeros for "
+        "CheXpert and MIMIC-CXR, ignore for one-hot and generic tables)",
+    )
+    p.add_argument("--image-column", help="generic tables: the column naming each image file")
+    p.add_argument("--patient-column", help="generic tables: the column naming each image's patient")
+    p.add_argument("--patient-pattern", help="generic tables: a regex with one group finding the patient in the path")
+
+
 def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--specificity",
@@ -128,6 +184,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from training.train import run_training
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
+    options["data"] = tuple(options["data"])
     try:
         best = run_training(TrainConfig(**options))
     except RunAlreadyFinishedError as exc:
@@ -155,8 +212,15 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
     source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
     source.add_argument("--predictions", type=Path, help="CSV: Image Index + 14 columns (optionally prob_ prefix)")
     p.add_argument("--images", type=Path, help="image folder (with --checkpoint)")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
+    p.add_argument("--labels", type=Path, required=True, help="label table (any format chexnet train reads)")
     p.add_argument("--split-list", type=Path, help="evaluate only the image names listed in this file")
+    _add_table_options(p)
+    p.add_argument(
+        "--per",
+        default="image",
+        metavar="image|study:max|study:mean",
+        help="score per image, or per study with each study's views combined by max or mean (CheXpert, MIMIC-CXR)",
+    )
     p.add_argument(
         "--tta", choices=["none", "tencrop"], default="none", help="tencrop: average the ten crops' probabilities"
     )
@@ -283,7 +347,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         print(f"chexnet predict: cannot read {folder}: {message}", file=sys.stderr)
     for failure in result.failures:
         print(f"chexnet predict: cannot read {failure.path}: {failure.message}", file=sys.stderr)
-    write_predictions_csv(result.paths, result.probs, args.out)
+    write_predictions_csv(result.paths, result.probs, args.out, result.labels)
     if args.out:
         print(f"wrote {len(result.paths)} rows to {args.out}", file=sys.stderr)
     if result.failures:

@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,6 @@ from tqdm import tqdm
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.files import resolve_device
 from models.imaging.errors import InputError
-from models.labels import PATHOLOGIES
 from models.operating_points import (
     DEFAULT_SPECIFICITY,
     OperatingPoints,
@@ -42,10 +42,12 @@ from training.data.image_check import (
     read_unreadable_list,
     write_unreadable_list,
 )
+from training.data.label_policies import LabelPolicy
 from training.data.label_tables import (
     MAX_NAMED,
     LabelTable,
     LabelTableError,
+    TableOptions,
     check_images_exist,
     read_label_table,
 )
@@ -55,6 +57,14 @@ from training.reports.point_table import print_chosen_points, print_point_table
 from training.reports.provenance import command_line
 from training.reports.roc_plot import draw_roc_curves
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.scoring.study_level import (
+    ScoringError,
+    SharedLabels,
+    competition_mean,
+    parse_per,
+    per_study,
+    shared_labels,
+)
 from training.scoring.thresholds import choose_operating_points, stored_points_on
 
 logger = logging.getLogger(__name__)
@@ -80,6 +90,24 @@ class EvaluateOptions:
     seed: int = 0
     skip_unreadable: bool = False
     specificity: float = DEFAULT_SPECIFICITY
+    table_format: str | None = None  # the label table's --format, --views, --uncertain, --blank, ... as for train
+    views: str = "frontal"
+    uncertain: str = "ignore"
+    blank: str | None = None
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
+    per: str | None = None  # --per image | study:max | study:mean
+
+    def table_options(self) -> TableOptions:
+        return TableOptions(
+            format=self.table_format,
+            views=self.views,
+            policy=LabelPolicy(self.uncertain, self.blank),
+            image_column=self.image_column,
+            patient_column=self.patient_column,
+            patient_pattern=self.patient_pattern,
+        )
 
 
 class _EvalImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
@@ -119,6 +147,8 @@ def validate_options(options: EvaluateOptions) -> None:
         raise ValueError(f"--specificity: {exc}") from None
     if not Path(options.labels).is_file():
         raise LabelTableError(f"label table not found: {options.labels}")
+    parse_per(options.per)
+    options.table_options()  # an unknown policy raises here
     if options.split_list is not None and not Path(options.split_list).is_file():
         raise LabelTableError(f"split list not found: {options.split_list}")
     if options.checkpoint is not None:
@@ -138,7 +168,7 @@ def validate_options(options: EvaluateOptions) -> None:
 
 def load_evaluation_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
     """The labelled images to evaluate (restricted to --split-list), and every labelled name."""
-    table = read_label_table(options.labels)
+    table = read_label_table(options.labels, options.table_options())
     labelled = frozenset(table.image_names)
     if options.split_list is not None:
         names = read_name_list(options.split_list)
@@ -150,7 +180,7 @@ def load_evaluation_table(options: EvaluateOptions) -> tuple[LabelTable, frozens
 def predict_checkpoint(
     options: EvaluateOptions, table: LabelTable, checkpoint: Checkpoint
 ) -> tuple[LabelTable, np.ndarray]:
-    """The table's rows that decoded, and their (N, 14) probabilities from the checkpoint's model, in order.
+    """The table's rows that decoded, and their (N, K) probabilities from the checkpoint's model (K its labels).
 
     An image that fails to decode raises :class:`UnreadableImageError`; with ``--skip-unreadable`` it is left
     out instead, and added to ``OUT/unreadable.csv``.
@@ -170,7 +200,7 @@ def predict_checkpoint(
         pin_memory=device.type == "cuda",
         collate_fn=collate_readable,
     )
-    probs = np.zeros((len(table), len(PATHOLOGIES)), dtype=np.float32)
+    probs = np.zeros((len(table), len(checkpoint.labels)), dtype=np.float32)
     failures: list[DecodeFailure] = []
     logger.info("evaluating %d images on %s (tta %s)", len(table), device, options.tta)
     with (
@@ -209,11 +239,11 @@ def _without_failures(
     return table.subset(keep), probs[keep]
 
 
-def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
-    """Pathology -> column of the predictions CSV (``Name`` or ``prob_Name``)."""
+def _prediction_columns(columns: list[str], path: Path, labels: tuple[str, ...]) -> dict[str, str]:
+    """Label -> column of the predictions CSV (``Name`` or ``prob_Name``)."""
     chosen: dict[str, str] = {}
     missing, ambiguous = [], []
-    for name in PATHOLOGIES:
+    for name in labels:
         found = [c for c in (name, PROB_PREFIX + name) if c in columns]
         if not found:
             missing.append(name)
@@ -232,14 +262,15 @@ def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
 
 
 def read_predictions(path: Path, table: LabelTable, labelled: frozenset[str]) -> tuple[LabelTable, np.ndarray]:
-    """The rows of ``table`` that have predictions, and their (N, 14) probabilities, matched by image name.
+    """The rows of ``table`` that have predictions, and their (N, K) probabilities for the table's labels, matched by
+    image name.
 
     ``labelled`` is every image name of the whole label table: a prediction for an image it lacks is an error
     naming the images, as is a name listed twice.  Labelled images without a prediction are left out (the usual
     case: test-set predictions scored against NIH's full ``Data_Entry_2017``); the caller reports how many.
     """
     frame, names = _read_prediction_frame(path)
-    columns = _prediction_columns(list(frame.columns), path)
+    columns = _prediction_columns(list(frame.columns), path, table.labels)
     unlabelled = [name for name in names if name not in labelled]
     if unlabelled:
         raise LabelTableError(
@@ -250,7 +281,7 @@ def read_predictions(path: Path, table: LabelTable, labelled: frozenset[str]) ->
     covered = [i for i, name in enumerate(table.image_names) if name in row_of]
     if not covered:
         raise LabelTableError(f"predictions {path} cover none of the {len(table)} labelled images to evaluate")
-    values = _probability_values(frame, columns, names, path)
+    values = _probability_values(frame, columns, names, path, table.labels)
     order = np.fromiter((row_of[table.image_names[i]] for i in covered), dtype=np.int64, count=len(covered))
     return table.subset(covered), values[order]
 
@@ -275,11 +306,13 @@ def _read_prediction_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return frame, names
 
 
-def _probability_values(frame: pd.DataFrame, columns: dict[str, str], names: list[str], path: Path) -> np.ndarray:
-    """(rows, 14) float64 from the chosen columns; every value must be a probability in [0, 1]."""
-    values = np.empty((len(frame), len(PATHOLOGIES)), dtype=np.float64)
+def _probability_values(
+    frame: pd.DataFrame, columns: dict[str, str], names: list[str], path: Path, labels: tuple[str, ...]
+) -> np.ndarray:
+    """(rows, K) float64 from the chosen columns; every value must be a probability in [0, 1]."""
+    values = np.empty((len(frame), len(labels)), dtype=np.float64)
     bad: list[str] = []
-    for k, name in enumerate(PATHOLOGIES):
+    for k, name in enumerate(labels):
         column = pd.to_numeric(frame[columns[name]], errors="coerce").to_numpy(dtype=np.float64)
         wrong = np.flatnonzero(~(np.isfinite(column) & (column >= 0.0) & (column <= 1.0)))
         bad.extend(f"{columns[name]}={frame[columns[name]].iloc[i]!r} for {names[i]}" for i in wrong[:MAX_NAMED])
@@ -296,7 +329,7 @@ def data_description(options: EvaluateOptions) -> str:
 
 
 def checkpoint_probabilities(options: EvaluateOptions, table: LabelTable) -> tuple[LabelTable, np.ndarray, Checkpoint]:
-    """Check the images, then run the checkpoint: (rows that decoded, their (N, 14) raw probabilities, checkpoint).
+    """Check the images, then run the checkpoint: (rows that decoded, their (N, K) raw probabilities, checkpoint).
 
     Unreadable images stop it (``UnreadableImagesError`` / ``UnreadableImageError``) unless ``--skip-unreadable``.
     """
@@ -308,6 +341,47 @@ def checkpoint_probabilities(options: EvaluateOptions, table: LabelTable) -> tup
         print(f"left out {dropped} unreadable images (listed in {listing})")
     table, probs = predict_checkpoint(options, table, checkpoint)
     return table, probs, checkpoint
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What is scored: the shared labels, per image or per study, with what was left out."""
+
+    labels: tuple[str, ...]
+    names: tuple[str, ...]
+    patient_ids: tuple[str, ...]
+    targets: np.ndarray
+    probs: np.ndarray
+    per: str | None
+    shared: SharedLabels
+
+    def describe(self, competition: float | None) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "not_scored": {"model_only": list(self.shared.model_only), "table_only": list(self.shared.table_only)},
+            "per": f"study:{self.per}" if self.per is not None else "image",
+            "mean_auroc_competition": competition,
+        }
+
+
+def _scored(options: EvaluateOptions, table: LabelTable, probs: np.ndarray, output_labels: tuple[str, ...]) -> Scored:
+    """The model's outputs the table shares (others listed), per image or combined per study (``--per``)."""
+    shared = shared_labels(output_labels, table.labels)
+    if shared.model_only or shared.table_only:
+        print(
+            f"scoring the {len(shared.labels)} labels the model and the table share; not scored: model only "
+            f"[{', '.join(shared.model_only)}], table only [{', '.join(shared.table_only)}]"
+        )
+    targets = table.targets[:, list(shared.table_columns)].astype(np.float64)
+    scores = np.asarray(probs, dtype=np.float64)[:, list(shared.model_columns)]
+    how = parse_per(options.per)
+    if how is None:
+        return Scored(shared.labels, table.image_names, table.patient_ids, targets, scores, None, shared)
+    if table.study_ids is None:
+        raise ScoringError(f"--per {options.per}: the {table.kind} table names no studies")
+    names, patients, targets, scores = per_study(table.study_ids, table.patient_ids, targets, scores, how)
+    print(f"{len(table)} images combined into {len(names)} studies ({how} over each study's views)")
+    return Scored(shared.labels, names, patients, targets, scores, how, shared)
 
 
 def run_evaluate(options: EvaluateOptions) -> int:
@@ -326,18 +400,23 @@ def run_evaluate(options: EvaluateOptions) -> int:
         total = len(table)
         table, probs = read_predictions(Path(str(options.predictions)), table, labelled)
         print(f"{len(table)} of {total} labelled images have predictions")
-    report = auroc_report(table.targets, probs, table.patient_ids, options.bootstrap, options.seed)
+    scored = _scored(options, table, probs, checkpoint.labels if options.checkpoint is not None else table.labels)
+    labels, targets, probs = scored.labels, scored.targets, scored.probs
+    report = auroc_report(targets, probs, scored.patient_ids, options.bootstrap, options.seed, labels)
     mean = mean_auroc({r.name: r.auroc for r in report})
-    average_precision = per_class_average_precision(table.targets, probs)
+    average_precision = per_class_average_precision(targets, probs, labels)
     print_report(report, mean, average_precision)
+    competition = competition_mean({r.name: r.auroc for r in report})
+    if competition is not None:
+        print(f"mean AUROC over the five CheXpert competition labels: {fmt(competition)}")
     temperature = stored_points.temperature if stored_points is not None else None
     source = {"data": data_description(options), "command": command_line()}
     chosen = choose_operating_points(
-        table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature
+        targets, apply_temperature(probs, temperature), options.specificity, source, labels, temperature
     )
     print()
     print_chosen_points(chosen)
-    stored = stored_points_on(table.targets, probs, stored_points) if stored_points is not None else None
+    stored = stored_points_on(targets, probs, stored_points, labels) if stored_points is not None else None
     if stored is not None:
         print()
         print_point_table("the checkpoint's stored thresholds on these images", stored, set(chosen.unreliable))
@@ -347,9 +426,12 @@ def run_evaluate(options: EvaluateOptions) -> int:
     document = metrics_document(
         report, mean, average_precision, chosen, stored, options.bootstrap, options.tta, options.checkpoint is not None
     )
+    document.update(scored.describe(competition))
     (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    write_predictions(out / "predictions.csv", table.image_names, probs)
+    write_predictions(out / "predictions.csv", scored.names, probs, labels)
     source_name = Path(options.checkpoint if options.checkpoint is not None else str(options.predictions)).name
-    draw_roc_curves(table.targets, probs, out / "roc.png", f"ROC curves: {source_name} on {len(table)} images")
+    unit = "studies" if scored.per is not None else "images"
+    title = f"ROC curves: {source_name} on {len(scored.names)} {unit}"
+    draw_roc_curves(targets, probs, out / "roc.png", title, labels)
     logger.info("mean AUROC %s; wrote metrics.json, predictions.csv and roc.png to %s", fmt(mean), out)
     return 0

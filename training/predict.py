@@ -22,7 +22,6 @@ from tqdm import tqdm
 from models.checkpoint import load_checkpoint
 from models.imaging.decoder import SNIFF_BYTES, sniff_format
 from models.imaging.errors import InputError
-from models.labels import PATHOLOGIES
 from models.preprocessing import PreprocessSpec, eval_tensor
 from training.data.dataset import DecodeFailure, collate_readable, load_gray
 
@@ -125,11 +124,13 @@ class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
 
 @dataclass(frozen=True)
 class Predictions:
-    """``probs`` (N, 14) for ``paths`` (the readable files, in input order); ``failures`` for the others."""
+    """``probs`` (N, K) for ``paths`` (the readable files, in input order), K = ``labels`` (the model's);
+    ``failures`` for the others."""
 
     paths: list[Path]
     probs: np.ndarray
     failures: list[DecodeFailure]
+    labels: tuple[str, ...]
 
 
 @torch.no_grad()
@@ -145,7 +146,7 @@ def predict_files(
         num_workers=workers,
         collate_fn=collate_readable,
     )
-    probs = np.full((len(images), len(PATHOLOGIES)), np.nan, dtype=np.float32)
+    probs = np.full((len(images), len(checkpoint.labels)), np.nan, dtype=np.float32)
     failures: list[DecodeFailure] = []
     for inputs, indices, failed in tqdm(loader, desc="predict", unit="batch", disable=not sys.stderr.isatty()):
         failures.extend(failed)
@@ -153,15 +154,17 @@ def predict_files(
             probs[indices.numpy()] = torch.sigmoid(model(inputs.to(device)).float()).cpu().numpy()
     failed_at = {f.index for f in failures}
     keep = [i for i in range(len(images)) if i not in failed_at]
-    return Predictions([images[i] for i in keep], probs[keep], sorted(failures, key=lambda f: f.index))
+    failures = sorted(failures, key=lambda f: f.index)
+    return Predictions([images[i] for i in keep], probs[keep], failures, checkpoint.labels)
 
 
-def write_predictions_csv(images: Sequence[Path], probs: np.ndarray, out: Path | None) -> None:
-    """``Image Index`` (the file name, NIH's identifier), ``path`` (as given), 14 columns; stdout when no ``out``."""
+def write_predictions_csv(images: Sequence[Path], probs: np.ndarray, out: Path | None, labels: tuple[str, ...]) -> None:
+    """``Image Index`` (the file name, NIH's identifier), ``path`` (as given), one column per label; stdout when no
+    ``out``."""
     handle = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
     try:
         writer = csv.writer(handle)
-        writer.writerow(["Image Index", "path", *PATHOLOGIES])
+        writer.writerow(["Image Index", "path", *labels])
         for path, row in zip(images, probs, strict=True):
             writer.writerow([path.name, str(path), *(f"{p:.6f}" for p in row)])
     finally:
