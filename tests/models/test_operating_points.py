@@ -59,7 +59,7 @@ def test_a_checkpoint_without_the_section_loads_without_points(tiny_checkpoint: 
     ("change", "message"),
     [
         ({"default": "spec90"}, "default operating point 'spec90' is not one of ['xrv', 'youden']"),
-        ({"unreliable": ("Cancer",)}, "unreliable classes ['Cancer'] are not ChestX-ray14 names"),
+        ({"unreliable": ("Cancer",)}, "unreliable classes ['Cancer'] are not among the points' labels"),
         ({"temperature": 0.0}, "temperature must be a positive number"),
     ],
 )
@@ -70,9 +70,13 @@ def test_invalid_sections_are_refused_by_name(change: dict[str, object], message
 
 
 def test_a_point_must_cover_every_class_with_a_probability() -> None:
+    full = {name: ClassThreshold(0.5) for name in PATHOLOGIES}
     partial = {name: ClassThreshold(0.5) for name in PATHOLOGIES[:-1]}
     with pytest.raises(ValueError, match="one threshold per class"):
-        OperatingPoints(points={"youden": OperatingPoint("", partial)}, default="youden")
+        OperatingPoints(
+            points={"youden": OperatingPoint("", full), "spec90": OperatingPoint("", partial)}, default="youden"
+        )
+    assert OperatingPoints(points={"youden": OperatingPoint("", partial)}, default="youden").labels == PATHOLOGIES[:-1]
     beyond = {name: ClassThreshold(1.5) for name in PATHOLOGIES}
     with pytest.raises(ValueError, match="values must be numbers in"):
         OperatingPoints(points={"youden": OperatingPoint("", beyond)}, default="youden")

@@ -61,10 +61,12 @@ def _patients(
     if column is not None:
         raw = [str(value).strip() for value in frame[column].tolist()]
         return tuple(p or patient_from_name(n) for p, n in zip(raw, names, strict=True)), f"the {column!r} column"
-    if all(_NIH_FILE_NAME.match(Path(name).name) for name in names):
-        return tuple(patient_from_name(name) for name in names), "NIH file names (PPPPPPPP_NNN.png)"
-    logger.warning(PER_IMAGE_WARNING, path.name)
-    return names, "nowhere: one patient per image (WARNING: a patient may be on both sides of a split)"
+    patients = tuple(patient_from_name(name) for name in names)
+    alone = sum(not _NIH_FILE_NAME.match(Path(name).name) for name in names)
+    if not alone:
+        return patients, "NIH file names (PPPPPPPP_NNN.png)"
+    logger.warning(PER_IMAGE_WARNING, f"{path.name} ({alone} of {len(names)} images)")
+    return patients, "NIH file names where they are NIH's, else one patient per image (WARNING: see the log)"
 
 
 def parse_nih(frame: pd.DataFrame, path: Path, options: TableOptions) -> LabelTable:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.labels import PATHOLOGIES
 from training.data.label_tables import LabelTable, LabelTableError
 from training.data.splits import split_by_patient, split_from_lists
 
@@ -18,7 +19,7 @@ def make_table(images_per_patient: list[int]) -> LabelTable:
         for k in range(count):
             names.append(f"{patient:08d}_{k:03d}.png")
             patients.append(str(patient))
-    return LabelTable(tuple(names), tuple(patients), np.zeros((len(names), 14), dtype=np.float32))
+    return LabelTable(tuple(names), tuple(patients), np.zeros((len(names), 14), dtype=np.float32), PATHOLOGIES)
 
 
 def test_patient_split_no_leakage_and_sizes() -> None:
