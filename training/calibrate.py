@@ -63,6 +63,13 @@ class CalibrateOptions:
     workers: int = 0
     device: str = "auto"
     overwrite: bool = False
+    table_format: str | None = None  # how the label table is read, as for train and evaluate
+    views: str = "frontal"
+    uncertain: str = "ignore"
+    blank: str | None = None
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
 
 
 def reliability_path(out: Path) -> Path:
@@ -84,6 +91,13 @@ def _evaluation_options(options: CalibrateOptions) -> EvaluateOptions:
         workers=options.workers,
         device=options.device,
         specificity=options.specificity,
+        table_format=options.table_format,
+        views=options.views,
+        uncertain=options.uncertain,
+        blank=options.blank,
+        image_column=options.image_column,
+        patient_column=options.patient_column,
+        patient_pattern=options.patient_pattern,
     )
 
 
