@@ -24,14 +24,14 @@ def register(commands: Any) -> None:
     _register_calibrate(
         commands.add_parser("calibrate", help="write operating points (and a temperature) into a new checkpoint")
     )
-    _register_predict(commands.add_parser("predict", help="write a CSV of the 14 probabilities for images"))
+    _register_predict(commands.add_parser("predict", help="write a CSV of the model's probabilities for images"))
     _register_import(commands.add_parser("import", help="make a chexnet checkpoint from published CheXNet/xrv weights"))
 
 
 def _register_train(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Train DenseNet-121 with 14 sigmoid outputs (BCE on logits). Defaults follow the seed recipe: "
-        "Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
+        "Train DenseNet-121, one sigmoid output per label (BCE on logits over known labels). Defaults follow the "
+        "seed recipe: Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
         "Under torchrun it trains with DistributedDataParallel."
     )
     p.add_argument("--images", type=Path, help="folder holding the images named in the label table")
@@ -210,7 +210,9 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
-    source.add_argument("--predictions", type=Path, help="CSV: Image Index + 14 columns (optionally prob_ prefix)")
+    source.add_argument(
+        "--predictions", type=Path, help="CSV: Image Index + a column per label (prob_ prefix optional)"
+    )
     p.add_argument("--images", type=Path, help="image folder (with --checkpoint)")
     p.add_argument("--labels", type=Path, required=True, help="label table (any format chexnet train reads)")
     p.add_argument("--split-list", type=Path, help="evaluate only the image names listed in this file")
@@ -310,9 +312,9 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 def _register_predict(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Predict the 14 probabilities for PNG, JPEG or DICOM files, or folders of them (found by content, not by "
-        "suffix). Writes CSV: Image Index (file name), path, 14 columns. Unreadable files are named on stderr "
-        "with the reason; the others are predicted, and the exit status is 1."
+        "Predict the model's probabilities for PNG, JPEG or DICOM files, or folders of them (found by content, not "
+        "by suffix). Writes CSV: Image Index (file name), path, one column per label. Unreadable files are named on "
+        "stderr with the reason; the others are predicted, and the exit status is 1."
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
