@@ -41,7 +41,6 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         action="append",
-        default=[],
         metavar="KIND:LABELS:IMAGES",
         help="a label table and its image folder (KIND: auto, nih, onehot, chexpert, mimic, generic); repeat it to "
         "train on several datasets at once (instead of --labels/--images)",
@@ -145,7 +144,7 @@ def _add_table_options(p: argparse.ArgumentParser) -> None:
         "--views",
         choices=["frontal", "pa", "ap", "lateral", "all"],
         default="frontal",
-        help="CheXpert / MIMIC-CXR views kept (default frontal: PA and AP)",
+        help="CheXpert / MIMIC-CXR views kept; frontal is PA and AP",
     )
     p.add_argument(
         "--uncertain",
@@ -184,7 +183,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from training.train import run_training
 
     options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
-    options["data"] = tuple(options["data"])
+    options["data"] = tuple(options["data"] or ())
     try:
         best = run_training(TrainConfig(**options))
     except RunAlreadyFinishedError as exc:
