@@ -80,7 +80,8 @@ def backends(checkpoint: Checkpoint, image_size: int) -> dict[str, InferenceBack
 
 
 def deviation(name: str, probs: np.ndarray, reference: np.ndarray, targets: np.ndarray) -> Deviation:
-    auroc, reference_auroc = per_class_auroc(targets, probs), per_class_auroc(targets, reference)
+    columns = [str(k) for k in range(targets.shape[1])]  # only the values are compared
+    auroc, reference_auroc = per_class_auroc(targets, probs, columns), per_class_auroc(targets, reference, columns)
     pairs = zip(auroc.values(), reference_auroc.values(), strict=True)
     changes = [abs(a - b) for a, b in pairs if a is not None and b is not None]
     delta = np.abs(probs - reference)

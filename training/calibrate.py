@@ -24,6 +24,9 @@ from models.operating_points import (
     apply_temperature,
     specificity_point_name,
 )
+from training.data.label_policies import LabelPolicy
+from training.data.label_tables import TableOptions
+from training.data.sources import aligned_targets
 from training.exit_status import UsageError
 from training.reports.evaluation import print_report
 from training.reports.point_table import print_chosen_points
@@ -64,6 +67,13 @@ class CalibrateOptions:
     workers: int = 0
     device: str = "auto"
     overwrite: bool = False
+    table_format: str | None = None  # how the label table is read, as for train and evaluate
+    views: str = "frontal"
+    uncertain: str = "ignore"
+    blank: str | None = None
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
 
 
 def reliability_path(out: Path) -> Path:
@@ -107,7 +117,7 @@ def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: flo
     """NLL and ECE before and after the temperature, for the checkpoint's record (``source.calibration``)."""
     before, after = reliability_bins(targets, probs), reliability_bins(targets, probs, temperature)
     return {
-        "method": "temperature scaling, one T for all 14 outputs, minimising NLL (Guo et al., ICML 2017)",
+        "method": "temperature scaling, one T for all outputs, minimising NLL on known entries (Guo et al. 2017)",
         "nll_before": binary_nll(targets, probs),
         "nll_after": binary_nll(targets, probs, temperature),
         "ece_before": before.expected_calibration_error,
@@ -116,17 +126,31 @@ def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: flo
     }
 
 
+def _table_options(options: CalibrateOptions) -> TableOptions:
+    """How the label table is read: ``--format``, ``--views``, the uncertainty and blank policies, its columns."""
+    return TableOptions(
+        format=options.table_format,
+        views=options.views,
+        policy=LabelPolicy(options.uncertain, options.blank),
+        image_column=options.image_column,
+        patient_column=options.patient_column,
+        patient_pattern=options.patient_pattern,
+    )
+
+
 def run_calibrate(options: CalibrateOptions) -> int:
     """Calibrate, print the tables, write OUT (and OUT's reliability diagram with --temperature); returns 0."""
     validate_calibrate_options(options)
-    table, _ = load_labelled_table(options.labels, options.split_list)
+    table, _ = load_labelled_table(options.labels, options.split_list, _table_options(options))
     checkpoint = load_checkpoint(options.checkpoint)
     settings = InferenceSettings(resolve_device(options.device), options.batch_size, options.workers)
     check_settings(checkpoint, settings)
     table, probs = labelled_probabilities(checkpoint, table, options.images, settings, False, options.out.parent)
-    report = auroc_report(table.targets, probs, table.patient_ids, 0, 0)
+    labels = checkpoint.labels
+    targets = aligned_targets(table, labels)  # a label the table lacks is unknown: undefined, flagged unreliable
+    report = auroc_report(targets, probs, table.patient_ids, 0, 0, labels)
     print_report(
-        report, mean_auroc({r.name: r.auroc for r in report}), per_class_average_precision(table.targets, probs)
+        report, mean_auroc({r.name: r.auroc for r in report}), per_class_average_precision(targets, probs, labels)
     )
 
     source: dict[str, Any] = {
@@ -134,9 +158,9 @@ def run_calibrate(options: CalibrateOptions) -> int:
         "command": command_line(),
         "checkpoint_sha256": checkpoint.sha256,
     }
-    temperature = fit_temperature(table.targets, probs) if options.temperature else None
+    temperature = fit_temperature(targets, probs) if options.temperature else None
     if temperature is not None:
-        source["calibration"] = _calibration_record(table.targets, probs, temperature)
+        source["calibration"] = _calibration_record(targets, probs, temperature)
         if not TEMPERATURE_BOUNDS[0] * 1.001 < temperature < TEMPERATURE_BOUNDS[1] * 0.999:
             logger.warning("the fitted temperature %.4f lies on the edge of its search interval", temperature)
         calibration = source["calibration"]
@@ -145,13 +169,19 @@ def run_calibrate(options: CalibrateOptions) -> int:
             f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
         )
         draw_reliability_diagram(
-            reliability_bins(table.targets, probs),
-            reliability_bins(table.targets, probs, temperature),
+            reliability_bins(targets, probs),
+            reliability_bins(targets, probs, temperature),
             temperature,
             reliability_path(options.out),
         )
     points = choose_operating_points(
-        table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature, options.default
+        targets,
+        apply_temperature(probs, temperature),
+        options.specificity,
+        source,
+        labels,
+        temperature,
+        options.default,
     )
     _warn_replaced(checkpoint.operating_points, points)
     print()

@@ -21,18 +21,42 @@ def register(commands: Any) -> None:
     _register_calibrate(
         commands.add_parser("calibrate", help="write operating points (and a temperature) into a new checkpoint")
     )
-    _register_predict(commands.add_parser("predict", help="write a CSV of the 14 probabilities for images"))
+    _register_predict(commands.add_parser("predict", help="write a CSV of the model's probabilities for images"))
     _register_import(commands.add_parser("import", help="make a chexnet checkpoint from published CheXNet/xrv weights"))
 
 
 def _register_train(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Train DenseNet-121 with 14 sigmoid outputs (BCE on logits). Defaults follow the seed recipe: "
-        "Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
+        "Train DenseNet-121, one sigmoid output per label (BCE on logits over known labels). Defaults follow the "
+        "seed recipe: Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
         "Under torchrun it trains with DistributedDataParallel."
     )
-    p.add_argument("--images", type=Path, required=True, help="folder holding the images named in the CSV")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV (image_path)")
+    p.add_argument("--images", type=Path, help="folder holding the images named in the label table")
+    p.add_argument(
+        "--labels", type=Path, help="label table: NIH Data_Entry_2017, one-hot, CheXpert, MIMIC-CXR or generic CSV"
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="KIND:LABELS:IMAGES",
+        help="a label table and its image folder (KIND: auto, nih, onehot, chexpert, mimic, generic); repeat it to "
+        "train on several datasets at once (instead of --labels/--images)",
+    )
+    p.add_argument(
+        "--label-set",
+        metavar="NAME|FILE",
+        help="the model's labels: nih, chexpert, mimic, or a file with one label a line (default: the union of the "
+        "tables' labels, aligned by name)",
+    )
+    _add_table_options(p)
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="share of patients held out as a test split (OUT/test_list.txt), never used for model or threshold "
+        "selection",
+    )
+    p.add_argument("--test-list", type=Path, help="file of test image names (with --train-list and --val-list)")
     p.add_argument(
         "--out",
         type=Path,
@@ -105,6 +129,37 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_run_train)
 
 
+def _add_table_options(p: argparse.ArgumentParser) -> None:
+    """How a label table is read: format, views, uncertain and blank policies, generic columns (docs/datasets.md)."""
+    p.add_argument(
+        "--format",
+        dest="table_format",
+        choices=["nih", "onehot", "chexpert", "mimic", "generic"],
+        help="the label table's format (default: detected from its header)",
+    )
+    p.add_argument(
+        "--views",
+        choices=["frontal", "pa", "ap", "lateral", "all"],
+        default="frontal",
+        help="CheXpert / MIMIC-CXR views kept; frontal is PA and AP",
+    )
+    p.add_argument(
+        "--uncertain",
+        choices=["ignore", "zeros", "ones"],
+        default="ignore",
+        help="uncertain (-1) labels: ignore = unknown, masked (U-Ignore); zeros (U-Zeros); ones (U-Ones)",
+    )
+    p.add_argument(
+        "--blank",
+        choices=["ignore", "zeros"],
+        help="blank (not mentioned) labels: ignore = unknown, or zeros (default: the format's convention: zeros for "
+        "CheXpert and MIMIC-CXR, ignore for one-hot and generic tables)",
+    )
+    p.add_argument("--image-column", help="generic tables: the column naming each image file")
+    p.add_argument("--patient-column", help="generic tables: the column naming each image's patient")
+    p.add_argument("--patient-pattern", help="generic tables: a regex with one group finding the patient in the path")
+
+
 def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--specificity",
@@ -121,7 +176,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from training.train import run_training
 
     def train() -> int:
-        best = run_training(TrainConfig(**_options(args)))
+        options = _options(args)
+        options["data"] = tuple(options["data"] or ())
+        best = run_training(TrainConfig(**options))
         print(f"best checkpoint: {best}")
         return 0
 
@@ -144,10 +201,19 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
-    source.add_argument("--predictions", type=Path, help="CSV: Image Index + 14 columns (optionally prob_ prefix)")
+    source.add_argument(
+        "--predictions", type=Path, help="CSV: Image Index + a column per label (prob_ prefix optional)"
+    )
     p.add_argument("--images", type=Path, help="image folder (with --checkpoint)")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
+    p.add_argument("--labels", type=Path, required=True, help="label table (any format chexnet train reads)")
     p.add_argument("--split-list", type=Path, help="evaluate only the image names listed in this file")
+    _add_table_options(p)
+    p.add_argument(
+        "--per",
+        default="image",
+        metavar="image|study:max|study:mean",
+        help="score per image, or per study with each study's views combined by max or mean (CheXpert, MIMIC-CXR)",
+    )
     p.add_argument(
         "--tta", choices=["none", "tencrop"], default="none", help="tencrop: average the ten crops' probabilities"
     )
@@ -188,8 +254,9 @@ def _register_calibrate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint to calibrate (left unchanged)")
     p.add_argument("--images", type=Path, required=True, help="image folder")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
+    p.add_argument("--labels", type=Path, required=True, help="label table (any format chexnet train reads)")
     p.add_argument("--split-list", type=Path, help="use only the image names listed in this file")
+    _add_table_options(p)
     p.add_argument("--out", type=Path, required=True, help="the new checkpoint (.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     _add_specificity(p, "chosen on these images")

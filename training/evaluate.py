@@ -15,13 +15,13 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.checkpoint import load_checkpoint
 from models.files import resolve_device
-from models.labels import PATHOLOGIES
 from models.operating_points import (
     DEFAULT_SPECIFICITY,
     OperatingPoints,
@@ -29,7 +29,8 @@ from models.operating_points import (
     specificity_point_name,
 )
 from training.data.image_check import UNREADABLE_LIST
-from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError
+from training.data.label_policies import LabelPolicy
+from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError, TableOptions
 from training.reports.evaluation import fmt, metrics_document, print_report, write_predictions
 from training.reports.point_table import print_chosen_points, print_point_table
 from training.reports.provenance import command_line
@@ -42,6 +43,14 @@ from training.scoring.labelled_images import (
     load_labelled_table,
 )
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.scoring.study_level import (
+    ScoringError,
+    SharedLabels,
+    competition_mean,
+    parse_per,
+    per_study,
+    shared_labels,
+)
 from training.scoring.thresholds import choose_operating_points, stored_points_on
 
 logger = logging.getLogger(__name__)
@@ -67,6 +76,24 @@ class EvaluateOptions:
     seed: int = 0
     skip_unreadable: bool = False
     specificity: float = DEFAULT_SPECIFICITY
+    table_format: str | None = None  # the label table's --format, --views, --uncertain, --blank, ... as for train
+    views: str = "frontal"
+    uncertain: str = "ignore"
+    blank: str | None = None
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
+    per: str | None = None  # --per image | study:max | study:mean
+
+    def table_options(self) -> TableOptions:
+        return TableOptions(
+            format=self.table_format,
+            views=self.views,
+            policy=LabelPolicy(self.uncertain, self.blank),
+            image_column=self.image_column,
+            patient_column=self.patient_column,
+            patient_pattern=self.patient_pattern,
+        )
 
 
 def validate_options(options: EvaluateOptions) -> None:
@@ -86,6 +113,8 @@ def validate_options(options: EvaluateOptions) -> None:
     except ValueError as exc:
         raise ValueError(f"--specificity: {exc}") from None
     check_labelled_inputs(options.labels, options.split_list, None)
+    parse_per(options.per)
+    options.table_options()  # an unknown policy raises here
     if options.checkpoint is not None:
         if options.images is None:
             raise ValueError("--images (the image folder) is required with --checkpoint")
@@ -100,11 +129,11 @@ def validate_options(options: EvaluateOptions) -> None:
             raise ValueError(f"predictions file not found: {options.predictions}")
 
 
-def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
-    """Pathology -> column of the predictions CSV (``Name`` or ``prob_Name``)."""
+def _prediction_columns(columns: list[str], path: Path, labels: tuple[str, ...]) -> dict[str, str]:
+    """Label -> column of the predictions CSV (``Name`` or ``prob_Name``)."""
     chosen: dict[str, str] = {}
     missing, ambiguous = [], []
-    for name in PATHOLOGIES:
+    for name in labels:
         found = [c for c in (name, PROB_PREFIX + name) if c in columns]
         if not found:
             missing.append(name)
@@ -123,14 +152,15 @@ def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
 
 
 def read_predictions(path: Path, table: LabelTable, labelled: frozenset[str]) -> tuple[LabelTable, np.ndarray]:
-    """The rows of ``table`` that have predictions, and their (N, 14) probabilities, matched by image name.
+    """The rows of ``table`` that have predictions, and their (N, K) probabilities for the table's labels, matched by
+    image name.
 
     ``labelled`` is every image name of the whole label table: a prediction for an image it lacks is an error
     naming the images, as is a name listed twice.  Labelled images without a prediction are left out (the usual
     case: test-set predictions scored against NIH's full ``Data_Entry_2017``); the caller reports how many.
     """
     frame, names = _read_prediction_frame(path)
-    columns = _prediction_columns(list(frame.columns), path)
+    columns = _prediction_columns(list(frame.columns), path, table.labels)
     unlabelled = [name for name in names if name not in labelled]
     if unlabelled:
         raise LabelTableError(
@@ -141,7 +171,7 @@ def read_predictions(path: Path, table: LabelTable, labelled: frozenset[str]) ->
     covered = [i for i, name in enumerate(table.image_names) if name in row_of]
     if not covered:
         raise LabelTableError(f"predictions {path} cover none of the {len(table)} labelled images to evaluate")
-    values = _probability_values(frame, columns, names, path)
+    values = _probability_values(frame, columns, names, path, table.labels)
     order = np.fromiter((row_of[table.image_names[i]] for i in covered), dtype=np.int64, count=len(covered))
     return table.subset(covered), values[order]
 
@@ -166,11 +196,13 @@ def _read_prediction_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return frame, names
 
 
-def _probability_values(frame: pd.DataFrame, columns: dict[str, str], names: list[str], path: Path) -> np.ndarray:
-    """(rows, 14) float64 from the chosen columns; every value must be a probability in [0, 1]."""
-    values = np.empty((len(frame), len(PATHOLOGIES)), dtype=np.float64)
+def _probability_values(
+    frame: pd.DataFrame, columns: dict[str, str], names: list[str], path: Path, labels: tuple[str, ...]
+) -> np.ndarray:
+    """(rows, K) float64 from the chosen columns; every value must be a probability in [0, 1]."""
+    values = np.empty((len(frame), len(labels)), dtype=np.float64)
     bad: list[str] = []
-    for k, name in enumerate(PATHOLOGIES):
+    for k, name in enumerate(labels):
         column = pd.to_numeric(frame[columns[name]], errors="coerce").to_numpy(dtype=np.float64)
         wrong = np.flatnonzero(~(np.isfinite(column) & (column >= 0.0) & (column <= 1.0)))
         bad.extend(f"{columns[name]}={frame[columns[name]].iloc[i]!r} for {names[i]}" for i in wrong[:MAX_NAMED])
@@ -187,13 +219,54 @@ def inference_settings(options: EvaluateOptions) -> InferenceSettings:
     )
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What is scored: the shared labels, per image or per study, with what was left out."""
+
+    labels: tuple[str, ...]
+    names: tuple[str, ...]
+    patient_ids: tuple[str, ...]
+    targets: np.ndarray
+    probs: np.ndarray
+    per: str | None
+    shared: SharedLabels
+
+    def describe(self, competition: float | None) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "not_scored": {"model_only": list(self.shared.model_only), "table_only": list(self.shared.table_only)},
+            "per": f"study:{self.per}" if self.per is not None else "image",
+            "mean_auroc_competition": competition,
+        }
+
+
+def _scored(options: EvaluateOptions, table: LabelTable, probs: np.ndarray, output_labels: tuple[str, ...]) -> Scored:
+    """The model's outputs the table shares (others listed), per image or combined per study (``--per``)."""
+    shared = shared_labels(output_labels, table.labels)
+    if shared.model_only or shared.table_only:
+        print(
+            f"scoring the {len(shared.labels)} labels the model and the table share; not scored: model only "
+            f"[{', '.join(shared.model_only)}], table only [{', '.join(shared.table_only)}]"
+        )
+    targets = table.targets[:, list(shared.table_columns)].astype(np.float64)
+    scores = np.asarray(probs, dtype=np.float64)[:, list(shared.model_columns)]
+    how = parse_per(options.per)
+    if how is None:
+        return Scored(shared.labels, table.image_names, table.patient_ids, targets, scores, None, shared)
+    if table.study_ids is None:
+        raise ScoringError(f"--per {options.per}: the {table.kind} table names no studies")
+    names, patients, targets, scores = per_study(table.study_ids, table.patient_ids, targets, scores, how)
+    print(f"{len(table)} images combined into {len(names)} studies ({how} over each study's views)")
+    return Scored(shared.labels, names, patients, targets, scores, how, shared)
+
+
 def run_evaluate(options: EvaluateOptions) -> int:
     """Evaluate, print the tables, write metrics.json / predictions.csv / roc.png; returns the exit code (0).
 
     Operating points are chosen on the probabilities after the checkpoint's temperature, when it has one.
     """
     validate_options(options)
-    table, labelled = load_labelled_table(options.labels, options.split_list)
+    table, labelled = load_labelled_table(options.labels, options.split_list, options.table_options())
     (Path(options.out) / UNREADABLE_LIST).unlink(missing_ok=True)  # a list from an earlier run would mislead
     stored_points: OperatingPoints | None = None
     if options.checkpoint is not None:
@@ -208,18 +281,23 @@ def run_evaluate(options: EvaluateOptions) -> int:
         total = len(table)
         table, probs = read_predictions(Path(str(options.predictions)), table, labelled)
         print(f"{len(table)} of {total} labelled images have predictions")
-    report = auroc_report(table.targets, probs, table.patient_ids, options.bootstrap, options.seed)
+    scored = _scored(options, table, probs, checkpoint.labels if options.checkpoint is not None else table.labels)
+    labels, targets, probs = scored.labels, scored.targets, scored.probs
+    report = auroc_report(targets, probs, scored.patient_ids, options.bootstrap, options.seed, labels)
     mean = mean_auroc({r.name: r.auroc for r in report})
-    average_precision = per_class_average_precision(table.targets, probs)
+    average_precision = per_class_average_precision(targets, probs, labels)
     print_report(report, mean, average_precision)
+    competition = competition_mean({r.name: r.auroc for r in report})
+    if competition is not None:
+        print(f"mean AUROC over the five CheXpert competition labels: {fmt(competition)}")
     temperature = stored_points.temperature if stored_points is not None else None
     source = {"data": describe_data(options.labels, options.split_list), "command": command_line()}
     chosen = choose_operating_points(
-        table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature
+        targets, apply_temperature(probs, temperature), options.specificity, source, labels, temperature
     )
     print()
     print_chosen_points(chosen)
-    stored = stored_points_on(table.targets, probs, stored_points) if stored_points is not None else None
+    stored = stored_points_on(targets, probs, stored_points, labels) if stored_points is not None else None
     if stored is not None:
         print()
         print_point_table("the checkpoint's stored thresholds on these images", stored, set(chosen.unreliable))
@@ -229,9 +307,12 @@ def run_evaluate(options: EvaluateOptions) -> int:
     document = metrics_document(
         report, mean, average_precision, chosen, stored, options.bootstrap, options.tta, options.checkpoint is not None
     )
+    document.update(scored.describe(competition))
     (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    write_predictions(out / "predictions.csv", table.image_names, probs)
+    write_predictions(out / "predictions.csv", scored.names, probs, labels)
     source_name = Path(options.checkpoint if options.checkpoint is not None else str(options.predictions)).name
-    draw_roc_curves(table.targets, probs, out / "roc.png", f"ROC curves: {source_name} on {len(table)} images")
+    unit = "studies" if scored.per is not None else "images"
+    title = f"ROC curves: {source_name} on {len(scored.names)} {unit}"
+    draw_roc_curves(targets, probs, out / "roc.png", title, labels)
     logger.info("mean AUROC %s; wrote metrics.json, predictions.csv and roc.png to %s", fmt(mean), out)
     return 0

@@ -75,15 +75,21 @@ def exit_rules() -> tuple[ExitRule, ...]:
     from training.data.dataset import UnreadableImageError
     from training.data.image_check import UnreadableImagesError
     from training.data.image_files import NoImagesFoundError
+    from training.data.label_policies import PolicyError
     from training.data.label_tables import LabelTableError
+    from training.data.sources import DataOptionError
     from training.loop.config import TrainConfigError
     from training.loop.epochs import NonFiniteLossError
     from training.loop.resume import RunAlreadyFinishedError
+    from training.scoring.study_level import ScoringError
 
     return (
         ExitRule(RunAlreadyFinishedError, EXIT_DONE, exception_text),
         ExitRule(UsageError, EXIT_USAGE, exception_text),
         ExitRule(TrainConfigError, EXIT_USAGE, exception_text),
+        ExitRule(PolicyError, EXIT_USAGE, exception_text),  # --uncertain / --blank
+        ExitRule(DataOptionError, EXIT_USAGE, exception_text),  # --data KIND:LABELS:IMAGES, --label-set
+        ExitRule(ScoringError, EXIT_USAGE, exception_text),  # --per study:... on a table without studies
         ExitRule(UnreadableImageError, EXIT_FAILED, unreadable_image),
         ExitRule(UnreadableImagesError, EXIT_FAILED, exception_text),
         ExitRule(NoImagesFoundError, EXIT_FAILED, exception_text),

@@ -100,6 +100,43 @@ def split_from_lists(table: LabelTable, train_list: Path, val_list: Path) -> tup
     return train, val
 
 
+def split_three_ways(
+    table: LabelTable, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, val, test) row indices by patient: ``round(test_fraction * n_patients)`` patients (>= 1 when
+    the fraction is > 0) are held out first for test, then :func:`split_by_patient` splits the rest. A fraction of
+    0 gives an empty test split."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction}")
+    if test_fraction == 0.0:
+        train, val = split_by_patient(table, val_fraction, seed)
+        return train, val, np.empty(0, dtype=np.int64)
+    patients, inverse = np.unique(np.asarray(table.patient_ids, dtype=object).astype(str), return_inverse=True)
+    if len(patients) < 3:
+        raise LabelTableError(f"cannot split {len(patients)} patient(s) three ways by patient: need >= 3")
+    n_test = min(max(round(test_fraction * len(patients)), 1), len(patients) - 2)
+    order = np.random.default_rng([seed, 1]).permutation(len(patients))
+    is_test = np.isin(inverse.reshape(-1), order[:n_test])
+    rest = np.flatnonzero(~is_test)
+    train, val = split_by_patient(table.subset(rest), val_fraction, seed)
+    logger.info(
+        "test split: %d images of %d patients, never used for model or threshold selection", int(is_test.sum()), n_test
+    )
+    return rest[train], rest[val], np.flatnonzero(is_test).astype(np.int64)
+
+
+def split_official(table: LabelTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, val, test) row indices from a table's published split ("train", "validate", "test")."""
+    if table.splits is None:
+        raise LabelTableError(f"the {table.kind} table has no published split")
+    splits = np.asarray(table.splits, dtype=object)
+    parts = tuple(np.flatnonzero(splits == name).astype(np.int64) for name in ("train", "validate", "test"))
+    if not len(parts[0]) or not len(parts[1]):
+        raise LabelTableError("the published split leaves the training or the validation split empty")
+    logger.info("published split: %d train, %d validate, %d test images", *(len(p) for p in parts))
+    return parts[0], parts[1], parts[2]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="write the patient split that chexnet train would use")
     parser.add_argument("--labels", type=Path, required=True)

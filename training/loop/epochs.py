@@ -34,8 +34,8 @@ class EpochStats:
 @dataclass(frozen=True)
 class EvalResult:
     loss: float
-    probs: np.ndarray  # (N, 14) after sigmoid, in dataset order
-    targets: np.ndarray  # (N, 14)
+    probs: np.ndarray  # (N, K) after sigmoid, in dataset order
+    targets: np.ndarray  # (N, K): 1, 0 or NaN (unknown)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

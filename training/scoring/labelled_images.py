@@ -21,7 +21,13 @@ from training.data.image_check import (
     read_unreadable_list,
     write_unreadable_list,
 )
-from training.data.label_tables import LabelTable, LabelTableError, check_images_exist, read_label_table
+from training.data.label_tables import (
+    LabelTable,
+    LabelTableError,
+    TableOptions,
+    check_images_exist,
+    read_label_table,
+)
 from training.data.splits import indices_of, read_name_list
 from training.scoring.inference import InferenceSettings, infer_probabilities
 
@@ -38,9 +44,15 @@ def check_labelled_inputs(labels: Path, split_list: Path | None, images: Path | 
         raise LabelTableError(f"image folder not found: {images}")
 
 
-def load_labelled_table(labels: Path, split_list: Path | None) -> tuple[LabelTable, frozenset[str]]:
-    """The labelled images to score (restricted to the split list's names), and every labelled name."""
-    table = read_label_table(labels)
+def load_labelled_table(
+    labels: Path, split_list: Path | None, options: TableOptions | None = None
+) -> tuple[LabelTable, frozenset[str]]:
+    """The labelled images to score (restricted to the split list's names), and every labelled name.
+
+    ``options`` are the table's ``--format``, ``--views``, uncertainty and blank policies and columns (as for
+    ``chexnet train``); None reads it as detected, with each format's default policies.
+    """
+    table = read_label_table(labels, options)
     labelled = frozenset(table.image_names)
     if split_list is not None:
         names = read_name_list(split_list)
