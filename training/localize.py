@@ -37,6 +37,7 @@ from training.reports.localization import (
     contact_sheet,
     format_sanity_table,
     format_table,
+    write_cases_csv,
     write_csv,
     write_json,
 )
@@ -90,14 +91,22 @@ class _Image:
 
 
 @torch.no_grad()
-def _maps(model: CheXNet, tensor: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(3, S, S) -> ((K, h, w) normalised maps, flat maps zeroed; (K,) spans)."""
-    features = model.forward_features(tensor[None].to(device))
-    raw = gradcam_maps(features, model.classifier.weight)[0]
+def _maps(model: CheXNet, tensors: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3, S, S) -> ((N, K, h, w) normalised maps, flat maps zeroed; (N, K) spans)."""
+    features = model.forward_features(tensors.to(device))
+    raw = gradcam_maps(features, model.classifier.weight)
     spans = cam_spans(raw).cpu().numpy()
     cams = normalise_maps(raw).float().cpu().numpy()
     cams[spans < FLAT_SPAN] = 0.0
     return cams, spans
+
+
+def _maps_in_batches(
+    model: CheXNet, tensors: torch.Tensor, device: torch.device, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_maps` over ``tensors`` ``batch_size`` at a time, so a whole box file fits in memory."""
+    parts = [_maps(model, tensors[i : i + batch_size], device) for i in range(0, len(tensors), batch_size)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _group(records: list[BoxRecord], mapping: dict[str, str]) -> dict[str, dict[str, list[BoxRecord]]]:
@@ -173,21 +182,25 @@ def sanity_check(
     Inputs whose trained map is flat are left out (there is nothing to compare); a randomised map that is flat
     is compared as the all-zero map it is. Spearman is None where every compared pair had a constant map.
     """
-    references = []
-    for x, k in inputs:
-        cams, spans = _maps(model, x, device)
-        if not is_flat(float(spans[k])):
-            references.append((x, k, cam_on_crop(cams[k], int(x.shape[-1]))))
+    if not inputs:
+        return {}
+    batch, ks = torch.stack([x for x, _ in inputs]), [k for _, k in inputs]
+    side = int(batch.shape[-1])
+    cams, spans = _maps_in_batches(model, batch, device)
+    kept = [i for i, k in enumerate(ks) if not is_flat(float(spans[i, k]))]
+    if not kept:
+        return {stage: {} for stage in SANITY_STAGES}
+    references = {i: cam_on_crop(cams[i, ks[i]], side) for i in kept}
     result: dict[str, dict[str, dict[str, Any]]] = {}
     for stage in SANITY_STAGES:
-        other = randomised(model, stage, seed).to(device)
+        other_cams = _maps_in_batches(randomised(model, stage, seed).to(device), batch[kept], device)[0]
         scores: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-        for x, k, reference in references:
-            cam = cam_on_crop(_maps(other, x, device)[0][k], int(x.shape[-1]))
-            rho = spearman(reference, cam)
+        for row, i in enumerate(kept):
+            cam = cam_on_crop(other_cams[row, ks[i]], side)
+            rho = spearman(references[i], cam)
             if rho is not None:
-                scores[labels[k]][0].append(rho)
-            scores[labels[k]][1].append(ssim(reference, cam))
+                scores[labels[ks[i]]][0].append(rho)
+            scores[labels[ks[i]]][1].append(ssim(references[i], cam))
         result[stage] = {
             label: {"spearman": float(np.mean(rhos)) if rhos else None, "ssim": float(np.mean(sims)), "maps": len(sims)}
             for label, (rhos, sims) in scores.items()
@@ -220,11 +233,12 @@ def run_localize(options: LocalizeOptions) -> dict[str, Any]:
             unreadable += 1
             continue
         tensor = eval_tensor(checkpoint.spec, gray)
-        cams, spans = _maps(model, tensor, device)
-        seen[name] = _Image(gray, center_crop_geometry(checkpoint.spec, *gray.shape), cams, spans)
+        cams, spans = _maps(model, tensor[None], device)
+        seen[name] = _Image(gray, center_crop_geometry(checkpoint.spec, *gray.shape), cams[0], spans[0])
         for label, boxes in by_label.items():
             cases.append(_case(name, label, boxes, seen[name], labels.index(label), rule))
-            inputs.append((tensor, labels.index(label)))
+            if options.sanity:
+                inputs.append((tensor, labels.index(label)))
     logger.info("%d box images found, %d not in the image folder, %d unreadable", len(seen), missing, unreadable)
     scores = score_by_label(cases, labels, options.bootstrap, options.seed)
     document: dict[str, Any] = {
@@ -243,6 +257,7 @@ def run_localize(options: LocalizeOptions) -> dict[str, Any]:
         document["sanity"] = sanity_check(model, inputs, labels, device, options.seed)
     write_json(options.out / "localization.json", document)
     write_csv(options.out / "localization.csv", scores)
+    write_cases_csv(options.out / "cases.csv", cases)
     if options.pictures and cases:
         _write_pictures(options.out, cases, seen, labels)
     _print_summary(document, rule)

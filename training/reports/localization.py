@@ -16,7 +16,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
 from models.files import write_bytes_atomically
-from training.scoring.localization import Box
+from training.scoring.localization import Box, Case, point_in_boxes
 
 # Wang et al., CVPR 2017 (arXiv:1705.02315), table 3: ChestX-ray14 ResNet-50 localization accuracy by T(IoBB).
 WANG_RESNET50_IOBB: Mapping[str, Mapping[str, float]] = {
@@ -89,6 +89,16 @@ def write_csv(path: Path, scores: Mapping[str, Mapping[str, Any]]) -> None:
                 value = "" if entry["value"] is None else f"{entry['value']:.6f}"
                 bounds = [f"{v:.6f}" if v != "" else "" for v in ci]
                 writer.writerow([label, metric, threshold, value, *bounds, figures["boxes"], figures["cases"]])
+
+
+def write_cases_csv(path: Path, cases: Sequence[Case]) -> None:
+    """One row per case: image, label, boxes, detected boxes, flat, pointing hit (0/1), mask IoU."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Image Index", "label", "boxes", "detected", "flat", "pointing", "mask_iou"])
+        for c in cases:
+            hit = int(point_in_boxes(c.peak, c.truths))
+            writer.writerow([c.image, c.label, len(c.truths), len(c.detected), int(c.flat), hit, f"{c.mask_iou:.6f}"])
 
 
 def _jet_rgb(cam: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:

@@ -3,7 +3,8 @@
 
 SSIM is Wang, Bovik, Sheikh and Simoncelli (IEEE TIP 2004), eq. 13: a Gaussian window (sigma 1.5, truncated at
 3.5 sigma, the same as scikit-image's ``gaussian_weights=True`` choice), K1 = 0.01, K2 = 0.03, data range 1 (maps
-in [0, 1]); the mean of the SSIM map over the pixels.
+in [0, 1]); the mean of the SSIM map over the pixels at least the window's radius (5) from the border, as
+scikit-image does (there the window is cut off by the border).
 """
 
 from __future__ import annotations
@@ -43,4 +44,6 @@ def ssim(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating], data_range: f
     vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
     numerator = (2 * mx * my + c1) * (2 * cxy + c2)
     denominator = (mx * mx + my * my + c1) * (vx + vy + c2)
-    return float(np.mean(numerator / denominator))
+    pad = int(3.5 * SSIM_SIGMA + 0.5)
+    inner = (slice(pad, -pad), slice(pad, -pad)) if min(x.shape) > 2 * pad else (slice(None), slice(None))
+    return float(np.mean((numerator / denominator)[inner]))
