@@ -7,8 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from app.encoding.explanation import explanation_fields, map_is_flat, render_explanation_png
 from app.encoding.findings import findings_fields, operating_points_card, resolve_point
-from app.encoding.overlay import render_overlay_png, render_panels_png
+from app.encoding.overlay import render_panels_png
 from app.errors import ClientClosedError, NotReadyError, UnknownPathologyError
 from app.guards.admission import admission_of
 from app.guards.api_key import check_api_key
@@ -105,7 +106,8 @@ async def predict_image(
         200: {
             "content": {"image/png": {}, "application/json": {"schema": GradcamJson.model_json_schema()}},
             "description": "PNG overlay at the upload's size, at most CHEXNET_OVERLAY_MAX_SIDE on the longer side "
-            "(headers X-Pathology, X-Probability), or JSON",
+            "(headers X-Pathology, X-Probability, X-Heatmap: map, or flat when the map has nothing to show and the "
+            "image is returned uncoloured), or JSON with the map's boxes",
         },
         **_ERRORS,
     },
@@ -121,8 +123,9 @@ async def explain_image(
         ),
     ] = None,
     format: Annotated[Literal["png", "json"], Query(description="png overlay or json heatmap")] = "png",
+    boxes: Annotated[bool, Query(description="draw the map's boxes (Wang et al.'s rule) on the PNG")] = False,
 ) -> Response:
-    """Grad-CAM: where the model looked, as a jet heatmap over the uploaded image (or JSON maps)."""
+    """Grad-CAM: where the model looked, as a jet heatmap over the uploaded image (or JSON maps with boxes)."""
     pathology = _chosen_pathology(pathology)
     service = _service(request)
     overlay_side = None if format == "json" else service.settings.overlay_max_side
@@ -131,26 +134,40 @@ async def explain_image(
     result = await service.infer(prepared, with_cams=True, admission=admission_of(request.scope))
     assert result.cams is not None
     await _still_wanted(request)
+    spans = result.cam_spans if result.cam_spans is not None else [None] * len(result.cams)
+    flats = [map_is_flat(c, s) for c, s in zip(result.cams, spans, strict=True)]
     if pathology == "all":
         if format == "json":
+            fields = [explanation_fields(c, prepared.geometry, f) for c, f in zip(result.cams, flats, strict=True)]
             return JSONResponse(
                 GradcamAllJson(
                     probabilities=_probabilities(result),
                     heatmaps={n: c.tolist() for n, c in zip(PATHOLOGIES, result.cams, strict=True)},
+                    flat={n: f["flat"] for n, f in zip(PATHOLOGIES, fields, strict=True)},
+                    boxes={n: f["boxes"] for n, f in zip(PATHOLOGIES, fields, strict=True)},
+                    box_rule=fields[0]["box_rule"],
                 ).model_dump()
             )
         assert prepared.overlay is not None
-        titles = [f"{n} p={p:.3f}" for n, p in zip(PATHOLOGIES, result.probs, strict=True)]
-        png = await service.run_bounded(render_panels_png, prepared.overlay, result.cams, prepared.geometry, titles)
+        titles = [
+            f"{n} p={p:.3f}" + (" (flat map)" if f else "")
+            for n, p, f in zip(PATHOLOGIES, result.probs, flats, strict=True)
+        ]
+        png = await service.run_bounded(
+            render_panels_png, prepared.overlay, result.cams, prepared.geometry, titles, 4, flats
+        )
         return Response(png, media_type="image/png", headers={"X-Pathology": "all"})
     index = PATHOLOGIES.index(pathology) if pathology else int(result.probs.argmax())
-    name, probability = PATHOLOGIES[index], float(result.probs[index])
+    name, probability, flat = PATHOLOGIES[index], float(result.probs[index]), flats[index]
     if format == "json":
-        body = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist())
+        extra = explanation_fields(result.cams[index], prepared.geometry, flat)
+        body = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist(), **extra)
         return JSONResponse(body.model_dump())
     assert prepared.overlay is not None
-    png = await service.run_bounded(render_overlay_png, prepared.overlay, result.cams[index], prepared.geometry)
-    headers = {"X-Pathology": name, "X-Probability": f"{probability:.6f}"}
+    png = await service.run_bounded(
+        render_explanation_png, prepared.overlay, result.cams[index], prepared.geometry, flat, boxes
+    )
+    headers = {"X-Pathology": name, "X-Probability": f"{probability:.6f}", "X-Heatmap": "flat" if flat else "map"}
     return Response(png, media_type="image/png", headers=headers)
 
 

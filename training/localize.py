@@ -174,7 +174,12 @@ def randomised(model: CheXNet, stage: str, seed: int) -> CheXNet:
 
 
 def sanity_check(
-    model: CheXNet, inputs: list[tuple[torch.Tensor, int]], labels: tuple[str, ...], device: torch.device, seed: int
+    model: CheXNet,
+    inputs: list[tuple[torch.Tensor, int]],
+    labels: tuple[str, ...],
+    device: torch.device,
+    seed: int,
+    stages: tuple[str, ...] = SANITY_STAGES,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """{stage: {label: {"spearman", "ssim", "maps"}}}: mean similarity of the randomised model's maps to the
     trained model's over ``inputs`` ((3, S, S) tensor, label index), compared over the S x S crop.
@@ -189,10 +194,10 @@ def sanity_check(
     cams, spans = _maps_in_batches(model, batch, device)
     kept = [i for i, k in enumerate(ks) if not is_flat(float(spans[i, k]))]
     if not kept:
-        return {stage: {} for stage in SANITY_STAGES}
+        return {stage: {} for stage in stages}
     references = {i: cam_on_crop(cams[i, ks[i]], side) for i in kept}
     result: dict[str, dict[str, dict[str, Any]]] = {}
-    for stage in SANITY_STAGES:
+    for stage in stages:
         other_cams = _maps_in_batches(randomised(model, stage, seed).to(device), batch[kept], device)[0]
         scores: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
         for row, i in enumerate(kept):

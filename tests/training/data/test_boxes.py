@@ -71,5 +71,5 @@ def test_malformed_files_name_the_line(tmp_path: Path, text: str, message: str) 
 
 
 def test_a_folder_without_box_files(tmp_path: Path) -> None:
-    with pytest.raises(BoxFileError, match="no .csv or .csv.gz box files"):
+    with pytest.raises(BoxFileError, match=r"no \.csv or \.csv\.gz box files"):
         read_boxes(tmp_path)
