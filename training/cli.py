@@ -340,8 +340,6 @@ def _run_import(args: argparse.Namespace) -> int:
 
 
 def _register_localize(p: argparse.ArgumentParser) -> None:
-    from models.cam_boxes import RULES  # numpy and torch only
-
     p.description = (
         "Score the checkpoint's Grad-CAM maps against NIH's radiologist boxes (BBox_List_2017.csv): boxes from each "
         "map by a named rule, accuracy and AFP at Wang et al.'s T(IoBB) and T(IoU) grids, pointing game, mean IoU, "
@@ -355,8 +353,7 @@ def _register_localize(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the results")
     p.add_argument(
         "--rule",
-        choices=sorted(RULES),
-        default="wang",
+        default="wang",  # checked by LocalizeOptions.check against models.cam_boxes.RULES (not imported here: torch)
         help="map -> boxes: wang (levels 60 and 180 of 255, both kept), wang-low, wang-high, half (0.5 of the peak)",
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="patient-level bootstrap resamples (0 = no CIs)")
