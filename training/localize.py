@@ -28,7 +28,7 @@ from models.files import resolve_device
 from models.gradcam import cam_on_image, gradcam_maps, normalise_maps
 from models.imaging.errors import InputError
 from models.network import CheXNet
-from models.preprocessing import center_crop_geometry, eval_tensor
+from models.preprocessing import CropGeometry, center_crop_geometry, eval_tensor
 from training.data.boxes import BoxRecord, align_box_labels, patient_of, read_boxes
 from training.data.dataset import load_gray
 from training.reports.localization import (
@@ -85,7 +85,7 @@ class _Image:
     """One box image as the model saw it: its grey pixels, crop geometry, and (K, h, w) maps with their spans."""
 
     gray: npt.NDArray[np.float32]
-    geometry: Any
+    geometry: CropGeometry
     cams: npt.NDArray[np.float32]
     spans: npt.NDArray[np.float64]
 
@@ -144,7 +144,8 @@ def _write_pictures(out: Path, cases: list[Case], seen: dict[str, _Image], label
         k = labels.index(case.label)
         cam_image = None if case.flat else cam_on_image(image.cams[k], image.geometry)
         caption = f"{case.label}: " + ("flat map, nothing to show" if case.flat else f"{len(case.detected)} boxes")
-        picture = case_picture(image.gray, cam_image, case.truths, case.detected, case.peak, caption)
+        crop = image.geometry.box_in_original()
+        picture = case_picture(image.gray, cam_image, case.truths, case.detected, case.peak, caption, crop)
         picture.save(folder / f"{Path(case.image).stem}-{case.label}.png")
         pictures.append(picture)
     contact_sheet(pictures).save(out / "contact-sheet.png")

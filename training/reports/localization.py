@@ -113,13 +113,19 @@ def case_picture(
     detected: Sequence[Box],
     peak: tuple[float, float] | None,
     caption: str,
+    crop: Box | None = None,
 ) -> Image.Image:
-    """The image with the map blended over it (none for a flat map), radiologist boxes in green, detected boxes
-    in white, the peak as a magenta cross, and a caption; at most ``PICTURE_SIDE`` on the longer side."""
+    """The image with the map blended over the model's ``crop`` (x0, y0, x1, y1; default all of it), none for a
+    flat map; radiologist boxes in green, detected boxes in white, the peak as a magenta cross, and a caption; at
+    most ``PICTURE_SIDE`` on the longer side."""
     height, width = gray.shape
     base = np.repeat(np.round(np.clip(gray, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
     if cam_image is not None:
-        base = np.round(base * (1 - ALPHA) + _jet_rgb(cam_image) * ALPHA).astype(np.uint8)
+        x0, y0, x1, y1 = crop or (0.0, 0.0, float(width), float(height))
+        rows = slice(max(0, math.ceil(y0 - 0.5)), min(height, math.ceil(y1 - 0.5)))
+        cols = slice(max(0, math.ceil(x0 - 0.5)), min(width, math.ceil(x1 - 0.5)))
+        blended = base[rows, cols] * (1 - ALPHA) + _jet_rgb(cam_image[rows, cols]) * ALPHA
+        base[rows, cols] = np.round(blended).astype(np.uint8)
     scale = min(1.0, PICTURE_SIDE / max(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     picture = Image.fromarray(base, "RGB").resize(size, Image.Resampling.BILINEAR)
