@@ -79,7 +79,7 @@ def test_cams_come_from_the_same_forward(tiny_checkpoint: Path) -> None:
     expected, expected_spans = normalise_maps(raw)[0].numpy(), cam_spans(raw)[0].numpy()
     expected[expected_spans < FLAT_SPAN] = 0.0  # flat maps come back all zero, not stretched
     assert cams.shape == (14, 2, 2)
-    assert np.allclose(spans, expected_spans, rtol=1e-6, atol=1e-12)
+    assert np.allclose(spans, expected_spans, rtol=1e-5, atol=1e-9)  # batched vs single forward: float32
     assert np.allclose(cams, expected, atol=1e-6)
 
 
