@@ -98,7 +98,8 @@ async def predict_image(
                 },
             },
             "description": "PNG overlay at the upload's size, at most CHEXNET_OVERLAY_MAX_SIDE on the longer side "
-            "(headers X-Pathology, X-Probability), or JSON",
+            "(headers X-Pathology, X-Probability, X-Heatmap: map, or flat when the map has nothing to show and the "
+            "image is returned uncoloured), or JSON with the map's boxes",
         },
     },
     **UPLOAD,
@@ -114,6 +115,7 @@ async def explain_image(
         ),
     ] = None,
     format: Annotated[Literal["png", "json"], Query(description="png overlay or json heatmap")] = "png",
+    boxes: Annotated[bool, Query(description="draw the map's boxes (Wang et al.'s rule) on the PNG")] = False,
 ) -> Response:
     """Grad-CAM: where the model looked, as a jet heatmap over the uploaded image (or JSON maps)."""
     pipeline = _pipeline(request)
@@ -122,7 +124,7 @@ async def explain_image(
     await _still_wanted(request)
     result = await pipeline.predict(prepared, with_cams=True, admission=admission_of(request.scope))
     await _still_wanted(request)
-    return await encode_gradcam(pipeline, result, prepared, pathology, as_json=format == "json")
+    return await encode_gradcam(pipeline, result, prepared, pathology, as_json=format == "json", draw_boxes=boxes)
 
 
 @router.get("/model", response_model=ModelCard, tags=["model"], **KEYED)

@@ -69,15 +69,32 @@ class PredictResponse(BaseModel):
     disclaimer: str
 
 
+class BoxRuleRef(BaseModel):
+    name: str = Field(description="the rule (Wang et al. 2017: a box per connected region at each level)")
+    levels: list[float] = Field(description="thresholds on the map in [0, 1]")
+    levels_255: list[float] = Field(description="the same levels on Wang et al.'s 0-255 scale", examples=[[60, 180]])
+    flat_span: float = Field(description="a map whose raw (max - min) x cells is below this is reported flat")
+    coordinates: str = Field(description="what the box numbers are")
+
+
 class GradcamJson(BaseModel):
     pathology: str = Field(examples=["Effusion"])
     probability: float
     heatmap: list[list[float]] = Field(description="(h, w) Grad-CAM at feature-map resolution, in [0, 1]")
+    flat: bool = Field(description="the map has no spatial variation (its heatmap is all zeros): nothing to show")
+    boxes: list[list[float]] = Field(
+        description="boxes derived from the map by box_rule, [x0, y0, x1, y1] in the uploaded image's pixels "
+        "(right/bottom exclusive); empty for a flat map"
+    )
+    box_rule: BoxRuleRef
 
 
 class GradcamAllJson(BaseModel):
     probabilities: dict[str, float]
     heatmaps: dict[str, list[list[float]]] = Field(description="one (h, w) map in [0, 1] per label of the model")
+    flat: dict[str, bool] = Field(description="per label: the map is flat (nothing to show)")
+    boxes: dict[str, list[list[float]]] = Field(description="per label: boxes in upload pixels (see GradcamJson)")
+    box_rule: BoxRuleRef
 
 
 class ModelCard(BaseModel):

@@ -23,6 +23,7 @@ def register(commands: Any) -> None:
     )
     _register_predict(commands.add_parser("predict", help="write a CSV of the model's probabilities for images"))
     _register_import(commands.add_parser("import", help="make a chexnet checkpoint from published CheXNet/xrv weights"))
+    _register_localize(commands.add_parser("localize", help="score Grad-CAM against NIH's radiologist boxes"))
 
 
 def _register_train(p: argparse.ArgumentParser) -> None:
@@ -362,3 +363,47 @@ def _run_import(args: argparse.Namespace) -> int:
         return 0
 
     return run_command("import", import_weights)
+
+
+def _register_localize(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Score the checkpoint's Grad-CAM maps against NIH's radiologist boxes (BBox_List_2017.csv): boxes from each "
+        "map by a named rule, accuracy and AFP at Wang et al.'s T(IoBB) and T(IoU) grids, pointing game, mean IoU, "
+        "with patient-level bootstrap 95% CIs. Writes localization.json, localization.csv, a picture per case "
+        "and contact-sheet.png; prints the table beside Wang et al.'s published ResNet-50 row. See "
+        "docs/localization.md."
+    )
+    p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
+    p.add_argument("--images", type=Path, required=True, help="folder holding the box file's images by name")
+    p.add_argument("--boxes", type=Path, required=True, help="BBox_List_2017.csv[.gz], or a folder of such files")
+    p.add_argument("--out", type=Path, required=True, help="folder for the results")
+    p.add_argument(
+        "--rule",
+        default="wang",  # checked by LocalizeOptions.check against models.cam_boxes.RULES (not imported here: torch)
+        help="map -> boxes: wang (levels 60 and 180 of 255, both kept), wang-low, wang-high, half (0.5 of the peak)",
+    )
+    p.add_argument("--bootstrap", type=int, default=1000, help="patient-level bootstrap resamples (0 = no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap and the sanity check's weights")
+    p.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also repeat the maps with the head, then dense block 4, then all weights randomised (cascading) "
+        "and report Spearman and SSIM against the trained maps",
+    )
+    p.add_argument("--no-pictures", dest="pictures", action="store_false", help="write no pictures")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when there is one")
+    p.set_defaults(run=_run_localize)
+
+
+def _run_localize(args: argparse.Namespace) -> int:
+    from models.bundled import DEMO_CHECKPOINT
+    from training.exit_status import run_command
+    from training.localize import LocalizeOptions, run_localize
+
+    def localize() -> int:
+        options = _options(args)
+        options["checkpoint"] = options["checkpoint"] or Path(DEMO_CHECKPOINT)
+        run_localize(LocalizeOptions(**options))
+        return 0
+
+    return run_command("localize", localize)

@@ -152,9 +152,11 @@ def render_panels_png(
     geometry: CropGeometry,
     titles: list[str],
     columns: int | None = None,
+    flat: list[bool] | None = None,
 ) -> bytes:
     """(K, h, w) maps -> one PNG: a grid of K overlays (``panel_columns(K)`` wide unless ``columns`` is given), each
-    drawn at PANEL_SIDE on its longer side, with titles cut to the panel's width."""
+    drawn at PANEL_SIDE on its longer side, with titles cut to the panel's width; a panel marked ``flat`` shows the
+    image alone (its title should say why)."""
     columns = columns or panel_columns(len(titles))
     scale = PANEL_SIDE / max(geometry.height, geometry.width)
     size = (max(1, round(geometry.height * scale)), max(1, round(geometry.width * scale)))
@@ -166,6 +168,7 @@ def render_panels_png(
     draw = ImageDraw.Draw(sheet)
     for index, (cam, title) in enumerate(zip(cams, titles, strict=True)):
         x, y = (index % columns) * size[1], (index // columns) * (size[0] + TITLE_HEIGHT)
-        sheet.paste(blend_cam(base, cam, box), (x, y + TITLE_HEIGHT))
+        panel = base.convert("RGB") if flat and flat[index] else blend_cam(base, cam, box)
+        sheet.paste(panel, (x, y + TITLE_HEIGHT))
         draw.text((x + 4, y + 3), fit_title(draw, title, size[1] - 8), fill="white")
     return encode_png(sheet)

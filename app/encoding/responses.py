@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse, Response
 
+from app.encoding.explanation import explanation_fields, map_is_flat, render_explanation_png
 from app.encoding.findings import findings_fields, operating_points_card
-from app.encoding.overlay import render_overlay_png, render_panels_png
+from app.encoding.overlay import render_panels_png
 from app.inference.decode import PreparedImage
 from app.inference.predictor import Inference, ModelInfo
 from app.pipeline import Pipeline
@@ -33,32 +34,54 @@ def encode_prediction(
 
 
 async def encode_gradcam(
-    pipeline: Pipeline, result: Inference, prepared: PreparedImage, pathology: str | None, as_json: bool
+    pipeline: Pipeline,
+    result: Inference,
+    prepared: PreparedImage,
+    pathology: str | None,
+    as_json: bool,
+    draw_boxes: bool = False,
 ) -> Response:
     """/gradcam's answer for ``pathology`` (a label, ``all``, or None: the most probable), as PNG or JSON.
 
-    PNGs are drawn in the pipeline's bounded pool (``Pipeline.run_bounded``).
+    JSON carries each map's boxes (``models.cam_boxes``, in the upload's pixels) and whether it is flat; a PNG says
+    ``X-Heatmap: map`` or ``flat`` (a flat map is drawn as the plain image, never stretched into colour). PNGs are
+    drawn in the pipeline's bounded pool (``Pipeline.run_bounded``).
     """
     assert result.cams is not None
     labels = pipeline.predictor.info.labels
+    spans = result.cam_spans if result.cam_spans is not None else [None] * len(result.cams)
+    flats = [map_is_flat(c, s) for c, s in zip(result.cams, spans, strict=True)]
     if pathology == "all":
         if as_json:
-            heatmaps = {n: c.tolist() for n, c in zip(labels, result.cams, strict=True)}
-            return JSONResponse(
-                GradcamAllJson(probabilities=probabilities_of(result, labels), heatmaps=heatmaps).model_dump()
+            fields = [explanation_fields(c, prepared.geometry, f) for c, f in zip(result.cams, flats, strict=True)]
+            body = GradcamAllJson(
+                probabilities=probabilities_of(result, labels),
+                heatmaps={n: c.tolist() for n, c in zip(labels, result.cams, strict=True)},
+                flat={n: f["flat"] for n, f in zip(labels, fields, strict=True)},
+                boxes={n: f["boxes"] for n, f in zip(labels, fields, strict=True)},
+                box_rule=fields[0]["box_rule"],
             )
+            return JSONResponse(body.model_dump())
         assert prepared.overlay is not None
-        titles = [f"{n} p={p:.3f}" for n, p in zip(labels, result.probs, strict=True)]
-        png = await pipeline.run_bounded(render_panels_png, prepared.overlay, result.cams, prepared.geometry, titles)
+        titles = [
+            f"{n} p={p:.3f}" + (" (flat map)" if f else "") for n, p, f in zip(labels, result.probs, flats, strict=True)
+        ]
+        png = await pipeline.run_bounded(
+            render_panels_png, prepared.overlay, result.cams, prepared.geometry, titles, None, flats
+        )
         return Response(png, media_type="image/png", headers={"X-Pathology": "all"})
     index = labels.index(pathology) if pathology else int(result.probs.argmax())
-    name, probability = labels[index], float(result.probs[index])
+    name, probability, flat = labels[index], float(result.probs[index]), flats[index]
     if as_json:
-        body = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist())
-        return JSONResponse(body.model_dump())
+        extra = explanation_fields(result.cams[index], prepared.geometry, flat)
+        body_one = GradcamJson(pathology=name, probability=probability, heatmap=result.cams[index].tolist(), **extra)
+        return JSONResponse(body_one.model_dump())
     assert prepared.overlay is not None
-    png = await pipeline.run_bounded(render_overlay_png, prepared.overlay, result.cams[index], prepared.geometry)
-    return Response(png, media_type="image/png", headers={"X-Pathology": name, "X-Probability": f"{probability:.6f}"})
+    png = await pipeline.run_bounded(
+        render_explanation_png, prepared.overlay, result.cams[index], prepared.geometry, flat, draw_boxes
+    )
+    headers = {"X-Pathology": name, "X-Probability": f"{probability:.6f}", "X-Heatmap": "flat" if flat else "map"}
+    return Response(png, media_type="image/png", headers=headers)
 
 
 def encode_model_card(info: ModelInfo) -> ModelCard:

@@ -24,6 +24,8 @@
   const overlay = $("overlay");
   const caption = $("overlay-caption");
   const overlayEmpty = $("overlay-empty");
+  const showBoxes = $("show-boxes");
+  let shownName = null;
   const modelCard = $("model-card");
   const modelError = $("model-error");
 
@@ -182,6 +184,7 @@
     say(`Computing the Grad-CAM map for ${name}…`);
     try {
       const query = new URLSearchParams({ pathology: name });
+      if (showBoxes.checked) query.set("boxes", "true");
       const response = await call(`gradcam?${query}`, { method: "POST", body: formOf(current) });
       const png = await response.blob();
       if (mine !== explanation) return;
@@ -190,7 +193,13 @@
       overlayUrl = URL.createObjectURL(png);
       overlay.src = overlayUrl;
       overlay.alt = `Grad-CAM heatmap for ${name} laid over the uploaded X-ray`;
-      caption.textContent = `${name}, p = ${probability.toFixed(3)}: where the model looked for it (red: more).`;
+      const flat = response.headers.get("X-Heatmap") === "flat";
+      caption.textContent = flat
+        ? `${name}, p = ${probability.toFixed(3)}: flat map — the model's Grad-CAM for it has no spatial variation, ` +
+          "so nothing is drawn (this is not attention spread evenly)."
+        : `${name}, p = ${probability.toFixed(3)}: where the model looked for it (red: more` +
+          (showBoxes.checked ? "; white boxes: regions above 60 and 180 of 255" : "") + ").";
+      shownName = name;
       figure.hidden = false;
       overlayEmpty.hidden = true;
       markShown(name);
@@ -311,6 +320,9 @@
     if (current) score(current, true);
   });
   showAll.addEventListener("click", explainAll);
+  showBoxes.addEventListener("change", () => {
+    if (shownName) explain(shownName);
+  });
   for (const type of ["dragenter", "dragover"]) {
     dropZone.addEventListener(type, (event) => {
       event.preventDefault();

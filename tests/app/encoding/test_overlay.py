@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.encoding import overlay
+from app.encoding.explanation import render_explanation_png
 from app.encoding.overlay import (
     ALPHA,
     PANEL_SIDE,
@@ -122,13 +123,13 @@ def test_panels_are_drawn_at_panel_size_one_per_class() -> None:
 
 def test_api_overlay_is_bounded_by_the_setting_and_drawn_in_the_decode_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
-    original = render_overlay_png
+    original = render_explanation_png
 
     def recording(*args: object) -> bytes:
         threads.append(threading.current_thread().name)
         return original(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("app.encoding.responses.render_overlay_png", recording)
+    monkeypatch.setattr("app.encoding.responses.render_explanation_png", recording)
     buffer = io.BytesIO()
     Image.fromarray(np.full((400, 200), 90, dtype=np.uint8)).save(buffer, format="PNG")
     with client_for(FakePredictor(), overlay_max_side=100) as client:
