@@ -84,6 +84,24 @@ def export_ir(model: CheXNet, image_size: int) -> ov.Model:
     return exported
 
 
+# INFERENCE_PRECISION_HINT per precision; int8's other operations stay fp32 (no bf16 on top of int8 unless asked).
+PRECISION_HINTS: Final = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+
+
+def compile_cpu(ir: ov.Model, precision: str, threads: int) -> ov.CompiledModel:
+    """``ir`` compiled for the CPU with one latency-oriented stream of ``threads`` threads.
+
+    ``precision`` is ``fp32``, ``bf16`` (bf16 arithmetic where the CPU has it) or ``int8`` (an int8 ``ir``);
+    raises KeyError for another name.
+    """
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    return shared_core().compile_model(ir, "CPU", config)
+
+
 def quantize_ir(ir: ov.Model, calibration: Iterable[np.ndarray], subset_size: int) -> ov.Model:
     """NNCF post-training quantization (8-bit weights and activations, min-max statistics on ``calibration``).
 

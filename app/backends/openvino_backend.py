@@ -16,13 +16,10 @@ import torch
 
 from app.backends.cache import ExportCache
 from models.network import CheXNet
-from models.openvino_ir import export_ir, load_int8, shared_core
+from models.openvino_ir import compile_cpu, export_ir, load_int8, shared_core
 
 logger = logging.getLogger(__name__)
 
-# int8: the quantized graph's other operations stay fp32 (no bf16 on top of int8 unless asked).
-_HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
-# Largest |probability difference| from eager fp32 on the start-up probe; fp32 measures ~3e-7, bf16 ~2e-3.
 # int8's probe only proves the folder is this model (its fidelity on X-rays is measured by chexnet quantize).
 PROBE_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "int8": 0.25}
 
@@ -62,9 +59,8 @@ class OpenVINOBackend:
         return logits, torch.from_numpy(np.asarray(result[self._features], dtype=np.float32))
 
 
-def compile_backend(ir: ov.Model, core: ov.Core, precision: str, threads: int) -> OpenVINOBackend:
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": _HINTS[precision]}
-    return OpenVINOBackend(core.compile_model(ir, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"}), precision)
+def compile_backend(ir: ov.Model, precision: str, threads: int) -> OpenVINOBackend:
+    return OpenVINOBackend(compile_cpu(ir, precision, threads), precision)
 
 
 def probe_difference(backend: OpenVINOBackend, model: CheXNet, image_size: int) -> float:
@@ -84,12 +80,12 @@ def load_openvino_backend(
     disagrees raises RuntimeError (the service does not start on a model it cannot vouch for).
     """
     core = shared_core()
-    backend = compile_backend(cached_ir(core, model, image_size, cache), core, precision, threads)
+    backend = compile_backend(cached_ir(core, model, image_size, cache), precision, threads)
     difference = probe_difference(backend, model, image_size)
     if difference > PROBE_TOLERANCE[precision] and cache is not None:
         logger.warning("the cached OpenVINO model disagrees with the checkpoint (%.2g); exporting again", difference)
         cache.manifest.unlink(missing_ok=True)
-        backend = compile_backend(cached_ir(core, model, image_size, cache), core, precision, threads)
+        backend = compile_backend(cached_ir(core, model, image_size, cache), precision, threads)
         difference = probe_difference(backend, model, image_size)
     if difference > PROBE_TOLERANCE[precision]:
         raise RuntimeError(f"the OpenVINO export disagrees with the eager model by {difference:.2g} in probability")
@@ -103,7 +99,7 @@ def load_int8_backend(model: CheXNet, image_size: int, folder: Path, sha256: str
     RuntimeError when the compiled model is not this network at all (probe beyond ``PROBE_TOLERANCE["int8"]``).
     """
     ir, _manifest = load_int8(folder, sha256, image_size)
-    backend = compile_backend(ir, shared_core(), "int8", threads)
+    backend = compile_backend(ir, "int8", threads)
     difference = probe_difference(backend, model, image_size)
     if difference > PROBE_TOLERANCE["int8"]:
         raise RuntimeError(f"the int8 model disagrees with the checkpoint by {difference:.2g} in probability")
