@@ -95,12 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     for fmt, files in inputs(folder).items():
         results[fmt] = measure(files, candidates(fmt), args.repeat)
         base = results[fmt]["pillow"]["median_ms"]
-        print(f"{fmt}: {len(files)} files from {folder.name}")
+        print(f"{fmt}: {len(files)} files from {folder.name}")  # noqa: T201
         for name, row in results[fmt].items():
             speed = base / row["median_ms"]  # type: ignore[operator]
             mark = "" if row["exact"] else "  (differs from Pillow: not eligible)"
-            print(f"  {name:<34} {row['median_ms']:7.2f} ms  {speed:4.2f}x Pillow{mark}")
-    print(json.dumps(results))
+            print(f"  {name:<34} {row['median_ms']:7.2f} ms  {speed:4.2f}x Pillow{mark}")  # noqa: T201
+    print(json.dumps(results))  # noqa: T201
 
 
 if __name__ == "__main__":
