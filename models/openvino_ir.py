@@ -75,12 +75,19 @@ class LogitsAndFeatures(nn.Module):
 
 
 def export_ir(model: CheXNet, image_size: int) -> ov.Model:
-    """The fp32 network as an OpenVINO model with a dynamic batch: (N, 3, S, S) -> (logits (N, K), norm5 map)."""
-    example = torch.zeros(1, 3, image_size, image_size)
+    """The fp32 network as an OpenVINO model with a dynamic batch: (N, 3, S, S) -> (logits (N, K), norm5 map).
+
+    Through ``torch.export`` (an ExportedProgram), not a module handed to ``convert_model``, which traces it with
+    the deprecated ``torch.jit.trace`` and warns at every first start. Both give bit-identical outputs here. The
+    example batch is 2 because ``torch.export`` specialises a dimension whose example size is 1.
+    """
+    example = torch.zeros(2, 3, image_size, image_size)
+    batch = torch.export.Dim("batch", max=4096)
     with torch.no_grad():
-        exported = ov.convert_model(
-            LogitsAndFeatures(model.float().eval()), example_input=example, input=[(-1, 3, image_size, image_size)]
+        program = torch.export.export(
+            LogitsAndFeatures(model.float().eval()), (example,), dynamic_shapes=({0: batch},), strict=False
         )
+        exported = ov.convert_model(program, input=[(-1, 3, image_size, image_size)])
     return exported
 
 

@@ -1,6 +1,6 @@
 """OpenVINO on the CPU: the network exported once per checkpoint (logits and the norm5 map), compiled at start-up.
 
-Chosen over ONNX Runtime by measurement (see the README's Backends paragraph): equal at fp32 within the noise of
+Chosen over ONNX Runtime by measurement (docs/backends.md): equal at fp32 within the noise of
 a shared 2-core machine, and bf16 on CPUs that have it, which ONNX Runtime's CPU provider does not offer. The
 export goes straight from PyTorch to OpenVINO's IR (an XML graph and a binary of weights; no onnx package).
 """
