@@ -75,7 +75,7 @@ def backends(checkpoint: Checkpoint, image_size: int) -> dict[str, InferenceBack
     found: dict[str, InferenceBackend] = {}
     for precision in ("fp32", "bf16"):
         found[f"torch {precision}"] = TorchBackend(checkpoint.build_model(), torch.device("cpu"), precision)
-        found[f"openvino {precision}"] = compile_backend(ir, shared_core(), precision, available_cores())
+        found[f"openvino {precision}"] = compile_backend(ir, precision, available_cores())
     return found
 
 

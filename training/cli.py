@@ -24,6 +24,7 @@ def register(commands: Any) -> None:
     _register_predict(commands.add_parser("predict", help="write a CSV of the model's probabilities for images"))
     _register_import(commands.add_parser("import", help="make a chexnet checkpoint from published CheXNet/xrv weights"))
     _register_localize(commands.add_parser("localize", help="score Grad-CAM against NIH's radiologist boxes"))
+    _register_quantize(commands.add_parser("quantize", help="an int8 CPU model calibrated and measured on your X-rays"))
 
 
 def _register_train(p: argparse.ArgumentParser) -> None:
@@ -407,3 +408,40 @@ def _run_localize(args: argparse.Namespace) -> int:
         return 0
 
     return run_command("localize", localize)
+
+
+def _register_quantize(p: argparse.ArgumentParser) -> None:
+    from training.quantize import DEFAULT_MAX_AUROC_DROP, DEFAULT_MAX_IMAGES
+
+    p.description = (
+        "Quantize a checkpoint to int8 for the CPU (NNCF post-training quantization into an OpenVINO model), "
+        "calibrated on your images and measured against fp32 on them: per-class AUROC change (with --labels), "
+        "largest probability change, findings that flip at each operating point. Serve the result with "
+        "'chexnet serve --precision int8 --int8-model OUT'. Exit status: 0 written, 1 a file cannot be used, "
+        "2 invalid options, 3 refused (loses more mean AUROC than --max-auroc-drop; nothing written)."
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint to quantize")
+    p.add_argument("--images", type=Path, required=True, help="folder of calibration X-rays")
+    p.add_argument("--labels", type=Path, help="label table of those images: the AUROC change is measured on it")
+    p.add_argument("--split-list", type=Path, help="only these image names of --labels (e.g. a run's val_list.txt)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (model.xml, model.bin, manifest.json)")
+    p.add_argument(
+        "--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="calibration images at most (seeded draw)"
+    )
+    p.add_argument(
+        "--max-auroc-drop",
+        type=float,
+        default=DEFAULT_MAX_AUROC_DROP,
+        help="refuse when the mean AUROC falls by more than this on the calibration images",
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass when measuring")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(run=_run_quantize)
+
+
+def _run_quantize(args: argparse.Namespace) -> int:
+    from training.exit_status import run_command
+    from training.quantize import QuantizeOptions, run_quantize
+
+    return run_command("quantize", lambda: run_quantize(QuantizeOptions(**_options(args))))
