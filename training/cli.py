@@ -209,6 +209,19 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=Path, help="image folder (with --checkpoint)")
     p.add_argument("--labels", type=Path, required=True, help="label table (any format chexnet train reads)")
     p.add_argument("--split-list", type=Path, help="evaluate only the image names listed in this file")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        default="fp32",
+        help="run the checkpoint as the service does at this precision: bf16/int8 through OpenVINO on the CPU, "
+        "bf16/fp16 autocast on CUDA",
+    )
+    p.add_argument("--int8-model", type=Path, help="with --precision int8: the folder chexnet quantize wrote")
+    p.add_argument(
+        "--against",
+        choices=["fp32"],
+        help="also run fp32 and print the precision's fidelity: AUROC change per class, largest |dp|, flips",
+    )
     _add_table_options(p)
     p.add_argument(
         "--per",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint
 from models.files import resolve_device
 from models.operating_points import (
     DEFAULT_SPECIFICITY,
@@ -31,10 +31,13 @@ from models.operating_points import (
 from training.data.image_check import UNREADABLE_LIST
 from training.data.label_policies import LabelPolicy
 from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError, TableOptions
+from training.data.sources import aligned_targets
 from training.reports.evaluation import fmt, metrics_document, print_report, write_predictions
+from training.reports.fidelity import format_fidelity
 from training.reports.point_table import print_chosen_points, print_point_table
 from training.reports.provenance import command_line
 from training.reports.roc_plot import draw_roc_curves
+from training.scoring.fidelity import Fidelity, measure_fidelity
 from training.scoring.inference import InferenceSettings, check_settings
 from training.scoring.labelled_images import (
     check_labelled_inputs,
@@ -43,6 +46,7 @@ from training.scoring.labelled_images import (
     load_labelled_table,
 )
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.scoring.precision import check_precision, probability_fn
 from training.scoring.study_level import (
     ScoringError,
     SharedLabels,
@@ -84,6 +88,9 @@ class EvaluateOptions:
     patient_column: str | None = None
     patient_pattern: str | None = None
     per: str | None = None  # --per image | study:max | study:mean
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | int8: run the checkpoint as the service runs it at that precision
+    int8_model: Path | None = None  # with precision int8: the folder chexnet quantize wrote
+    against: str | None = None  # "fp32": also run fp32 and report the precision's fidelity against it
 
     def table_options(self) -> TableOptions:
         return TableOptions(
@@ -115,6 +122,12 @@ def validate_options(options: EvaluateOptions) -> None:
     check_labelled_inputs(options.labels, options.split_list, None)
     parse_per(options.per)
     options.table_options()  # an unknown policy raises here
+    if options.against not in (None, "fp32"):
+        raise ValueError(f"--against {options.against}: the reference is fp32")
+    if options.checkpoint is None and (options.precision != "fp32" or options.against is not None):
+        raise ValueError("--precision and --against run a checkpoint: give --checkpoint")
+    if options.checkpoint is not None:
+        check_precision(options.precision, resolve_device(options.device), options.int8_model)
     if options.checkpoint is not None:
         if options.images is None:
             raise ValueError("--images (the image folder) is required with --checkpoint")
@@ -212,10 +225,16 @@ def _probability_values(
     return values
 
 
-def inference_settings(options: EvaluateOptions) -> InferenceSettings:
-    """How ``--device``, ``--batch-size``, ``--workers`` and ``--tta`` run the model."""
+def inference_settings(
+    options: EvaluateOptions, checkpoint: Checkpoint | None = None, precision: str = "fp32"
+) -> InferenceSettings:
+    """How ``--device``, ``--batch-size``, ``--workers``, ``--tta`` and ``--precision`` run the model."""
+    device = resolve_device(options.device)
+    forward = None
+    if precision != "fp32" and checkpoint is not None:
+        forward = probability_fn(checkpoint, precision, device, options.int8_model)
     return InferenceSettings(
-        resolve_device(options.device), options.batch_size, options.workers, tencrop=options.tta == "tencrop"
+        device, options.batch_size, options.workers, tencrop=options.tta == "tencrop", forward=forward
     )
 
 
@@ -260,6 +279,29 @@ def _scored(options: EvaluateOptions, table: LabelTable, probs: np.ndarray, outp
     return Scored(shared.labels, names, patients, targets, scores, how, shared)
 
 
+def _fidelity_against_fp32(
+    options: EvaluateOptions, checkpoint: Checkpoint, table: LabelTable, probs: np.ndarray
+) -> Fidelity:
+    """The same rows run at fp32 (eager, the reference), and how far ``--precision``'s probabilities are from it:
+    per-class AUROC change on known rows, largest |dp|, findings that flip at each stored operating point."""
+    settings = inference_settings(options, checkpoint, "fp32")
+    again, reference = labelled_probabilities(
+        checkpoint, table, Path(str(options.images)), settings, options.skip_unreadable, Path(options.out)
+    )
+    if again.image_names != table.image_names:  # the rows decoded once already; a file changed meanwhile
+        raise ValueError("--against fp32: the images changed between the two runs; run the command again")
+    fidelity = measure_fidelity(
+        checkpoint.labels,
+        reference,
+        probs,
+        aligned_targets(table, checkpoint.labels),
+        checkpoint.operating_points,
+    )
+    print()
+    print(format_fidelity(fidelity, options.precision))
+    return fidelity
+
+
 def run_evaluate(options: EvaluateOptions) -> int:
     """Evaluate, print the tables, write metrics.json / predictions.csv / roc.png; returns the exit code (0).
 
@@ -269,14 +311,17 @@ def run_evaluate(options: EvaluateOptions) -> int:
     table, labelled = load_labelled_table(options.labels, options.split_list, options.table_options())
     (Path(options.out) / UNREADABLE_LIST).unlink(missing_ok=True)  # a list from an earlier run would mislead
     stored_points: OperatingPoints | None = None
+    fidelity: Fidelity | None = None
     if options.checkpoint is not None:
         checkpoint = load_checkpoint(str(options.checkpoint))
-        settings = inference_settings(options)
+        settings = inference_settings(options, checkpoint, options.precision)
         check_settings(checkpoint, settings)
         table, probs = labelled_probabilities(
             checkpoint, table, Path(str(options.images)), settings, options.skip_unreadable, Path(options.out)
         )
         stored_points = checkpoint.operating_points
+        if options.against is not None:
+            fidelity = _fidelity_against_fp32(options, checkpoint, table, probs)
     else:
         total = len(table)
         table, probs = read_predictions(Path(str(options.predictions)), table, labelled)
@@ -308,6 +353,9 @@ def run_evaluate(options: EvaluateOptions) -> int:
         report, mean, average_precision, chosen, stored, options.bootstrap, options.tta, options.checkpoint is not None
     )
     document.update(scored.describe(competition))
+    document["precision"] = options.precision
+    if fidelity is not None:
+        document["fidelity_against_fp32"] = fidelity.to_dict()
     (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     write_predictions(out / "predictions.csv", scored.names, probs, labels)
     source_name = Path(options.checkpoint if options.checkpoint is not None else str(options.predictions)).name

@@ -81,6 +81,7 @@ def exit_rules() -> tuple[ExitRule, ...]:
     from training.loop.config import TrainConfigError
     from training.loop.epochs import NonFiniteLossError
     from training.loop.resume import RunAlreadyFinishedError
+    from training.scoring.precision import PrecisionError
     from training.scoring.study_level import ScoringError
 
     return (
@@ -90,6 +91,7 @@ def exit_rules() -> tuple[ExitRule, ...]:
         ExitRule(PolicyError, EXIT_USAGE, exception_text),  # --uncertain / --blank
         ExitRule(DataOptionError, EXIT_USAGE, exception_text),  # --data KIND:LABELS:IMAGES, --label-set
         ExitRule(ScoringError, EXIT_USAGE, exception_text),  # --per study:... on a table without studies
+        ExitRule(PrecisionError, EXIT_USAGE, exception_text),  # --precision this device cannot run
         ExitRule(UnreadableImageError, EXIT_FAILED, unreadable_image),
         ExitRule(UnreadableImagesError, EXIT_FAILED, exception_text),
         ExitRule(NoImagesFoundError, EXIT_FAILED, exception_text),

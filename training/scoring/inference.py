@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +36,16 @@ class InferenceOptionsError(ValueError):
 class InferenceSettings:
     """How to run the model: ``device``; ``batch_size`` images a forward pass; ``workers`` decoding processes;
     ``tencrop`` averages the ten crops' probabilities; ``autocast`` is the precision hook (a dtype such as
-    ``torch.bfloat16`` runs the forward pass under ``torch.autocast``; None keeps float32)."""
+    ``torch.bfloat16`` runs the forward pass under ``torch.autocast``; None keeps float32); ``forward``, when
+    given, replaces the eager model: (B, 3, S, S) float32 -> (B, K) probabilities (see
+    :func:`training.scoring.precision.probability_fn`, which runs OpenVINO bf16 / int8 as the service does)."""
 
     device: torch.device
     batch_size: int = 32
     workers: int = 0
     tencrop: bool = False
     autocast: torch.dtype | None = None
+    forward: Callable[[torch.Tensor], np.ndarray] | None = None
 
 
 class InferenceImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
@@ -100,7 +103,7 @@ def infer_probabilities(
     """
     check_settings(checkpoint, settings)
     device = settings.device
-    model = checkpoint.build_model().to(device)
+    model = settings.forward or _eager_probabilities(checkpoint.build_model().to(device))
     loader = DataLoader(
         InferenceImages(paths, checkpoint.spec, settings.tencrop),
         batch_size=settings.batch_size,
@@ -136,12 +139,20 @@ def infer_probabilities(
     return Inference(keep, probs[keep], sorted(failures, key=lambda f: f.index))
 
 
-def _batch_probabilities(model: torch.nn.Module, x: torch.Tensor, settings: InferenceSettings) -> np.ndarray:
+def _eager_probabilities(model: torch.nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
+    def run(x: torch.Tensor) -> np.ndarray:
+        result: np.ndarray = torch.sigmoid(model(x).float()).cpu().numpy()
+        return result
+
+    return run
+
+
+def _batch_probabilities(
+    forward: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor, settings: InferenceSettings
+) -> np.ndarray:
     """(B, K) probabilities for a batch (B, 3, S, S), or (B, 10, 3, S, S) averaged over the ten crops."""
     if settings.tencrop:
         batch, crops = x.shape[:2]
-        p = torch.sigmoid(model(x.flatten(0, 1)).float()).view(batch, crops, -1).mean(dim=1)
-    else:
-        p = torch.sigmoid(model(x).float())
-    result: np.ndarray = p.cpu().numpy()
-    return result
+        averaged: np.ndarray = np.asarray(forward(x.flatten(0, 1))).reshape(batch, crops, -1).mean(axis=1)
+        return averaged
+    return np.asarray(forward(x))

@@ -10,7 +10,7 @@ from PIL import Image
 from app.encoding.explanation import explanation_fields, explanation_image, map_is_flat
 from app.encoding.overlay import blend_cam, crop_box
 from models.preprocessing import CropGeometry
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 
 # a 32 x 64 (H x W) upload whose crop is its centred 32 px square: (16, 0)-(48, 32) in upload pixels
 GEOMETRY = CropGeometry(32, 64, (32, 64), 0, 16, 32)
@@ -60,7 +60,7 @@ def test_route_reports_flat_maps_and_boxes() -> None:
     uniform = _png(np.full((64, 64), 90, np.uint8))  # the fake's map is the image's brightness: flat here
     bright = np.full((64, 64), 40, np.uint8)
     bright[8:24, 8:24] = 220
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         flat = client.post("/gradcam", files={"file": ("a", uniform, "image/png")})
         assert flat.headers["x-heatmap"] == "flat"
         assert (np.asarray(Image.open(io.BytesIO(flat.content)))[..., 0] == 90).all()
