@@ -61,8 +61,9 @@ async def read_health() -> Health:
 
 @router.get("/readyz", response_model=Health, tags=["probes"], responses={503: {"model": ErrorBody}})
 async def read_readiness(request: Request) -> Health:
-    """Readiness: 200 only once the model is loaded and warmed up, else 503."""
-    if not _service(request).ready:
+    """Readiness: 200 once the model is loaded and warmed up and until the service begins to drain, else 503."""
+    service = _service(request)
+    if not service.ready or service.draining:
         raise NotReadyError()
     return Health(status="ready")
 

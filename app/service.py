@@ -31,6 +31,7 @@ class Service:
         self.settings, self.engine, self.telemetry = settings, engine, telemetry
         self.limits: DecodeLimits = decode_limits(settings)
         self._warm = False
+        self.draining = False  # set on SIGTERM (app.runtime.server): /readyz says 503 while requests finish
         self.backlog = Backlog(settings.upload_backlog)  # admitted requests outside the model's queue
         self._decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         self._decoder = decode_executor(settings.decode_concurrency)  # one torch thread each (app.inference.threads)
@@ -41,6 +42,12 @@ class Service:
     def ready(self) -> bool:
         """Warmed up, and the model's worker still running (a dead worker makes /readyz say 503)."""
         return self._warm and self.engine.is_running()
+
+    def begin_drain(self) -> None:
+        """Stop saying ready (/readyz 503), so that balancers send no more; requests already here are answered."""
+        if not self.draining:
+            logger.info("draining: not ready for new requests")
+        self.draining = True
 
     def queue_full(self) -> bool:
         return self.engine.queue_depth() >= self.settings.queue_size
