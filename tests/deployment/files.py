@@ -176,5 +176,3 @@ def is_excluded(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
         if any(regex.fullmatch(prefix) for prefix in prefixes):
             excluded = not negated
     return excluded
-
-
