@@ -32,7 +32,7 @@ NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
 if NGINX is None:
     pytest.skip("no nginx (apt-get install nginx-light)", allow_module_level=True)
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 REPLICAS = 3
 CLIENTS = 4
@@ -55,7 +55,7 @@ class Replica:
         self.url = f"http://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 120) -> None:
+    def start(self, timeout: float = 300) -> None:
         args = ["--host", "127.0.0.1", "--port", str(self.port), "--checkpoint", str(self.checkpoint)]
         self.process = subprocess.Popen(
             serve_command(*args),
