@@ -2,24 +2,50 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Two environments in one venv: serving needs only the package's base dependencies; tests and training add the
+# [train,dev] extras. A full install also serves, so it marks both.
+SERVE_STAMP := $(VENV)/.installed-serve-stamp
 STAMP := $(VENV)/.installed-stamp
-# The torch build that lies on disk here (a CUDA build that also runs on the CPU).
+# The torch build that lies on disk here (a CUDA build that also runs on the CPU). For a CPU-only build, point
+# pip at an index that has one: make serve TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
+# make serve PORT=8080 HOST=0.0.0.0 CHECKPOINT=runs/mine/best.pt (each left out: chexnet serve's default, or the
+# CHEXNET_PORT / CHEXNET_HOST / CHEXNET_CHECKPOINT variable).
+PORT ?=
+HOST ?=
+CHECKPOINT ?=
 
-.PHONY: install serve test lint format clean demo-model fuzz bench bench-quick attack bench-training-input screenshots \
-	container-test rolling-test
+.PHONY: install install-serve serve test lint format clean demo-model fuzz schemathesis bench bench-quick attack bench-training-input screenshots \
+	readme-examples container-test rolling-test
 
-$(STAMP): pyproject.toml Makefile
+define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_PINS)
+endef
+
+$(SERVE_STAMP): pyproject.toml Makefile
+	$(make_venv)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(SERVE_STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(make_venv)
 	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
 install: $(STAMP)
 
-serve: $(STAMP)
-	$(BIN)/chexnet serve
+install-serve: $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
+	$(BIN)/chexnet serve $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST)) $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
+# Regenerate the README's marked example blocks from a real run of the demo model (docs/examples.py); the test
+# tests/e2e/test_readme_examples.py fails when they differ.
+readme-examples: $(STAMP)
+	$(BIN)/python docs/examples.py --write
 
 lint: $(STAMP)
 	$(BIN)/ruff check models app training tests benchmarks chexnet_cli.py
@@ -32,6 +58,11 @@ test: lint
 # The decoder's long fuzz run (thousands of random and mutated PNG/JPEG/DICOM files); make test runs a short one.
 fuzz: $(STAMP)
 	CHEXNET_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/imaging/test_decoder_fuzz.py
+
+# The API against its own OpenAPI document for longer: schemathesis' default checks, 200 examples per operation,
+# against a real server once without and once with an API key; make test runs 8 per operation.
+schemathesis: $(STAMP)
+	CHEXNET_SCHEMATHESIS_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/app/test_schemathesis.py
 
 # The README's screenshots, docs/upload-page.png and docs/docs-page.png: headless Chromium (apt-get install chromium
 # chromium-driver) on the demo model, after scoring the bundled sample X-ray.

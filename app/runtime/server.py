@@ -18,10 +18,10 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE as UVICORN_STARTUP_FAILURE
 
-from app.inference.predictor import InferenceEngine, Predictor
+from app.inference.predictor import Predictor, PredictorLike
 from app.main import create_app
+from app.pipeline import Pipeline
 from app.runtime.listen import AddressError, bind_sockets, close_sockets
-from app.service import Service
 from app.settings import Settings, unknown_variables
 from models.errors import ModelContractError
 
@@ -134,16 +134,16 @@ class _DrainingServer(uvicorn.Server):
     """uvicorn's server, which also tells the service on SIGTERM/SIGINT, so /readyz says 503 during the drain: a
     balancer that probes over a kept-alive connection must not read a draining replica as ready."""
 
-    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+    def __init__(self, config: uvicorn.Config, pipeline: Pipeline) -> None:
         super().__init__(config)
-        self.service = service
+        self.pipeline = pipeline
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.service.begin_drain()
+        self.pipeline.begin_drain()
         super().handle_exit(sig, frame)
 
 
-def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[socket.socket]) -> int:
+def run_server(settings: Settings, predictor: PredictorLike, sockets: list[socket.socket]) -> int:
     """Serve on ``sockets`` until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish.
 
     Returns 0; ``EXIT_MODEL`` when the application fails to start (uvicorn's exit 3 would read as an address
@@ -162,7 +162,7 @@ def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[soc
         # probes included, a plain-text 503. Admission (app.guards.admission) sheds load from the headers instead; slow
         # or idle connections before their headers are a fronting proxy's job (README, Reliability).
     )
-    server = _DrainingServer(config, app.state.service)
+    server = _DrainingServer(config, app.state.pipeline)
     logging.getLogger("uvicorn.error").addFilter(_NoExceptionText())
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     logger.info("serving on http://%s:%d once started (Ctrl+C to stop)", host, settings.port)

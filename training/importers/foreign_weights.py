@@ -55,7 +55,7 @@ def read_source_file(path: Path) -> SourceFile:
                 f"{path.name} holds a whole pickled network ({', '.join(classes[:4])}"
                 f"{', ...' if len(classes) > 4 else ''}), not a state dict; it cannot be read with "
                 "weights_only=True, and nothing here loads it otherwise: export its state_dict() first "
-                "(README, 'Real models')"
+                "(docs/real-models.md)"
             ) from exc
         raise ImportSourceError(
             f"{path.name} cannot be read as a PyTorch weights file ({type(exc).__name__}): it is corrupt or "
