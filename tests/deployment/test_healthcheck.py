@@ -89,7 +89,7 @@ def test_probe_imports_no_torch() -> None:
 def test_sigterm_makes_readyz_503_while_requests_are_still_answered() -> None:
     with client_for(FakeEngine()) as client:
         app: Any = client.app
-        server = _DrainingServer(uvicorn.Config(app), app.state.service)
+        server = _DrainingServer(uvicorn.Config(app), app.state.pipeline)
         assert client.get("/readyz").status_code == 200
         server.handle_exit(signal.SIGTERM, None)
         assert server.should_exit
