@@ -17,7 +17,7 @@ import uvicorn
 
 from app.runtime.probe import readiness_url
 from app.runtime.server import _DrainingServer
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 from tests.conftest import FIXTURES
 
 
@@ -87,7 +87,7 @@ def test_probe_imports_no_torch() -> None:
 
 
 def test_sigterm_makes_readyz_503_while_requests_are_still_answered() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         app: Any = client.app
         server = _DrainingServer(uvicorn.Config(app), app.state.pipeline)
         assert client.get("/readyz").status_code == 200

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 from tests.deployment.files import (
     ROOT,
     duration_seconds,
@@ -129,6 +129,6 @@ def test_autoscaler_reads_a_gauge_the_service_exports() -> None:
     metrics = load("horizontalpodautoscaler.yaml")["spec"]["metrics"]
     assert [m["type"] for m in metrics] == ["Pods"]  # not CPU
     name = metrics[0]["pods"]["metric"]["name"]
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         exported = client.get("/metrics").text
     assert f"# TYPE {name} gauge" in exported
