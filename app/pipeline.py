@@ -35,6 +35,7 @@ class Pipeline:
         self.settings, self.predictor, self.telemetry = settings, predictor, telemetry
         self.limits: DecodeLimits = decode_limits(settings)
         self._warm = False
+        self.draining = False  # set on SIGTERM (app.runtime.server): /readyz says 503 while requests finish
         self.backlog = Backlog(settings.upload_backlog)  # admitted requests outside the model's queue
         self._decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         self._decoder = decode_executor(settings.decode_concurrency)  # one torch thread each (app.inference.threads)
@@ -45,6 +46,12 @@ class Pipeline:
     def ready(self) -> bool:
         """Warmed up, and the model's worker still running (a dead worker makes /readyz say 503)."""
         return self._warm and self.predictor.is_running()
+
+    def begin_drain(self) -> None:
+        """Stop saying ready (/readyz 503), so that balancers send no more; requests already here are answered."""
+        if not self.draining:
+            logger.info("draining: not ready for new requests")
+        self.draining = True
 
     def queue_full(self) -> bool:
         return self.predictor.queue_depth() >= self.settings.queue_size

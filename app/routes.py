@@ -60,8 +60,9 @@ async def read_health() -> Health:
 
 @router.get("/readyz", response_model=Health, tags=["probes"], **OPEN)
 async def read_readiness(request: Request) -> Health:
-    """Readiness: 200 only once the model is loaded and warmed up, else 503."""
-    if not _pipeline(request).ready:
+    """Readiness: 200 once the model is loaded and warmed up and until the service begins to drain, else 503."""
+    pipeline = _pipeline(request)
+    if not pipeline.ready or pipeline.draining:
         raise NotReadyError()
     return Health(status="ready")
 
