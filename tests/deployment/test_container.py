@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 UID = "10001"
 DRAIN_SECONDS = 20
-STOP_TIMEOUT = 30  # docker stop -t, as compose's stop_grace_period
+STOP_TIMEOUT = 45  # docker stop -t, as compose's stop_grace_period
 # Reference settings for parity: the eager torch backend on the CPU, on both sides.
 REFERENCE = {"CHEXNET_DEVICE": "cpu", "CHEXNET_BACKEND": "torch"}
 # The HEALTHCHECK's command, start period and retries are the image's; only how often it runs is shortened here
@@ -191,7 +191,7 @@ def test_compose_cpu_setup_up_serves_and_down_drains(compose_project: tuple[Path
         futures = [pool.submit(predict_status, url, SAMPLE_XRAY.read_bytes()) for _ in range(2)]
         wait_in_progress(url, 2 + 1)
         started = time.monotonic()
-        compose(project, "stop", port=port)  # stop_grace_period: 30 s
+        compose(project, "stop", port=port)  # stop_grace_period: 45 s
         stopped_after = time.monotonic() - started
         statuses = [f.result() for f in futures]
     state = inspect(container)["State"]
