@@ -17,6 +17,7 @@ from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save
 from models.network import CheXNet, build_network
 from models.operating_points import MIN_POSITIVES, OperatingPoints
 from models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from models.pretrained import DENSENET121_IMAGENET, cached_or_downloaded
 from training.data.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.data.image_cache import ResizedImageCache
 from training.data.run_data import RunData, load_run_data, write_split_lists
@@ -145,6 +146,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
         _finish_finished_run(config, resume_point, ctx)
     if config.overwrite and ctx.is_main:
         clear_run(config.out)  # every rank has validated its options by now (init_distributed is a rendezvous)
+    if resume_point is None and config.weights == "imagenet":
+        cached_or_downloaded(DENSENET121_IMAGENET)  # the head's size needs the data, but a missing file fails first
     data = load_run_data(config, listing_allowed=ctx.is_main)
     if resume_point is not None:
         if tuple(resume_point.labels) != data.labels:
