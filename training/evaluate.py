@@ -353,7 +353,8 @@ def run_evaluate(options: EvaluateOptions) -> int:
         report, mean, average_precision, chosen, stored, options.bootstrap, options.tta, options.checkpoint is not None
     )
     document.update(scored.describe(competition))
-    document["precision"] = options.precision
+    if options.checkpoint is not None:
+        document["precision"] = options.precision
     if fidelity is not None:
         document["fidelity_against_fp32"] = fidelity.to_dict()
     (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")

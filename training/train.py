@@ -13,11 +13,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+import models.network
 from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
 from models.network import CheXNet, build_network
 from models.operating_points import MIN_POSITIVES, OperatingPoints
 from models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
-from models.pretrained import DENSENET121_IMAGENET, cached_or_downloaded
 from training.data.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.data.image_cache import ResizedImageCache
 from training.data.run_data import RunData, load_run_data, write_split_lists
@@ -146,8 +146,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
         _finish_finished_run(config, resume_point, ctx)
     if config.overwrite and ctx.is_main:
         clear_run(config.out)  # every rank has validated its options by now (init_distributed is a rendezvous)
-    if resume_point is None and config.weights == "imagenet":
-        cached_or_downloaded(DENSENET121_IMAGENET)  # the head's size needs the data, but a missing file fails first
+    if resume_point is None:
+        _check_starting_weights(config.weights)  # the head's size needs the data; unusable weights fail first
     data = load_run_data(config, listing_allowed=ctx.is_main)
     if resume_point is not None:
         if tuple(resume_point.labels) != data.labels:
@@ -223,13 +223,26 @@ def _starting_network(weights: str, labels: tuple[str, ...]) -> tuple[CheXNet, d
     if weights in ("imagenet", "none"):
         return build_network(weights, len(labels)), None
     model, spec = initial_network(weights, len(labels))  # a checkpoint brings its own labels and head
+    _check_fine_tuning_spec(weights, spec)
+    return refit_head(model, load_checkpoint(weights).labels, labels)
+
+
+def _check_starting_weights(weights: str) -> None:
+    """Before any data is read: ImageNet weights that cannot be had (``WeightsUnavailableError``), or a checkpoint
+    made for other inputs than training here gives (``TrainConfigError``)."""
+    if weights == "imagenet":
+        models.network.imagenet_backbone_state()
+    elif weights != "none":
+        _check_fine_tuning_spec(weights, load_checkpoint(weights).spec)
+
+
+def _check_fine_tuning_spec(weights: str, spec: PreprocessSpec | None) -> None:
     if spec is not None and (spec.crop_first or (spec.mean, spec.std) != (IMAGENET_MEAN, IMAGENET_STD)):
         raise TrainConfigError(
             f"--weights {weights}: that model expects other inputs (mean {list(spec.mean)}, std {list(spec.std)}"
             f"{', centred square first' if spec.crop_first else ''}) than training here gives (ImageNet mean/std, "
             "resize then crop); fine-tuning an imported torchxrayvision model is not supported"
         )
-    return refit_head(model, load_checkpoint(weights).labels, labels)
 
 
 def _finish_finished_run(config: TrainConfig, resume_point: Checkpoint, ctx: DistContext) -> None:

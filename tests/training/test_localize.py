@@ -16,6 +16,7 @@ from chexnet_cli import main
 from models.cam_boxes import FLAT_SPAN, cam_spans
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.gradcam import gradcam_maps
+from models.labels import PATHOLOGIES
 from models.network import build_network
 from models.preprocessing import PreprocessSpec, eval_tensor
 from tests.conftest import SHARED_DATA
@@ -31,7 +32,10 @@ BOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
 def checkpoint64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(7)
     path = tmp_path_factory.mktemp("ck64") / "ck64.pt"
-    save_checkpoint(Checkpoint(state_dict=build_network("none").state_dict(), spec=SPEC64), path)
+    save_checkpoint(
+        Checkpoint(state_dict=build_network("none", len(PATHOLOGIES)).state_dict(), spec=SPEC64, labels=PATHOLOGIES),
+        path,
+    )
     return path
 
 

@@ -69,7 +69,8 @@ def check_operating_points(
     assert list(points.points) == ["youden", "spec90"] and points.default == "youden" and points.temperature is None
     assert points.source["epoch"] == checkpoint.metrics["epoch"] == record["epoch"]
     assert points.source["data"] == (
-        "validation split of the training run: labels.csv, patients split at random (seed 0, validation fraction 0.25)"
+        "validation split of the training run: labels.csv, patients split at random per table (seed 0, validation "
+        "fraction 0.25) or the table's published split"
     )
     assert points.source["images"] == 20 and points.source["positives"]["Effusion"] == 8
     assert points.unreliable == PATHOLOGIES  # Effusion has 8 positives here, the others none: all under 10
