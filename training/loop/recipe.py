@@ -30,8 +30,11 @@ def recipe_problem(config: TrainConfig, device: torch.device) -> str | None:
         return f"--weight-decay must be at least 0 and below 1, got {config.weight_decay}"
     if config.warmup_epochs < 0:
         return f"--warmup-epochs must be at least 0, got {config.warmup_epochs}"
-    if config.warmup_epochs and config.warmup_epochs >= config.epochs:
-        return f"--warmup-epochs ({config.warmup_epochs}) must be fewer than --epochs ({config.epochs})"
+    if config.scheduler == "cosine" and config.warmup_epochs and config.warmup_epochs >= config.epochs:
+        return (
+            f"--warmup-epochs ({config.warmup_epochs}) must be fewer than --epochs ({config.epochs}): the cosine "
+            "anneals over the epochs after the warm-up"
+        )
     if config.ema is not None and not 0.0 < config.ema < 1.0:
         return f"--ema is the averaging decay, strictly between 0 and 1 (0.999 is usual), got {config.ema}"
     if config.augment not in AUGMENTS:
