@@ -44,7 +44,11 @@ class StepRecipe:
 
     @classmethod
     def for_device(
-        cls, device: torch.device, precision: str = "auto", channels_last: bool = False, average: WeightAverage | None = None
+        cls,
+        device: torch.device,
+        precision: str = "auto",
+        channels_last: bool = False,
+        average: WeightAverage | None = None,
     ) -> StepRecipe:
         """The options resolved on ``device``; the defaults give the seed's steps."""
         return cls(autocast_dtype(precision, device), uses_channels_last(channels_last, device), average)

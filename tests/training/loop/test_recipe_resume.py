@@ -1,5 +1,8 @@
-"""Every recipe option at once (the plateau scheduler: a cosine's length is fixed, so "1 epoch, then resume to 2"
-needs plateau; a cosine warm-up's restore is tested in test_optimizers.py) resumes exactly, is recorded in the checkpoint, and is checked before any data."""
+"""Every recipe option at once resumes exactly, is recorded in the checkpoint, and is checked before any data.
+
+The run uses the plateau scheduler: a cosine's length is fixed, so "1 epoch, then resume to 2" needs plateau; a
+cosine warm-up's exact restore is tested in test_optimizers.py.
+"""
 
 from __future__ import annotations
 
