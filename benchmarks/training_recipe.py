@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, options in VARIANTS.items():
             rate = images_per_second(replace(base, **options), paths, args.steps)
             results.append({"variant": name, "images_per_s": round(rate, 2)})
-            print(f"{name:<40} {rate:6.2f} images/s", flush=True)
+            print(f"{name:<40} {rate:6.2f} images/s", flush=True)  # noqa: T201
     seed_rate = results[0]["images_per_s"]
     for entry in results:
         entry["vs_seed"] = round(entry["images_per_s"] / seed_rate, 2) if seed_rate else None
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"training-recipe-{dt.date.today().isoformat()}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written {out}")
+    print(f"written {out}")  # noqa: T201
     return 0
 
 

@@ -37,7 +37,8 @@ def main() -> int:
     sheet = Image.new("L", (COUNT * (SIDE + GAP) - GAP, 2 * SIDE + GAP), 255)
     for i, path in enumerate(paths):
         item = dataset[i]
-        assert not isinstance(item, Exception) and isinstance(item, tuple), path.name
+        if not isinstance(item, tuple):
+            raise SystemExit(f"cannot read {path.name}")
         sheet.paste(to_tile(spec, eval_tensor(spec, load_gray(path))), (i * (SIDE + GAP), 0))
         sheet.paste(to_tile(spec, item[0]), (i * (SIDE + GAP), SIDE + GAP))
     sheet.save(args.out, optimize=True)
