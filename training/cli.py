@@ -112,26 +112,24 @@ def _register_train(p: argparse.ArgumentParser) -> None:
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     """The recipe's options (docs/recipe.md); each default is the seed's recipe."""
     recipe = p.add_argument_group("recipe (docs/recipe.md; the defaults are the seed's recipe)")
-    recipe.add_argument(
-        "--optimizer", choices=["adam", "adamw"], default="adam", help="adamw: decoupled weight decay (default adam)"
-    )
+    recipe.add_argument("--optimizer", choices=["adam", "adamw"], default="adam", help="adamw: decoupled weight decay")
     recipe.add_argument(
         "--weight-decay",
         type=float,
         default=0.0,
-        help="on convolution and linear weights, not BatchNorm or biases (default 0; with adamw 0.05 is usual)",
+        help="on convolution and linear weights, not BatchNorm or biases (with adamw 0.05 is usual)",
     )
     recipe.add_argument(
         "--warmup-epochs",
         type=int,
         default=0,
-        help="epoch k < N trains at lr*(k+1)/(N+1), then --scheduler starts at --lr (default 0: none)",
+        help="epoch k < N trains at lr*(k+1)/(N+1), then --scheduler starts at --lr (0: no warm-up)",
     )
     recipe.add_argument(
         "--ema",
         type=float,
         metavar="DECAY",
-        help="validate and keep as best.pt an exponential moving average of the weights (e.g. 0.999; default off)",
+        help="validate and keep as best.pt an exponential moving average of the weights (e.g. 0.999; unset: none)",
     )
     recipe.add_argument(
         "--augment",
