@@ -1,11 +1,13 @@
-# syntax=docker/dockerfile:1
-#
 # CheXNet inference service: `chexnet serve` with the bundled demo model (models/bundled/chexnet-demo.pt,
 # package data), so the image needs no external weights. Research use only.
 #
 #   docker build -t chexnet .
 #   docker run --rm --gpus all -p 127.0.0.1:8000:8000 chexnet          # or: docker compose up -d
 #   docker run --rm -e CHEXNET_DEVICE=cpu -p 127.0.0.1:8000:8000 chexnet
+#
+# No `# syntax=` line: it would make BuildKit pull its frontend from a registry; the built-in one suffices, and the
+# legacy builder (DOCKER_BUILDKIT=0) builds this file as well. Where Docker Hub cannot be reached, build the base
+# from Debian's packages: --build-arg PYTHON_IMAGE="$(deploy/stand-in-base.sh)" (docs/deploy.md).
 #
 # Why python:3.11-slim plus the PyPI torch wheels rather than a pytorch/ or nvidia/cuda base image:
 #  * the PyPI wheels for torch==2.14.1 / torchvision==0.29.1 on linux/x86_64 are CUDA builds (CUDA 13.0) that
@@ -95,12 +97,14 @@ EXPOSE 8000
 # `docker stop` a longer timeout than that (`docker stop -t 30`; compose: stop_grace_period: 30s).
 STOPSIGNAL SIGTERM
 
-# /readyz is 200 once the model is loaded and 503 otherwise (urllib raises on 503, so the exit status is 1).
-# The empty ProxyHandler keeps an http_proxy in the environment from capturing this loopback request.
-# start-period covers importing torch, CUDA initialisation and loading the model.
+# The health check asks /readyz (200 once the model is loaded and warmed up, 503 while loading or draining) on the
+# address the service listens on, read from the same settings (CHEXNET_HOST, CHEXNET_PORT): `-e CHEXNET_PORT=9000`
+# moves both. It imports only the standard library (no torch). start-period covers importing torch, CUDA
+# initialisation and loading the model.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request as r; sys.exit(0 if r.build_opener(r.ProxyHandler({})).open('http://127.0.0.1:8000/readyz', timeout=4).status == 200 else 1)"]
+    CMD ["python", "-m", "app.runtime.probe"]
 
-# Exec form, so the service is PID 1 and receives SIGTERM itself. Binding 0.0.0.0 is needed inside the
-# container's network namespace; what the host exposes is decided by the port mapping (127.0.0.1 in compose).
-CMD ["chexnet", "serve", "--host", "0.0.0.0", "--port", "8000"]
+# Exec form, so the service is PID 1 and receives SIGTERM itself. Host and port come from CHEXNET_HOST and
+# CHEXNET_PORT (above) and nowhere else. 0.0.0.0 is needed inside the container's own network namespace; what the
+# host exposes is decided by the port mapping (127.0.0.1 in compose). With --network host, set CHEXNET_HOST.
+CMD ["chexnet", "serve"]

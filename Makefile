@@ -16,7 +16,8 @@ PORT ?=
 HOST ?=
 CHECKPOINT ?=
 
-.PHONY: install install-serve serve test lint format clean demo-model fuzz bench bench-quick attack bench-training-input bench-training screenshots readme-examples
+.PHONY: install install-serve serve test lint format clean demo-model fuzz schemathesis bench bench-quick attack bench-training-input screenshots \
+	readme-examples container-test rolling-test bench-training
 
 define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +58,11 @@ test: lint
 # The decoder's long fuzz run (thousands of random and mutated PNG/JPEG/DICOM files); make test runs a short one.
 fuzz: $(STAMP)
 	CHEXNET_FUZZ=long $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/imaging/test_decoder_fuzz.py
+
+# The API against its own OpenAPI document for longer: schemathesis' default checks, 200 examples per operation,
+# against a real server once without and once with an API key; make test runs 8 per operation.
+schemathesis: $(STAMP)
+	CHEXNET_SCHEMATHESIS_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/app/test_schemathesis.py
 
 # The README's screenshots, docs/upload-page.png and docs/docs-page.png: headless Chromium (apt-get install chromium
 # chromium-driver) on the demo model, after scoring the bundled sample X-ray.
@@ -110,3 +116,18 @@ bench-training: $(STAMP)
 # model under small limits; prints statuses per kind, latencies, and peak memory against the documented bound.
 attack: $(STAMP)
 	$(BIN)/python -m benchmarks.attack --clients 32 --rounds 9
+
+# The deployment proven (docs/deploy.md): the image built from the Dockerfile (on a stand-in base from Debian's
+# packages when PYTHON_IMAGE is not given), run read-only on another port, parity with a local serve, a mounted
+# checkpoint, docker stop draining Grad-CAM requests, compose up/down of the CPU setup. Starts dockerd (root) when
+# none answers; skips, saying why, where it cannot. First build: minutes and ~6 GB; later ones reuse the layers.
+# Figures: runs/container-test/figures.json.
+container-test: $(STAMP)
+	-deploy/docker-engine.sh
+	RUN_DEPLOY_TESTS=container $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/deployment/test_container.py
+	@cat runs/container-test/figures.json 2> /dev/null || true
+
+# Three `chexnet serve` replicas behind nginx (apt-get install nginx-light), restarted one at a time under load:
+# no request may fail (a few minutes on 2 CPU cores).
+rolling-test: $(STAMP)
+	RUN_DEPLOY_TESTS=rolling $(BIN)/python -m pytest -q -rs -p no:cacheprovider tests/deployment/test_rolling_restart.py

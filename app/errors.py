@@ -8,7 +8,8 @@ paths or patient data), and a 500 says nothing about what went wrong inside.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
@@ -16,7 +17,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.imaging.errors import InputError, UnsupportedFormatError
-from models.labels import PATHOLOGIES
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,15 @@ NOT_A_FILE_MESSAGE = (
     "'file' must be a file upload: send the X-ray as a multipart/form-data file part with a file name "
     "(for example: curl -F file=@xray.png ...)."
 )
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-\[\] ]{1,40}")
+
+
+def shown_name(name: str) -> str:
+    """A form part's or query parameter's name as a message may show it: quoted when it is a short plain name of
+    letters, digits and ``_.-[]`` or spaces, else ``an unnamed part``-style placeholder (never other client text)."""
+    return f"'{name}'" if _PLAIN_NAME.fullmatch(name) else "(a name with other characters)"
 
 
 class ApiError(HTTPException):
@@ -77,6 +86,15 @@ class UnknownOperatingPointError(ApiError):
         super().__init__(422, "unknown_operating_point", detail)
 
 
+class UnsupportedContentEncodingError(ApiError):
+    """An upload with a ``Content-Encoding`` other than identity: refused, not decoded (docs/structure-app.md)."""
+
+    def __init__(self, coding: str | None) -> None:
+        named = f"Content-Encoding {coding!r}" if coding else "this Content-Encoding"
+        detail = f"{named} is not accepted: send the upload uncompressed (Content-Encoding: identity, or none)"
+        super().__init__(415, "unsupported_content_encoding", detail, {"Accept-Encoding": "identity"})
+
+
 def payload_too_large(max_bytes: int) -> ApiError:
     mib = max_bytes / (1024 * 1024)
     limit = f"{mib:g} MiB" if mib >= 1 and mib == round(mib, 1) else f"{max_bytes:,} bytes"
@@ -95,13 +113,23 @@ class NotReadyError(ApiError):
         super().__init__(503, "not_ready", "the model is loading; retry shortly", {"Retry-After": RETRY_AFTER_SECONDS})
 
 
-class UnknownPathologyError(ApiError):
-    """``?pathology=`` names none of the 14 (after ignoring case, spaces and underscores)."""
+class UnknownQueryParameterError(ApiError):
+    """The query has parameters the route does not read (named, as ``shown_name`` shows them, with the accepted)."""
 
-    def __init__(self, suggestion: str | None) -> None:
+    def __init__(self, unknown: Iterable[str], accepted: Iterable[str]) -> None:
+        names = ", ".join(shown_name(name) for name in list(unknown)[:3])
+        known = ", ".join(accepted)
+        allowed = f"this route accepts {known}" if known else "this route takes no query parameters"
+        super().__init__(422, "unknown_query_parameter", f"unknown query parameter {names}; {allowed}")
+
+
+class UnknownPathologyError(ApiError):
+    """``?pathology=`` names none of the model's labels (after ignoring case, spaces and underscores)."""
+
+    def __init__(self, suggestion: str | None, labels: Sequence[str]) -> None:
         hint = f"did you mean {suggestion!r}? " if suggestion else ""
         detail = (
-            f"unknown pathology; {hint}use one of the 14 ChestX-ray14 names ({', '.join(PATHOLOGIES)}; case, "
+            f"unknown pathology; {hint}use one of this model's {len(labels)} labels ({', '.join(labels)}; case, "
             "spaces and underscores do not matter) or 'all'"
         )
         super().__init__(422, "unknown_pathology", detail)

@@ -23,6 +23,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.guards.route_guards import guarded
 from app.settings import DISCLAIMER
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -47,6 +48,7 @@ _DOCS_CSP = (
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 # Swagger UI's online validator (validator.swagger.io) would be called for any spec not on localhost.
 SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
+OPEN_PAGE = guarded(upload=False, api_key=False)  # see the module docstring
 
 
 class DocsAssetsMissingError(RuntimeError):
@@ -88,11 +90,11 @@ def install_pages(app: FastAPI) -> None:
     upload_page = render_upload_page()
     openapi_url = app.openapi_url or "/openapi.json"
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, **OPEN_PAGE)
     async def show_upload_page() -> HTMLResponse:
         return HTMLResponse(upload_page, headers=_page_headers(PAGE_CSP))
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get("/docs", include_in_schema=False, **OPEN_PAGE)
     async def show_swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         page = get_swagger_ui_html(
@@ -105,7 +107,7 @@ def install_pages(app: FastAPI) -> None:
         )
         return HTMLResponse(page.body, headers=_page_headers(docs_csp(bytes(page.body).decode())))
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get("/redoc", include_in_schema=False, **OPEN_PAGE)
     async def show_redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         page = get_redoc_html(

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from models.labels import PATHOLOGIES
 
+# OpenAPI examples only: the bundled model's labels (NIH's 14). Every answer's keys are the served model's labels.
 _EXAMPLE_VALUES = [0.12, 0.03, 0.41, 0.22, 0.05, 0.04, 0.02, 0.01, 0.07, 0.02, 0.01, 0.01, 0.03, 0.0]
 _EXAMPLE_PROBS = dict(zip(PATHOLOGIES, _EXAMPLE_VALUES, strict=True))
 
@@ -24,7 +25,8 @@ class InputInfo(BaseModel):
     height: int
     steps: list[str] = Field(
         description="what the decoder applied, in order: exif_orientation, mpo_primary_image, sbit_<n>, luma; "
-        "for DICOM decompress, modality_lut, voi_lut | window | auto_window, monochrome1_inversion",
+        "for DICOM decompress, high_bit_shift, modality_lut, voi_lut | window | auto_window, "
+        "monochrome1_inversion, pixel_padding",
         examples=[["modality_lut", "window", "monochrome1_inversion"]],
     )
 
@@ -51,12 +53,13 @@ class OperatingPointRef(BaseModel):
 
 class PredictResponse(BaseModel):
     probabilities: dict[str, float] = Field(
-        description="sigmoid probability per pathology, in the ChestX-ray14 order (the model's raw output, as "
-        "`chexnet predict` writes it)",
+        description="sigmoid probability per label of the served model, in its order (GET /model lists the "
+        "labels; the bundled model's are the 14 ChestX-ray14 pathologies); the model's raw output, as "
+        "`chexnet predict` writes it",
         examples=[_EXAMPLE_PROBS],
     )
     findings: dict[str, Finding] | None = Field(
-        description="per pathology, the decision at the operating point; null when the model has no operating "
+        description="per label, the decision at the operating point; null when the model has no operating "
         "points (see `note`)"
     )
     operating_point: OperatingPointRef | None = Field(description="the point the findings use; null without one")
@@ -66,15 +69,32 @@ class PredictResponse(BaseModel):
     disclaimer: str
 
 
+class BoxRuleRef(BaseModel):
+    name: str = Field(description="the rule (Wang et al. 2017: a box per connected region at each level)")
+    levels: list[float] = Field(description="thresholds on the map in [0, 1]")
+    levels_255: list[float] = Field(description="the same levels on Wang et al.'s 0-255 scale", examples=[[60, 180]])
+    flat_span: float = Field(description="a map whose raw (max - min) x cells is below this is reported flat")
+    coordinates: str = Field(description="what the box numbers are")
+
+
 class GradcamJson(BaseModel):
     pathology: str = Field(examples=["Effusion"])
     probability: float
     heatmap: list[list[float]] = Field(description="(h, w) Grad-CAM at feature-map resolution, in [0, 1]")
+    flat: bool = Field(description="the map has no spatial variation (its heatmap is all zeros): nothing to show")
+    boxes: list[list[float]] = Field(
+        description="boxes derived from the map by box_rule, [x0, y0, x1, y1] in the uploaded image's pixels "
+        "(right/bottom exclusive); empty for a flat map"
+    )
+    box_rule: BoxRuleRef
 
 
 class GradcamAllJson(BaseModel):
     probabilities: dict[str, float]
-    heatmaps: dict[str, list[list[float]]] = Field(description="one (h, w) map in [0, 1] per pathology")
+    heatmaps: dict[str, list[list[float]]] = Field(description="one (h, w) map in [0, 1] per label of the model")
+    flat: dict[str, bool] = Field(description="per label: the map is flat (nothing to show)")
+    boxes: dict[str, list[list[float]]] = Field(description="per label: boxes in upload pixels (see GradcamJson)")
+    box_rule: BoxRuleRef
 
 
 class ModelCard(BaseModel):
@@ -84,7 +104,10 @@ class ModelCard(BaseModel):
     device: str
     backend: str = Field(description="torch (eager) or openvino (compiled for the CPU)")
     precision: str = Field(description="fp32, or bf16 or fp16 when asked for")
-    labels: list[str]
+    labels: list[str] = Field(
+        description="the model's outputs, in order: the keys of /predict's probabilities and findings",
+        examples=[list(PATHOLOGIES)],
+    )
     preprocessing: dict[str, Any]
     training: dict[str, Any] = Field(description="training data, command and configuration")
     metrics: dict[str, Any] = Field(description="validation metrics recorded in the checkpoint")

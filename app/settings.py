@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.inference.threads import available_cores, default_decode_workers
@@ -19,6 +20,17 @@ DISCLAIMER = (
     "Research use only. Not a medical device: not for diagnosis, treatment or any clinical decision. "
     "Outputs of this model have not been clinically validated."
 )
+
+
+def _int8_runs_on_openvino(info: ValidationInfo) -> str:
+    if info.data.get("device") == "cuda" or info.data.get("backend") == "torch":
+        raise ValueError(
+            "int8 runs on the CPU with OpenVINO: use device cpu or auto and backend auto or openvino (on CUDA, use "
+            "bf16 or fp16)"
+        )
+    if importlib.util.find_spec("openvino") is None:
+        raise ValueError("int8 needs the openvino package, which is not installed")
+    return "int8"
 
 
 class Settings(BaseSettings):
@@ -36,8 +48,13 @@ class Settings(BaseSettings):
     backend: Literal["auto", "torch", "openvino"] = Field(
         "auto", description="auto: openvino on the CPU, torch on CUDA; torch: eager everywhere (the reference)"
     )
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="bf16 (CPU or CUDA) or fp16 (CUDA only) when asked; bf16 moves probabilities ~3e-3"
+    precision: Literal["fp32", "bf16", "fp16", "int8"] = Field(
+        "fp32",
+        description="bf16 (CPU or CUDA), fp16 (CUDA only), int8 (CPU, OpenVINO, with CHEXNET_INT8_MODEL); "
+        "bf16 moved the demo model's probabilities by up to 3e-3",
+    )
+    int8_model: Path | None = Field(
+        None, description="with precision int8: the folder chexnet quantize wrote for this checkpoint"
     )
     intra_op_threads: int = Field(
         default_factory=available_cores, ge=1, le=1024, description="the model's threads (decode threads get 1)"
@@ -100,6 +117,8 @@ class Settings(BaseSettings):
     @field_validator("precision")
     @classmethod
     def _fp16_runs_on_cuda(cls, value: str, info: ValidationInfo) -> str:
+        if value == "int8":
+            return _int8_runs_on_openvino(info)
         if value != "fp16":
             return value
         device = info.data.get("device")
@@ -111,6 +130,17 @@ class Settings(BaseSettings):
         if info.data.get("backend") == "openvino":
             raise ValueError("fp16 is for CUDA with CHEXNET_BACKEND=torch or auto; OpenVINO takes fp32 or bf16")
         return value
+
+    @model_validator(mode="after")
+    def _int8_names_its_model(self) -> Settings:
+        if self.precision == "int8" and self.int8_model is None:
+            raise ValueError(
+                "precision int8 needs the int8 model folder: make one with chexnet quantize and set CHEXNET_INT8_MODEL "
+                "(or --int8-model)"
+            )
+        if self.precision != "int8" and self.int8_model is not None:
+            raise ValueError("CHEXNET_INT8_MODEL is set but the precision is not int8 (CHEXNET_PRECISION=int8)")
+        return self
 
     @field_validator("decode_concurrency")
     @classmethod

@@ -7,7 +7,7 @@ runs ``clients`` threads, each sending ``rounds`` uploads drawn in turn from :da
 X-rays to /predict and /gradcam, a truncated PNG, a text file, an upload over the byte limit, an image over the
 pixel cap, and a client that sends its body one byte at a time and never finishes. It records every answer's
 status, each kind's latency, and the server's peak resident memory (VmHWM) against the bound
-``app.inference.decode.memory_bound_bytes`` gives for those settings. ``tests/e2e/test_attack.py`` runs it small and
+``app.inference.memory.memory_bound_bytes`` gives for those settings. ``tests/e2e/test_attack.py`` runs it small and
 asserts: every request answered, only the statuses each kind allows, memory within the bound.
 """
 
@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from app.inference.decode import memory_bound_bytes
+from app.inference.memory import memory_bound_bytes
 from app.settings import Settings
 
 MIB = 1024 * 1024

@@ -27,6 +27,7 @@ from app.inference.threads import available_cores
 from benchmarks.loadgen import SAMPLE_IMAGE, LoadRecord, LoadSpec, percentile, record_load
 from benchmarks.processes import chexnet_command, process_cpu_s, running_server
 from models.checkpoint import Checkpoint, save_checkpoint
+from models.labels import PATHOLOGIES
 from models.network import build_network
 from models.preprocessing import PreprocessSpec
 from tests.training.synthetic import make_square_dataset
@@ -44,7 +45,13 @@ def write_checkpoint(path: Path, image_size: int) -> Path:
     spec = PreprocessSpec.for_image_size(image_size)
     provenance = {"data": {"images": "none (random weights)"}, "command": "benchmarks/gpu_bench.py"}
     return save_checkpoint(
-        Checkpoint(state_dict=build_network("none").state_dict(), spec=spec, provenance=provenance), path
+        Checkpoint(
+            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
+            labels=PATHOLOGIES,
+            spec=spec,
+            provenance=provenance,
+        ),
+        path,
     )
 
 

@@ -24,7 +24,6 @@ from PIL import Image
 
 from models.bundled import SAMPLE_XRAY
 from models.imaging.decoder import decode_image
-from models.labels import PATHOLOGIES
 from models.network import CheXNet
 from models.preprocessing import eval_tensor
 from tests.training.import_sources import arnoweng_network, write_arnoweng_file, xrv_network
@@ -40,7 +39,7 @@ CUTS = {
 
 def _model(source: str, path: Path, **kwargs: str) -> CheXNet:
     checkpoint = import_checkpoint(ImportRequest(source, path, path.with_suffix(".out"), **kwargs))
-    model = CheXNet()
+    model = CheXNet(len(checkpoint.labels))
     model.load_state_dict(checkpoint.state_dict, strict=True)
     return model.eval()
 
@@ -57,7 +56,7 @@ def network_differences(seed: int, folder: Path) -> tuple[float, float]:
     torch.save(source.state_dict(), folder / "xrv.pt")
     imported = _model("torchxrayvision", folder / "xrv.pt", xrv_weights="all")
     grey = torch.rand(4, 1, 64, 64, generator=generator) * 2048 - 1024
-    rows = [XRV_WEIGHTS["all"].labels.index(name) for name in PATHOLOGIES]
+    rows = list(XRV_WEIGHTS["all"].kept_outputs)  # the imported model keeps every trained output, in xrv order
     with torch.no_grad():
         second = float((torch.sigmoid(imported(grey.expand(-1, 3, -1, -1))) - source(grey)[:, rows]).abs().max())
     return first, second
@@ -76,7 +75,7 @@ def pipeline_differences(seed: int, folder: Path, cut: str) -> tuple[float, floa
     by_torch = torch.nn.functional.interpolate(
         torch.from_numpy(square)[None], size=(224, 224), mode="bilinear", antialias=True
     )
-    rows = [XRV_WEIGHTS["all"].labels.index(name) for name in PATHOLOGIES]
+    rows = list(XRV_WEIGHTS["all"].kept_outputs)  # the imported model keeps every trained output, in xrv order
     with torch.no_grad():
         got = torch.sigmoid(imported(ours[None]))
         vs_torch = float((got - source(by_torch)[:, rows]).abs().max())

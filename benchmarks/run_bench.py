@@ -30,6 +30,7 @@ from benchmarks.loadgen import SAMPLE_IMAGE, LoadSpec
 from benchmarks.report import machine_info, render_markdown, versions
 from benchmarks.serving import bench_servers, compare_levels
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from models.labels import PATHOLOGIES
 from models.network import build_network
 from models.preprocessing import PreprocessSpec
 
@@ -78,7 +79,13 @@ def write_checkpoint(path: Path) -> Path:
     spec = PreprocessSpec.for_image_size(IMAGE_SIZE)
     provenance = {"data": {"images": "none (random weights)"}, "command": "benchmarks/run_bench.py"}
     return save_checkpoint(
-        Checkpoint(state_dict=build_network("none").state_dict(), spec=spec, provenance=provenance), path
+        Checkpoint(
+            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
+            labels=PATHOLOGIES,
+            spec=spec,
+            provenance=provenance,
+        ),
+        path,
     )
 
 

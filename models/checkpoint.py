@@ -21,8 +21,8 @@ import torch
 from models import __version__
 from models.errors import CheckpointError
 from models.files import write_atomically
-from models.labels import PATHOLOGIES
-from models.network import CheXNet, build_network
+from models.labels import LabelSetError, validate_labels
+from models.network import NUM_FEATURES, CheXNet, build_network
 from models.operating_points import OperatingPoints
 from models.preprocessing import PreprocessSpec
 
@@ -38,11 +38,16 @@ ARCH = "densenet121"
 
 @dataclass
 class Checkpoint:
-    """Everything needed to rebuild, describe and (optionally) resume a model."""
+    """Everything needed to rebuild, describe and (optionally) resume a model.
+
+    ``labels`` are the model's K outputs in order (any tuple that passes ``models.labels.validate_labels``; NIH's
+    14 for NIH runs and the bundled model); the head is ``Linear(1024, K)``; operating points, when present, have
+    a threshold for exactly these labels.
+    """
 
     state_dict: dict[str, torch.Tensor]
     spec: PreprocessSpec
-    labels: tuple[str, ...] = PATHOLOGIES
+    labels: tuple[str, ...]
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -122,12 +127,11 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         )
     if payload.get("arch") != ARCH:
         raise CheckpointError(f"{path} holds architecture {payload.get('arch')!r}, expected {ARCH!r}")
-    labels = tuple(payload.get("labels", ()))
-    if labels != PATHOLOGIES:
-        raise CheckpointError(f"{path} has labels that differ from the 14 ChestX-ray14 pathologies in order")
+    labels = _read_labels(path, payload.get("labels"))
     state_dict = payload.get("state_dict")
     if not isinstance(state_dict, dict) or not state_dict:
         raise CheckpointError(f"{path} has no weights")
+    _check_head(path, state_dict, labels)
     if not isinstance(payload.get("preprocess"), dict):
         raise CheckpointError(
             f"{path} has no preprocessing spec; the size and normalisation it was trained with are unknown"
@@ -145,16 +149,41 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         provenance=payload.get("provenance", {}),
         training_state=payload.get("training_state"),
         operating_points=(
-            OperatingPoints.from_dict(payload["operating_points"]) if "operating_points" in payload else None
+            OperatingPoints.from_dict(payload["operating_points"], labels) if "operating_points" in payload else None
         ),
         sha256=digest,
     )
 
 
-def initial_network(init: str) -> tuple[CheXNet, PreprocessSpec | None]:
-    """``imagenet`` | ``none`` | a checkpoint path -> the starting network (and that checkpoint's spec, if any)."""
+def _read_labels(path: Path, stored: Any) -> tuple[str, ...]:
+    """The payload's ``labels``, validated once (``models.labels.validate_labels``)."""
+    if not isinstance(stored, list | tuple):
+        raise CheckpointError(f"{path} has no label list")
+    try:
+        return validate_labels(tuple(stored))
+    except LabelSetError as exc:
+        raise CheckpointError(f"{path} has an invalid label list: {exc}") from exc
+
+
+def _check_head(path: Path, state_dict: dict[str, Any], labels: tuple[str, ...]) -> None:
+    """The classifier must have one row per label: weight (K, 1024), bias (K,)."""
+    weight, bias = state_dict.get("classifier.weight"), state_dict.get("classifier.bias")
+    k = len(labels)
+    if not (isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)):
+        raise CheckpointError(f"{path} has no classifier weights")
+    if tuple(weight.shape) != (k, NUM_FEATURES) or tuple(bias.shape) != (k,):
+        raise CheckpointError(
+            f"{path} has {k} labels but a classifier of shape {tuple(weight.shape)}; expected ({k}, {NUM_FEATURES})"
+        )
+
+
+def initial_network(init: str, num_classes: int) -> tuple[CheXNet, PreprocessSpec | None]:
+    """``imagenet`` | ``none`` | a checkpoint path -> the starting network (and that checkpoint's spec, if any).
+
+    ``num_classes`` is K for a fresh network; a checkpoint brings its own labels and head.
+    """
     if init in ("imagenet", "none"):
-        return build_network(init), None
+        return build_network(init, num_classes), None
     checkpoint = load_checkpoint(init)
     logger.info("initialised from a checkpoint (fine-tuning)")
     return checkpoint.build_model().train(), checkpoint.spec

@@ -14,12 +14,14 @@ import torch
 CHUNK_BYTES = 1 << 20
 
 
-def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], durable: bool = True) -> Path:
     """Write a file so that a crash or ``kill -9`` at any moment leaves the old file or the new one, whole.
 
     ``write`` fills a temporary file in the same folder; it is flushed to disk, then renamed over ``path`` (an
     atomic step), and the folder is synced so the rename survives a power cut too. A killed writer leaves only a
     hidden ``.NAME.*.tmp`` beside the file. Raises whatever ``write`` or the file system raises (``OSError``).
+    ``durable=False`` leaves out both syncs, for files that can be made again (a cache whose entries carry their
+    own checksum): readers still see the old file or the new one whole, but a power cut may lose the new one.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,12 +30,15 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], o
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a container's non-root user must read mounted checkpoints
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    if not durable:
+        return target
     folder = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(folder)
@@ -42,9 +47,9 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], o
     return target
 
 
-def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> Path:
     """:func:`write_atomically` for bytes already in memory."""
-    return write_atomically(path, lambda handle: handle.write(data))
+    return write_atomically(path, lambda handle: handle.write(data), durable)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torchvision.models import DenseNet
 
 from models.errors import WeightsUnavailableError
-from models.labels import PATHOLOGIES
 from models.pretrained import DENSENET121_IMAGENET, load_pretrained_state
 
 logger = logging.getLogger(__name__)
@@ -28,9 +27,14 @@ _LEGACY_LAYER_KEY = re.compile(
 
 
 class CheXNet(DenseNet):  # type: ignore[misc]  # torchvision ships no type information
-    """DenseNet-121 with a ``Linear(1024, num_classes)`` head producing logits (no sigmoid inside)."""
+    """DenseNet-121 with a ``Linear(1024, num_classes)`` head producing logits (no sigmoid inside).
 
-    def __init__(self, num_classes: int = len(PATHOLOGIES)) -> None:
+    ``num_classes`` is K, the number of the model's labels (``len(labels)``; the checkpoint carries them).
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        if num_classes < 1:
+            raise ValueError(f"a model needs at least one output, got {num_classes}")
         super().__init__(growth_rate=32, block_config=(6, 12, 24, 16), num_init_features=64, num_classes=num_classes)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -68,8 +72,9 @@ def imagenet_backbone_state() -> dict[str, torch.Tensor]:
     return {k: v for k, v in upgrade_legacy_keys(state).items() if not k.startswith("classifier.")}
 
 
-def build_network(init: str = "none", num_classes: int = len(PATHOLOGIES)) -> CheXNet:
-    """A fresh CheXNet: ``init`` is ``"none"`` (random) or ``"imagenet"`` (pretrained backbone, new head)."""
+def build_network(init: str, num_classes: int) -> CheXNet:
+    """A fresh CheXNet with ``num_classes`` outputs (K = len(labels)): ``init`` is ``"none"`` (random) or
+    ``"imagenet"`` (pretrained backbone, new head)."""
     model = CheXNet(num_classes=num_classes)
     if init == "imagenet":
         missing, unexpected = model.load_state_dict(imagenet_backbone_state(), strict=False)

@@ -19,9 +19,10 @@ Stored in the checkpoint payload under ``"operating_points"`` as plain data (``w
                                                   "specificity": 0.6, "ppv": 0.2, "npv": 0.93}, ...}},
         "spec90": {...}, "xrv": {...}}}
 
-Every point has a threshold for each of the 14 classes (``models.labels.PATHOLOGIES``); the statistics are
-optional. Names are short identifiers (``[a-z0-9_]``, used in ``?operating_point=``): ``youden``, and ``specNN``
-for the threshold at specificity 0.NN (``spec90``, ``spec95``; ``spec87_5`` for 0.875).
+Every point has a threshold for each of the model's labels, in the model's order (the checkpoint checks that the
+labels here are its own); the statistics are optional. Names are short identifiers (``[a-z0-9_]``, used in
+``?operating_point=``): ``youden``, and ``specNN`` for the threshold at specificity 0.NN (``spec90``, ``spec95``;
+``spec87_5`` for 0.875).
 
 How a point is applied, the same at every entry point (:meth:`OperatingPoints.decide`): a class is called positive
 when its probability is **greater than or equal to** the threshold (scikit-learn's ``roc_curve`` convention, with
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.errors import CheckpointError
-from models.labels import PATHOLOGIES
+from models.labels import validate_labels
 
 FORMAT_VERSION = 1
 MIN_POSITIVES = 10  # fewer positives than this: the class's thresholds are flagged unreliable
@@ -111,12 +113,12 @@ class Decision:
 @dataclass(frozen=True)
 class OperatingPoint:
     description: str
-    thresholds: dict[str, ClassThreshold]  # one per class, in PATHOLOGIES order
+    thresholds: dict[str, ClassThreshold]  # one per label, in the model's order
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "description": self.description,
-            "thresholds": {name: self.thresholds[name].to_dict() for name in PATHOLOGIES},
+            "thresholds": {name: entry.to_dict() for name, entry in self.thresholds.items()},
         }
 
 
@@ -133,30 +135,40 @@ class OperatingPoints:
     def __post_init__(self) -> None:
         if not self.points:
             raise ValueError("operating points: none given")
+        labels = validate_labels(self.labels)
         for name, point in self.points.items():
             if not _NAME.match(name):
                 raise ValueError(f"operating point name {name!r} is not a short identifier ([a-z0-9_], 1-32)")
-            if tuple(point.thresholds) != PATHOLOGIES:
-                raise ValueError(f"operating point {name!r} must have one threshold per class, in PATHOLOGIES order")
+            if tuple(point.thresholds) != labels:
+                raise ValueError(f"operating point {name!r} must have one threshold per label, in the same order")
             for label, entry in point.thresholds.items():
                 values = [entry.threshold, *(v for v in (getattr(entry, s) for s in STATISTICS) if v is not None)]
                 if not all(isinstance(v, float | int) and math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):
                     raise ValueError(f"operating point {name!r}, {label}: values must be numbers in [0, 1]")
         if self.default not in self.points:
             raise ValueError(f"default operating point {self.default!r} is not one of {sorted(self.points)}")
-        unknown = set(self.unreliable) - set(PATHOLOGIES)
+        unknown = set(self.unreliable) - set(labels)
         if unknown:
-            raise ValueError(f"unreliable classes {sorted(unknown)} are not ChestX-ray14 names")
+            raise ValueError(f"unreliable classes {sorted(unknown)} are not among the points' labels")
         if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError("temperature must be a positive number")
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The K labels every point has a threshold for, in order (the model's labels, when it carries them)."""
+        return tuple(next(iter(self.points.values())).thresholds)
+
     def decide(self, probs: npt.ArrayLike, name: str) -> dict[str, Decision]:
-        """The 14 raw probabilities (after sigmoid, PATHOLOGIES order) of one image -> a decision per class at the
-        point ``name`` (KeyError if there is none): temperature first, then probability >= threshold."""
+        """(K,) raw probabilities of one image (after sigmoid, in ``labels`` order) -> a decision per label at the
+        point ``name`` (KeyError if there is none): temperature first, then probability >= threshold.
+
+        Raises ValueError when the count of probabilities is not K.
+        """
         point = self.points[name]
+        labels = self.labels
         values = apply_temperature(np.asarray(probs).reshape(-1), self.temperature)
-        if values.shape != (len(PATHOLOGIES),):
-            raise ValueError(f"expected {len(PATHOLOGIES)} probabilities, got {values.shape[0]}")
+        if values.shape != (len(labels),):
+            raise ValueError(f"expected {len(labels)} probabilities, got {values.shape[0]}")
         unreliable = set(self.unreliable)
         return {
             label: Decision(
@@ -165,7 +177,7 @@ class OperatingPoints:
                 above=bool(value >= point.thresholds[label].threshold),
                 unreliable=label in unreliable,
             )
-            for label, value in zip(PATHOLOGIES, values, strict=True)
+            for label, value in zip(labels, values, strict=True)
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,8 +191,12 @@ class OperatingPoints:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> OperatingPoints:
-        """Parse the stored section; raises CheckpointError naming what is wrong."""
+    def from_dict(cls, data: Any, labels: Sequence[str] | None = None) -> OperatingPoints:
+        """Parse the stored section; raises CheckpointError naming what is wrong.
+
+        With ``labels`` (the model's), every point must have exactly those labels, and is read in their order;
+        without, in the stored order (which ``to_dict`` writes in the model's order).
+        """
         try:
             if not isinstance(data, dict) or not isinstance(data.get("version"), int):
                 raise ValueError("not a versioned section")
@@ -189,10 +205,7 @@ class OperatingPoints:
             points = {
                 str(name): OperatingPoint(
                     description=str(point.get("description", "")),
-                    thresholds={
-                        label: ClassThreshold(**{k: float(v) for k, v in point["thresholds"][label].items()})
-                        for label in PATHOLOGIES
-                    },
+                    thresholds=_read_thresholds(point["thresholds"], labels),
                 )
                 for name, point in data["points"].items()
             }
@@ -206,3 +219,13 @@ class OperatingPoints:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CheckpointError(f"invalid operating points in the checkpoint ({exc})") from exc
+
+
+def _read_thresholds(stored: Any, labels: Sequence[str] | None) -> dict[str, ClassThreshold]:
+    """One point's stored ``{label: {"threshold": ...}}`` -> ClassThresholds, in ``labels`` order when given."""
+    if not isinstance(stored, dict):
+        raise ValueError("thresholds are not a mapping")
+    if labels is not None and set(stored) != set(labels):
+        raise ValueError("its thresholds are not for the model's labels")
+    order = list(labels) if labels is not None else list(stored)
+    return {str(label): ClassThreshold(**{k: float(v) for k, v in stored[label].items()}) for label in order}

@@ -1,7 +1,7 @@
 """``chexnet calibrate``: choose a checkpoint's operating points (and, optionally, a temperature) on labelled
 images, and write them into a new checkpoint.
 
-checkpoint + images + labels [+ split list] -> raw probabilities (the evaluation path, no TTA) -> optional
+checkpoint + images + labels [+ split list] -> raw probabilities (``training.scoring.inference``, no TTA) -> optional
 temperature T (``training.scoring.temperature``) -> ``youden`` and ``specNN`` thresholds on sigmoid(logit(p) / T)
 (``training.scoring.thresholds``) -> the same checkpoint with a new ``operating_points`` section -> OUT.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.files import resolve_device
 from models.operating_points import (
     DEFAULT_POINT,
     DEFAULT_SPECIFICITY,
@@ -23,17 +24,21 @@ from models.operating_points import (
     apply_temperature,
     specificity_point_name,
 )
-from training.evaluate import (
-    EvaluateOptions,
-    checkpoint_probabilities,
-    data_description,
-    load_evaluation_table,
-    validate_options,
-)
+from training.data.label_policies import LabelPolicy
+from training.data.label_tables import TableOptions
+from training.data.sources import aligned_targets
+from training.exit_status import UsageError
 from training.reports.evaluation import print_report
 from training.reports.point_table import print_chosen_points
 from training.reports.provenance import command_line
 from training.reports.reliability_plot import draw_reliability_diagram
+from training.scoring.inference import InferenceSettings, check_settings
+from training.scoring.labelled_images import (
+    check_labelled_inputs,
+    describe_data,
+    labelled_probabilities,
+    load_labelled_table,
+)
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
 from training.scoring.temperature import (
     RELIABILITY_BINS,
@@ -62,6 +67,13 @@ class CalibrateOptions:
     workers: int = 0
     device: str = "auto"
     overwrite: bool = False
+    table_format: str | None = None  # how the label table is read, as for train and evaluate
+    views: str = "frontal"
+    uncertain: str = "ignore"
+    blank: str | None = None
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
 
 
 def reliability_path(out: Path) -> Path:
@@ -69,24 +81,7 @@ def reliability_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}-reliability.png")
 
 
-def _evaluation_options(options: CalibrateOptions) -> EvaluateOptions:
-    return EvaluateOptions(
-        checkpoint=options.checkpoint,
-        predictions=None,
-        images=options.images,
-        labels=options.labels,
-        split_list=options.split_list,
-        tta="none",
-        bootstrap=0,
-        out=options.out.parent,
-        batch_size=options.batch_size,
-        workers=options.workers,
-        device=options.device,
-        specificity=options.specificity,
-    )
-
-
-class CalibrateUsageError(ValueError):
+class CalibrateUsageError(UsageError):
     """An option value that cannot work (the command line's exit status 2)."""
 
 
@@ -108,14 +103,21 @@ def validate_calibrate_options(options: CalibrateOptions) -> None:
         raise CalibrateUsageError(f"--out should be a checkpoint file ending in .pt, got {options.out.name}")
     if options.out.exists() and not options.overwrite:
         raise CalibrateUsageError(f"--out {options.out} exists: choose another file, or add --overwrite")
-    validate_options(_evaluation_options(options))
+    if options.batch_size < 1:
+        raise CalibrateUsageError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.workers < 0:
+        raise CalibrateUsageError(f"--workers must be >= 0, got {options.workers}")
+    check_labelled_inputs(options.labels, options.split_list, options.images)
+    if not Path(options.checkpoint).is_file():
+        raise ValueError(f"checkpoint not found: {options.checkpoint}")
+    resolve_device(options.device)
 
 
 def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: float) -> dict[str, Any]:
     """NLL and ECE before and after the temperature, for the checkpoint's record (``source.calibration``)."""
     before, after = reliability_bins(targets, probs), reliability_bins(targets, probs, temperature)
     return {
-        "method": "temperature scaling, one T for all 14 outputs, minimising NLL (Guo et al., ICML 2017)",
+        "method": "temperature scaling, one T for all outputs, minimising NLL on known entries (Guo et al. 2017)",
         "nll_before": binary_nll(targets, probs),
         "nll_after": binary_nll(targets, probs, temperature),
         "ece_before": before.expected_calibration_error,
@@ -124,25 +126,41 @@ def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: flo
     }
 
 
+def _table_options(options: CalibrateOptions) -> TableOptions:
+    """How the label table is read: ``--format``, ``--views``, the uncertainty and blank policies, its columns."""
+    return TableOptions(
+        format=options.table_format,
+        views=options.views,
+        policy=LabelPolicy(options.uncertain, options.blank),
+        image_column=options.image_column,
+        patient_column=options.patient_column,
+        patient_pattern=options.patient_pattern,
+    )
+
+
 def run_calibrate(options: CalibrateOptions) -> int:
     """Calibrate, print the tables, write OUT (and OUT's reliability diagram with --temperature); returns 0."""
     validate_calibrate_options(options)
-    evaluation = _evaluation_options(options)
-    table, _ = load_evaluation_table(evaluation)
-    table, probs, checkpoint = checkpoint_probabilities(evaluation, table)
-    report = auroc_report(table.targets, probs, table.patient_ids, 0, 0)
+    table, _ = load_labelled_table(options.labels, options.split_list, _table_options(options))
+    checkpoint = load_checkpoint(options.checkpoint)
+    settings = InferenceSettings(resolve_device(options.device), options.batch_size, options.workers)
+    check_settings(checkpoint, settings)
+    table, probs = labelled_probabilities(checkpoint, table, options.images, settings, False, options.out.parent)
+    labels = checkpoint.labels
+    targets = aligned_targets(table, labels)  # a label the table lacks is unknown: undefined, flagged unreliable
+    report = auroc_report(targets, probs, table.patient_ids, 0, 0, labels)
     print_report(
-        report, mean_auroc({r.name: r.auroc for r in report}), per_class_average_precision(table.targets, probs)
+        report, mean_auroc({r.name: r.auroc for r in report}), per_class_average_precision(targets, probs, labels)
     )
 
     source: dict[str, Any] = {
-        "data": options.data_description or data_description(evaluation),
+        "data": options.data_description or describe_data(options.labels, options.split_list),
         "command": command_line(),
         "checkpoint_sha256": checkpoint.sha256,
     }
-    temperature = fit_temperature(table.targets, probs) if options.temperature else None
+    temperature = fit_temperature(targets, probs) if options.temperature else None
     if temperature is not None:
-        source["calibration"] = _calibration_record(table.targets, probs, temperature)
+        source["calibration"] = _calibration_record(targets, probs, temperature)
         if not TEMPERATURE_BOUNDS[0] * 1.001 < temperature < TEMPERATURE_BOUNDS[1] * 0.999:
             logger.warning("the fitted temperature %.4f lies on the edge of its search interval", temperature)
         calibration = source["calibration"]
@@ -151,13 +169,19 @@ def run_calibrate(options: CalibrateOptions) -> int:
             f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}"
         )
         draw_reliability_diagram(
-            reliability_bins(table.targets, probs),
-            reliability_bins(table.targets, probs, temperature),
+            reliability_bins(targets, probs),
+            reliability_bins(targets, probs, temperature),
             temperature,
             reliability_path(options.out),
         )
     points = choose_operating_points(
-        table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature, options.default
+        targets,
+        apply_temperature(probs, temperature),
+        options.specificity,
+        source,
+        labels,
+        temperature,
+        options.default,
     )
     _warn_replaced(checkpoint.operating_points, points)
     print()

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from models.operating_points import DEFAULT_SPECIFICITY  # plain data and numpy: light enough for argument parsing
 
 logger = logging.getLogger(__name__)
-
-EXIT_USAGE = 2
 
 
 def register(commands: Any) -> None:
@@ -24,18 +21,44 @@ def register(commands: Any) -> None:
     _register_calibrate(
         commands.add_parser("calibrate", help="write operating points (and a temperature) into a new checkpoint")
     )
-    _register_predict(commands.add_parser("predict", help="write a CSV of the 14 probabilities for images"))
+    _register_predict(commands.add_parser("predict", help="write a CSV of the model's probabilities for images"))
     _register_import(commands.add_parser("import", help="make a chexnet checkpoint from published CheXNet/xrv weights"))
+    _register_localize(commands.add_parser("localize", help="score Grad-CAM against NIH's radiologist boxes"))
+    _register_quantize(commands.add_parser("quantize", help="an int8 CPU model calibrated and measured on your X-rays"))
 
 
 def _register_train(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Train DenseNet-121 with 14 sigmoid outputs (BCE on logits). Defaults follow the seed recipe: "
-        "Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
+        "Train DenseNet-121, one sigmoid output per label (BCE on logits over known labels). Defaults follow the "
+        "seed recipe: Adam 1e-4, ReduceLROnPlateau (x0.1, patience 2), random crop + horizontal flip, 224 px. "
         "Under torchrun it trains with DistributedDataParallel."
     )
-    p.add_argument("--images", type=Path, required=True, help="folder holding the images named in the CSV")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV (image_path)")
+    p.add_argument("--images", type=Path, help="folder holding the images named in the label table")
+    p.add_argument(
+        "--labels", type=Path, help="label table: NIH Data_Entry_2017, one-hot, CheXpert, MIMIC-CXR or generic CSV"
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="KIND:LABELS:IMAGES",
+        help="a label table and its image folder (KIND: auto, nih, onehot, chexpert, mimic, generic); repeat it to "
+        "train on several datasets at once (instead of --labels/--images)",
+    )
+    p.add_argument(
+        "--label-set",
+        metavar="NAME|FILE",
+        help="the model's labels: nih, chexpert, mimic, or a file with one label a line (default: the union of the "
+        "tables' labels, aligned by name)",
+    )
+    _add_table_options(p)
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="share of patients held out as a test split (OUT/test_list.txt), never used for model or threshold "
+        "selection",
+    )
+    p.add_argument("--test-list", type=Path, help="file of test image names (with --train-list and --val-list)")
     p.add_argument(
         "--out",
         type=Path,
@@ -148,6 +171,37 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_table_options(p: argparse.ArgumentParser) -> None:
+    """How a label table is read: format, views, uncertain and blank policies, generic columns (docs/datasets.md)."""
+    p.add_argument(
+        "--format",
+        dest="table_format",
+        choices=["nih", "onehot", "chexpert", "mimic", "generic"],
+        help="the label table's format (default: detected from its header)",
+    )
+    p.add_argument(
+        "--views",
+        choices=["frontal", "pa", "ap", "lateral", "all"],
+        default="frontal",
+        help="CheXpert / MIMIC-CXR views kept; frontal is PA and AP",
+    )
+    p.add_argument(
+        "--uncertain",
+        choices=["ignore", "zeros", "ones"],
+        default="ignore",
+        help="uncertain (-1) labels: ignore = unknown, masked (U-Ignore); zeros (U-Zeros); ones (U-Ones)",
+    )
+    p.add_argument(
+        "--blank",
+        choices=["ignore", "zeros"],
+        help="blank (not mentioned) labels: ignore = unknown, or zeros (default: the format's convention: zeros for "
+        "CheXpert and MIMIC-CXR, ignore for one-hot and generic tables)",
+    )
+    p.add_argument("--image-column", help="generic tables: the column naming each image file")
+    p.add_argument("--patient-column", help="generic tables: the column naming each image's patient")
+    p.add_argument("--patient-pattern", help="generic tables: a regex with one group finding the patient in the path")
+
+
 def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--specificity",
@@ -158,32 +212,28 @@ def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
     from training.data.dataset import UnreadableImageError
-    from training.data.image_check import UnreadableImagesError
-    from training.data.label_tables import LabelTableError
-    from training.loop.config import TrainConfig, TrainConfigError
-    from training.loop.epochs import NonFiniteLossError
-    from training.loop.resume import RunAlreadyFinishedError
+    from training.exit_status import run_command
+    from training.loop.config import TrainConfig
     from training.train import run_training
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
-    try:
+    def train() -> int:
+        options = _options(args)
+        options["data"] = tuple(options["data"] or ())
         best = run_training(TrainConfig(**options))
-    except RunAlreadyFinishedError as exc:
-        print(f"chexnet train: {exc}")
+        print(f"best checkpoint: {best}")
         return 0
-    except UnreadableImageError as exc:
+
+    def unreadable(exc: BaseException) -> str:
         again = "continue with --resume" if (args.out / "last.pt").is_file() else "run the command again"
-        print(
-            f"chexnet train: cannot read image {str(exc).rstrip('.')}; stopped (fix it, then {again})", file=sys.stderr
-        )
-        return 1
-    except (TrainConfigError, LabelTableError, ModelContractError, NonFiniteLossError, UnreadableImagesError) as exc:
-        print(f"chexnet train: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, TrainConfigError) else 1
-    print(f"best checkpoint: {best}")
-    return 0
+        return f"cannot read image {str(exc).rstrip('.')}; stopped (fix it, then {again})"
+
+    return run_command("train", train, {UnreadableImageError: unreadable})
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's own options: the parsed arguments less the parser's bookkeeping."""
+    return {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
 
 
 def _register_evaluate(p: argparse.ArgumentParser) -> None:
@@ -193,10 +243,32 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint")
-    source.add_argument("--predictions", type=Path, help="CSV: Image Index + 14 columns (optionally prob_ prefix)")
+    source.add_argument(
+        "--predictions", type=Path, help="CSV: Image Index + a column per label (prob_ prefix optional)"
+    )
     p.add_argument("--images", type=Path, help="image folder (with --checkpoint)")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
+    p.add_argument("--labels", type=Path, required=True, help="label table (any format chexnet train reads)")
     p.add_argument("--split-list", type=Path, help="evaluate only the image names listed in this file")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        default="fp32",
+        help="run the checkpoint as the service does at this precision: bf16/int8 through OpenVINO on the CPU, "
+        "bf16/fp16 autocast on CUDA",
+    )
+    p.add_argument("--int8-model", type=Path, help="with --precision int8: the folder chexnet quantize wrote")
+    p.add_argument(
+        "--against",
+        choices=["fp32"],
+        help="also run fp32 and print the precision's fidelity: AUROC change per class, largest |dp|, flips",
+    )
+    _add_table_options(p)
+    p.add_argument(
+        "--per",
+        default="image",
+        metavar="image|study:max|study:mean",
+        help="score per image, or per study with each study's views combined by max or mean (CheXpert, MIMIC-CXR)",
+    )
     p.add_argument(
         "--tta", choices=["none", "tencrop"], default="none", help="tencrop: average the ten crops' probabilities"
     )
@@ -216,20 +288,16 @@ def _register_evaluate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
     from training.data.dataset import UnreadableImageError
-    from training.data.label_tables import LabelTableError
     from training.evaluate import EvaluateOptions, run_evaluate
+    from training.exit_status import run_command, unreadable_image
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
-    try:
-        return run_evaluate(EvaluateOptions(**options))
-    except UnreadableImageError as exc:
-        print(f"chexnet evaluate: cannot read image {exc} (--skip-unreadable leaves such images out)", file=sys.stderr)
-        return 1
-    except (ValueError, LabelTableError, ModelContractError, FileNotFoundError) as exc:
-        print(f"chexnet evaluate: {exc}", file=sys.stderr)
-        return 1
+    def hint(exc: BaseException) -> str:
+        return f"{unreadable_image(exc)} (--skip-unreadable leaves such images out)"
+
+    return run_command(
+        "evaluate", lambda: run_evaluate(EvaluateOptions(**_options(args))), {UnreadableImageError: hint}
+    )
 
 
 def _register_calibrate(p: argparse.ArgumentParser) -> None:
@@ -241,8 +309,9 @@ def _register_calibrate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint to calibrate (left unchanged)")
     p.add_argument("--images", type=Path, required=True, help="image folder")
-    p.add_argument("--labels", type=Path, required=True, help="NIH Data_Entry_2017 CSV or one-hot CSV")
+    p.add_argument("--labels", type=Path, required=True, help="label table (any format chexnet train reads)")
     p.add_argument("--split-list", type=Path, help="use only the image names listed in this file")
+    _add_table_options(p)
     p.add_argument("--out", type=Path, required=True, help="the new checkpoint (.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     _add_specificity(p, "chosen on these images")
@@ -264,30 +333,19 @@ def _register_calibrate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
-    from training.calibrate import CalibrateOptions, CalibrateUsageError, run_calibrate
-    from training.data.dataset import UnreadableImageError
-    from training.data.label_tables import LabelTableError
+    from training.calibrate import CalibrateOptions, run_calibrate
+    from training.exit_status import run_command
 
-    options = {k: v for k, v in vars(args).items() if k not in ("run", "command", "log_level")}
-    try:
-        return run_calibrate(CalibrateOptions(**options))
-    except CalibrateUsageError as exc:
-        print(f"chexnet calibrate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UnreadableImageError as exc:
-        print(f"chexnet calibrate: cannot read image {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, LabelTableError, ModelContractError) as exc:
-        print(f"chexnet calibrate: {exc}", file=sys.stderr)
-        return 1
+    return run_command("calibrate", lambda: run_calibrate(CalibrateOptions(**_options(args))))
 
 
 def _register_predict(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Predict the 14 probabilities for PNG, JPEG or DICOM files, or folders of them (found by content, not by "
-        "suffix). Writes CSV: Image Index (file name), path, 14 columns. Unreadable files are named on stderr "
-        "with the reason; the others are predicted, and the exit status is 1."
+        "Predict the probabilities for PNG, JPEG or DICOM files, or folders of them (found by content, not by "
+        "suffix; a file named like an image that holds none is named with the reason; DICOM files without pixel "
+        "data, such as DICOMDIR, are passed over in folders). Writes CSV: Image Index (file name), path, one "
+        "column per label. Unreadable files are named on stderr with the reason; the others are predicted, and "
+        "the exit status is 1."
     )
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
     p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
@@ -296,39 +354,20 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when there is one")
+    p.add_argument(
+        "--operating-point",
+        metavar="NAME",
+        help="also write one finding_LABEL column per label: 1 when the probability (after the checkpoint's "
+        "temperature) is at or above the threshold of the checkpoint's operating point NAME (youden, spec90, ...)",
+    )
     p.set_defaults(run=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from models.bundled import DEMO_CHECKPOINT
-    from models.errors import ModelContractError
-    from models.files import resolve_device
-    from training.predict import collect_images, predict_files, write_predictions_csv
+    from training.exit_status import run_command
+    from training.predict import PredictOptions, run_predict
 
-    try:
-        device = resolve_device(args.device)
-        found = collect_images(args.paths, args.recursive)
-        result = predict_files(args.checkpoint or DEMO_CHECKPOINT, found.paths, args.batch_size, args.workers, device)
-    except (ModelContractError, ValueError, OSError) as exc:
-        print(f"chexnet predict: {exc}", file=sys.stderr)
-        return 1
-    if found.skipped:
-        print(
-            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM files",
-            file=sys.stderr,
-        )
-    if found.subfolders:
-        print(f"chexnet predict: did not search {found.subfolders} subfolders (use --recursive)", file=sys.stderr)
-    for folder, message in found.unlistable:
-        print(f"chexnet predict: cannot read {folder}: {message}", file=sys.stderr)
-    for failure in result.failures:
-        print(f"chexnet predict: cannot read {failure.path}: {failure.message}", file=sys.stderr)
-    write_predictions_csv(result.paths, result.probs, args.out)
-    if args.out:
-        print(f"wrote {len(result.paths)} rows to {args.out}", file=sys.stderr)
-    if result.failures:
-        print(f"chexnet predict: {len(result.failures)} of {len(found.paths)} files could not be read", file=sys.stderr)
-    return 1 if result.failures or found.unlistable else 0
+    return run_command("predict", lambda: run_predict(PredictOptions(**_options(args))))
 
 
 def _register_import(p: argparse.ArgumentParser) -> None:
@@ -354,25 +393,108 @@ def _register_import(p: argparse.ArgumentParser) -> None:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from models.errors import ModelContractError
+    from training.exit_status import UsageError, run_command
     from training.import_weights import ImportRequest, run_import
 
-    if args.out.exists() and not args.overwrite:
-        print(f"chexnet import: {args.out} exists (pass --overwrite to replace it)", file=sys.stderr)
-        return EXIT_USAGE
-    if args.xrv_weights is not None and args.source != "torchxrayvision":
-        print("chexnet import: --xrv-weights goes with --from torchxrayvision", file=sys.stderr)
-        return EXIT_USAGE
-    request = ImportRequest(args.source, args.src, args.out, args.name, args.model_version, args.xrv_weights)
-    try:
+    def import_weights() -> int:
+        if args.out.exists() and not args.overwrite:
+            raise UsageError(f"{args.out} exists (pass --overwrite to replace it)")
+        if args.xrv_weights is not None and args.source != "torchxrayvision":
+            raise UsageError("--xrv-weights goes with --from torchxrayvision")
+        request = ImportRequest(args.source, args.src, args.out, args.name, args.model_version, args.xrv_weights)
         checkpoint = run_import(request)
-    except ModelContractError as exc:
-        print(f"chexnet import: {exc}", file=sys.stderr)
-        return 1
-    spec, points, source = checkpoint.spec, checkpoint.operating_points, checkpoint.provenance["source"]
-    geometry = "centred square, resized" if spec.crop_first else f"shorter side {spec.resize}, centre crop"
-    print(f"wrote {args.out}: {checkpoint.provenance['model_name']} from {source['file']} (sha256 {source['sha256']})")
-    print(f"  input: {geometry} {spec.image_size} px, mean {list(spec.mean)}, std {list(spec.std)}")
-    print(f"  operating point: {points.default if points else 'none'}")
-    print(f"  serve it: chexnet serve --checkpoint {args.out}")
-    return 0
+        spec, points, source = checkpoint.spec, checkpoint.operating_points, checkpoint.provenance["source"]
+        geometry = "centred square, resized" if spec.crop_first else f"shorter side {spec.resize}, centre crop"
+        print(
+            f"wrote {args.out}: {checkpoint.provenance['model_name']} from {source['file']} (sha256 {source['sha256']})"
+        )
+        print(f"  input: {geometry} {spec.image_size} px, mean {list(spec.mean)}, std {list(spec.std)}")
+        print(f"  operating point: {points.default if points else 'none'}")
+        print(f"  labels kept ({len(checkpoint.labels)}): {', '.join(checkpoint.labels)}")
+        if source.get("dropped_outputs"):
+            print(f"  outputs dropped, never trained: {', '.join(source['dropped_outputs'])}")
+        print(f"  serve it: chexnet serve --checkpoint {args.out}")
+        return 0
+
+    return run_command("import", import_weights)
+
+
+def _register_localize(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Score the checkpoint's Grad-CAM maps against NIH's radiologist boxes (BBox_List_2017.csv): boxes from each "
+        "map by a named rule, accuracy and AFP at Wang et al.'s T(IoBB) and T(IoU) grids, pointing game, mean IoU, "
+        "with patient-level bootstrap 95% CIs. Writes localization.json, localization.csv, a picture per case "
+        "and contact-sheet.png; prints the table beside Wang et al.'s published ResNet-50 row. See "
+        "docs/localization.md."
+    )
+    p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
+    p.add_argument("--images", type=Path, required=True, help="folder holding the box file's images by name")
+    p.add_argument("--boxes", type=Path, required=True, help="BBox_List_2017.csv[.gz], or a folder of such files")
+    p.add_argument("--out", type=Path, required=True, help="folder for the results")
+    p.add_argument(
+        "--rule",
+        default="wang",  # checked by LocalizeOptions.check against models.cam_boxes.RULES (not imported here: torch)
+        help="map -> boxes: wang (levels 60 and 180 of 255, both kept), wang-low, wang-high, half (0.5 of the peak)",
+    )
+    p.add_argument("--bootstrap", type=int, default=1000, help="patient-level bootstrap resamples (0 = no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap and the sanity check's weights")
+    p.add_argument(
+        "--sanity",
+        action="store_true",
+        help="also repeat the maps with the head, then dense block 4, then all weights randomised (cascading) "
+        "and report Spearman and SSIM against the trained maps",
+    )
+    p.add_argument("--no-pictures", dest="pictures", action="store_false", help="write no pictures")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when there is one")
+    p.set_defaults(run=_run_localize)
+
+
+def _run_localize(args: argparse.Namespace) -> int:
+    from models.bundled import DEMO_CHECKPOINT
+    from training.exit_status import run_command
+    from training.localize import LocalizeOptions, run_localize
+
+    def localize() -> int:
+        options = _options(args)
+        options["checkpoint"] = options["checkpoint"] or Path(DEMO_CHECKPOINT)
+        run_localize(LocalizeOptions(**options))
+        return 0
+
+    return run_command("localize", localize)
+
+
+def _register_quantize(p: argparse.ArgumentParser) -> None:
+    from training.quantize import DEFAULT_MAX_AUROC_DROP, DEFAULT_MAX_IMAGES
+
+    p.description = (
+        "Quantize a checkpoint to int8 for the CPU (NNCF post-training quantization into an OpenVINO model), "
+        "calibrated on your images and measured against fp32 on them: per-class AUROC change (with --labels), "
+        "largest probability change, findings that flip at each operating point. Serve the result with "
+        "'chexnet serve --precision int8 --int8-model OUT'. Exit status: 0 written, 1 a file cannot be used, "
+        "2 invalid options, 3 refused (loses more mean AUROC than --max-auroc-drop; nothing written)."
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint to quantize")
+    p.add_argument("--images", type=Path, required=True, help="folder of calibration X-rays")
+    p.add_argument("--labels", type=Path, help="label table of those images: the AUROC change is measured on it")
+    p.add_argument("--split-list", type=Path, help="only these image names of --labels (e.g. a run's val_list.txt)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (model.xml, model.bin, manifest.json)")
+    p.add_argument(
+        "--max-images", type=int, default=DEFAULT_MAX_IMAGES, help="calibration images at most (seeded draw)"
+    )
+    p.add_argument(
+        "--max-auroc-drop",
+        type=float,
+        default=DEFAULT_MAX_AUROC_DROP,
+        help="refuse when the mean AUROC falls by more than this on the calibration images",
+    )
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass when measuring")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(run=_run_quantize)
+
+
+def _run_quantize(args: argparse.Namespace) -> int:
+    from training.exit_status import run_command
+    from training.quantize import QuantizeOptions, run_quantize
+
+    return run_command("quantize", lambda: run_quantize(QuantizeOptions(**_options(args))))

@@ -1,8 +1,8 @@
 """``chexnet evaluate``: per-class AUROC with patient-level bootstrap CIs, PR-AUC and operating points, from a
 checkpoint or a predictions CSV.
 
-With a checkpoint, each image goes through the shared preprocessing (``image_to_gray`` -> ``eval_tensor``, or
-``tencrop_tensor`` averaging the 10 crops' sigmoid probabilities). Writes ``metrics.json``,
+With a checkpoint, the images go through the shared inference step (``training.scoring.inference``: the eval
+preprocessing, or ``--tta tencrop`` averaging the 10 crops' sigmoid probabilities). Writes ``metrics.json``,
 ``predictions.csv`` and ``roc.png`` to the output folder and prints a per-class table, then the operating points
 chosen on this data (``training.scoring.thresholds``), and, for a checkpoint that carries operating points, how its
 stored thresholds do here.
@@ -12,49 +12,49 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.files import resolve_device
-from models.imaging.errors import InputError
-from models.labels import PATHOLOGIES
 from models.operating_points import (
     DEFAULT_SPECIFICITY,
     OperatingPoints,
     apply_temperature,
     specificity_point_name,
 )
-from models.preprocessing import PreprocessSpec, eval_tensor, tencrop_tensor
-from training.data.dataset import DecodeFailure, UnreadableImageError, collate_readable, load_gray
-from training.data.image_check import (
-    UNREADABLE_LIST,
-    UnreadableImage,
-    drop_unreadable,
-    read_unreadable_list,
-    write_unreadable_list,
-)
-from training.data.label_tables import (
-    MAX_NAMED,
-    LabelTable,
-    LabelTableError,
-    check_images_exist,
-    read_label_table,
-)
-from training.data.splits import indices_of, read_name_list
+from training.data.image_check import UNREADABLE_LIST
+from training.data.label_policies import LabelPolicy
+from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError, TableOptions
+from training.data.sources import aligned_targets
 from training.reports.evaluation import fmt, metrics_document, print_report, write_predictions
+from training.reports.fidelity import format_fidelity
 from training.reports.point_table import print_chosen_points, print_point_table
 from training.reports.provenance import command_line
 from training.reports.roc_plot import draw_roc_curves
+from training.scoring.fidelity import Fidelity, measure_fidelity
+from training.scoring.inference import InferenceSettings, check_settings
+from training.scoring.labelled_images import (
+    check_labelled_inputs,
+    describe_data,
+    labelled_probabilities,
+    load_labelled_table,
+)
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
+from training.scoring.precision import check_precision, probability_fn
+from training.scoring.study_level import (
+    ScoringError,
+    SharedLabels,
+    competition_mean,
+    parse_per,
+    per_study,
+    shared_labels,
+)
 from training.scoring.thresholds import choose_operating_points, stored_points_on
 
 logger = logging.getLogger(__name__)
@@ -80,25 +80,27 @@ class EvaluateOptions:
     seed: int = 0
     skip_unreadable: bool = False
     specificity: float = DEFAULT_SPECIFICITY
+    table_format: str | None = None  # the label table's --format, --views, --uncertain, --blank, ... as for train
+    views: str = "frontal"
+    uncertain: str = "ignore"
+    blank: str | None = None
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
+    per: str | None = None  # --per image | study:max | study:mean
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | int8: run the checkpoint as the service runs it at that precision
+    int8_model: Path | None = None  # with precision int8: the folder chexnet quantize wrote
+    against: str | None = None  # "fp32": also run fp32 and report the precision's fidelity against it
 
-
-class _EvalImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
-    """Item i -> (input, i): (3, S, S) for tta "none", (10, 3, S, S) for "tencrop"; DecodeFailure if unreadable."""
-
-    def __init__(self, paths: list[Path], spec: PreprocessSpec, tta: str) -> None:
-        self.paths, self.spec, self.tta = paths, spec, tta
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | DecodeFailure:
-        path = self.paths[index]
-        try:
-            gray = load_gray(path)  # the same decoder as training, `chexnet predict` and the service
-        except InputError as error:
-            return DecodeFailure(index, str(path), error.code, error.message)
-        tensor = tencrop_tensor(self.spec, gray) if self.tta == "tencrop" else eval_tensor(self.spec, gray)
-        return tensor, index
+    def table_options(self) -> TableOptions:
+        return TableOptions(
+            format=self.table_format,
+            views=self.views,
+            policy=LabelPolicy(self.uncertain, self.blank),
+            image_column=self.image_column,
+            patient_column=self.patient_column,
+            patient_pattern=self.patient_pattern,
+        )
 
 
 def validate_options(options: EvaluateOptions) -> None:
@@ -117,15 +119,19 @@ def validate_options(options: EvaluateOptions) -> None:
         specificity_point_name(options.specificity)
     except ValueError as exc:
         raise ValueError(f"--specificity: {exc}") from None
-    if not Path(options.labels).is_file():
-        raise LabelTableError(f"label table not found: {options.labels}")
-    if options.split_list is not None and not Path(options.split_list).is_file():
-        raise LabelTableError(f"split list not found: {options.split_list}")
+    check_labelled_inputs(options.labels, options.split_list, None)
+    parse_per(options.per)
+    options.table_options()  # an unknown policy raises here
+    if options.against not in (None, "fp32"):
+        raise ValueError(f"--against {options.against}: the reference is fp32")
+    if options.checkpoint is None and (options.precision != "fp32" or options.against is not None):
+        raise ValueError("--precision and --against run a checkpoint: give --checkpoint")
+    if options.checkpoint is not None:
+        check_precision(options.precision, resolve_device(options.device), options.int8_model)
     if options.checkpoint is not None:
         if options.images is None:
             raise ValueError("--images (the image folder) is required with --checkpoint")
-        if not Path(options.images).is_dir():
-            raise LabelTableError(f"image folder not found: {options.images}")
+        check_labelled_inputs(options.labels, None, options.images)
         if not Path(options.checkpoint).is_file():
             raise ValueError(f"checkpoint not found: {options.checkpoint}")
         resolve_device(options.device)
@@ -136,84 +142,11 @@ def validate_options(options: EvaluateOptions) -> None:
             raise ValueError(f"predictions file not found: {options.predictions}")
 
 
-def load_evaluation_table(options: EvaluateOptions) -> tuple[LabelTable, frozenset[str]]:
-    """The labelled images to evaluate (restricted to --split-list), and every labelled name."""
-    table = read_label_table(options.labels)
-    labelled = frozenset(table.image_names)
-    if options.split_list is not None:
-        names = read_name_list(options.split_list)
-        table = table.subset(indices_of(table, names, options.split_list))
-        logger.info("restricted to the %d images named in the split list", len(table))
-    return table, labelled
-
-
-def predict_checkpoint(
-    options: EvaluateOptions, table: LabelTable, checkpoint: Checkpoint
-) -> tuple[LabelTable, np.ndarray]:
-    """The table's rows that decoded, and their (N, 14) probabilities from the checkpoint's model, in order.
-
-    An image that fails to decode raises :class:`UnreadableImageError`; with ``--skip-unreadable`` it is left
-    out instead, and added to ``OUT/unreadable.csv``.
-    """
-    if options.images is None:
-        raise ValueError("predicting from a checkpoint needs --images")
-    if options.tta == "tencrop" and checkpoint.spec.crop_first:
-        raise ValueError("--tta tencrop: this model's input is the whole centred square, which has no ten crops")
-    device = resolve_device(options.device)
-    model = checkpoint.build_model().to(device)
-    dataset = _EvalImages([Path(options.images) / name for name in table.image_names], checkpoint.spec, options.tta)
-    loader = DataLoader(
-        dataset,
-        batch_size=options.batch_size,
-        shuffle=False,
-        num_workers=options.workers,
-        pin_memory=device.type == "cuda",
-        collate_fn=collate_readable,
-    )
-    probs = np.zeros((len(table), len(PATHOLOGIES)), dtype=np.float32)
-    failures: list[DecodeFailure] = []
-    logger.info("evaluating %d images on %s (tta %s)", len(table), device, options.tta)
-    with (
-        torch.inference_mode(),
-        tqdm(total=len(dataset), desc="evaluate", unit="img", disable=not sys.stderr.isatty()) as progress,
-    ):
-        for inputs, indices, failed in loader:
-            if failed and not options.skip_unreadable:
-                raise UnreadableImageError(failed[0])
-            failures.extend(failed)
-            progress.update(len(failed))
-            if inputs is None:
-                continue
-            x = inputs.to(device, non_blocking=True)
-            if options.tta == "tencrop":
-                batch, crops = x.shape[:2]
-                p = torch.sigmoid(model(x.flatten(0, 1))).view(batch, crops, -1).mean(dim=1)
-            else:
-                p = torch.sigmoid(model(x))
-            probs[indices.numpy()] = p.float().cpu().numpy()
-            progress.update(len(indices))
-    return _without_failures(options, table, probs, failures)
-
-
-def _without_failures(
-    options: EvaluateOptions, table: LabelTable, probs: np.ndarray, failures: list[DecodeFailure]
-) -> tuple[LabelTable, np.ndarray]:
-    if not failures:
-        return table, probs
-    skipped = [UnreadableImage(Path(f.path), f.code, f.message) for f in failures]
-    listed = Path(options.out) / UNREADABLE_LIST
-    previous = read_unreadable_list(listed) if listed.exists() else []
-    write_unreadable_list(listed, [*previous, *skipped])
-    print(f"left out {len(failures)} more images that failed to decode (listed in {listed})")
-    keep = sorted(set(range(len(table))) - {f.index for f in failures})
-    return table.subset(keep), probs[keep]
-
-
-def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
-    """Pathology -> column of the predictions CSV (``Name`` or ``prob_Name``)."""
+def _prediction_columns(columns: list[str], path: Path, labels: tuple[str, ...]) -> dict[str, str]:
+    """Label -> column of the predictions CSV (``Name`` or ``prob_Name``)."""
     chosen: dict[str, str] = {}
     missing, ambiguous = [], []
-    for name in PATHOLOGIES:
+    for name in labels:
         found = [c for c in (name, PROB_PREFIX + name) if c in columns]
         if not found:
             missing.append(name)
@@ -232,14 +165,15 @@ def _prediction_columns(columns: list[str], path: Path) -> dict[str, str]:
 
 
 def read_predictions(path: Path, table: LabelTable, labelled: frozenset[str]) -> tuple[LabelTable, np.ndarray]:
-    """The rows of ``table`` that have predictions, and their (N, 14) probabilities, matched by image name.
+    """The rows of ``table`` that have predictions, and their (N, K) probabilities for the table's labels, matched by
+    image name.
 
     ``labelled`` is every image name of the whole label table: a prediction for an image it lacks is an error
     naming the images, as is a name listed twice.  Labelled images without a prediction are left out (the usual
     case: test-set predictions scored against NIH's full ``Data_Entry_2017``); the caller reports how many.
     """
     frame, names = _read_prediction_frame(path)
-    columns = _prediction_columns(list(frame.columns), path)
+    columns = _prediction_columns(list(frame.columns), path, table.labels)
     unlabelled = [name for name in names if name not in labelled]
     if unlabelled:
         raise LabelTableError(
@@ -250,7 +184,7 @@ def read_predictions(path: Path, table: LabelTable, labelled: frozenset[str]) ->
     covered = [i for i, name in enumerate(table.image_names) if name in row_of]
     if not covered:
         raise LabelTableError(f"predictions {path} cover none of the {len(table)} labelled images to evaluate")
-    values = _probability_values(frame, columns, names, path)
+    values = _probability_values(frame, columns, names, path, table.labels)
     order = np.fromiter((row_of[table.image_names[i]] for i in covered), dtype=np.int64, count=len(covered))
     return table.subset(covered), values[order]
 
@@ -275,11 +209,13 @@ def _read_prediction_frame(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return frame, names
 
 
-def _probability_values(frame: pd.DataFrame, columns: dict[str, str], names: list[str], path: Path) -> np.ndarray:
-    """(rows, 14) float64 from the chosen columns; every value must be a probability in [0, 1]."""
-    values = np.empty((len(frame), len(PATHOLOGIES)), dtype=np.float64)
+def _probability_values(
+    frame: pd.DataFrame, columns: dict[str, str], names: list[str], path: Path, labels: tuple[str, ...]
+) -> np.ndarray:
+    """(rows, K) float64 from the chosen columns; every value must be a probability in [0, 1]."""
+    values = np.empty((len(frame), len(labels)), dtype=np.float64)
     bad: list[str] = []
-    for k, name in enumerate(PATHOLOGIES):
+    for k, name in enumerate(labels):
         column = pd.to_numeric(frame[columns[name]], errors="coerce").to_numpy(dtype=np.float64)
         wrong = np.flatnonzero(~(np.isfinite(column) & (column >= 0.0) & (column <= 1.0)))
         bad.extend(f"{columns[name]}={frame[columns[name]].iloc[i]!r} for {names[i]}" for i in wrong[:MAX_NAMED])
@@ -289,25 +225,81 @@ def _probability_values(frame: pd.DataFrame, columns: dict[str, str], names: lis
     return values
 
 
-def data_description(options: EvaluateOptions) -> str:
-    """What the images were, in file names only: the labels file, and the split list when one was given."""
-    labels = Path(options.labels).name
-    return f"{labels}, the images in {Path(options.split_list).name}" if options.split_list else labels
+def inference_settings(
+    options: EvaluateOptions, checkpoint: Checkpoint | None = None, precision: str = "fp32"
+) -> InferenceSettings:
+    """How ``--device``, ``--batch-size``, ``--workers``, ``--tta`` and ``--precision`` run the model."""
+    device = resolve_device(options.device)
+    forward = None
+    if precision != "fp32" and checkpoint is not None:
+        forward = probability_fn(checkpoint, precision, device, options.int8_model)
+    return InferenceSettings(
+        device, options.batch_size, options.workers, tencrop=options.tta == "tencrop", forward=forward
+    )
 
 
-def checkpoint_probabilities(options: EvaluateOptions, table: LabelTable) -> tuple[LabelTable, np.ndarray, Checkpoint]:
-    """Check the images, then run the checkpoint: (rows that decoded, their (N, 14) raw probabilities, checkpoint).
+@dataclass(frozen=True)
+class Scored:
+    """What is scored: the shared labels, per image or per study, with what was left out."""
 
-    Unreadable images stop it (``UnreadableImagesError`` / ``UnreadableImageError``) unless ``--skip-unreadable``.
-    """
-    checkpoint = load_checkpoint(str(options.checkpoint))
-    check_images_exist(table, Path(str(options.images)))
-    listing = Path(options.out) / UNREADABLE_LIST
-    table, dropped = drop_unreadable(table, Path(str(options.images)), options.skip_unreadable, listing)
-    if dropped:
-        print(f"left out {dropped} unreadable images (listed in {listing})")
-    table, probs = predict_checkpoint(options, table, checkpoint)
-    return table, probs, checkpoint
+    labels: tuple[str, ...]
+    names: tuple[str, ...]
+    patient_ids: tuple[str, ...]
+    targets: np.ndarray
+    probs: np.ndarray
+    per: str | None
+    shared: SharedLabels
+
+    def describe(self, competition: float | None) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "not_scored": {"model_only": list(self.shared.model_only), "table_only": list(self.shared.table_only)},
+            "per": f"study:{self.per}" if self.per is not None else "image",
+            "mean_auroc_competition": competition,
+        }
+
+
+def _scored(options: EvaluateOptions, table: LabelTable, probs: np.ndarray, output_labels: tuple[str, ...]) -> Scored:
+    """The model's outputs the table shares (others listed), per image or combined per study (``--per``)."""
+    shared = shared_labels(output_labels, table.labels)
+    if shared.model_only or shared.table_only:
+        print(
+            f"scoring the {len(shared.labels)} labels the model and the table share; not scored: model only "
+            f"[{', '.join(shared.model_only)}], table only [{', '.join(shared.table_only)}]"
+        )
+    targets = table.targets[:, list(shared.table_columns)].astype(np.float64)
+    scores = np.asarray(probs, dtype=np.float64)[:, list(shared.model_columns)]
+    how = parse_per(options.per)
+    if how is None:
+        return Scored(shared.labels, table.image_names, table.patient_ids, targets, scores, None, shared)
+    if table.study_ids is None:
+        raise ScoringError(f"--per {options.per}: the {table.kind} table names no studies")
+    names, patients, targets, scores = per_study(table.study_ids, table.patient_ids, targets, scores, how)
+    print(f"{len(table)} images combined into {len(names)} studies ({how} over each study's views)")
+    return Scored(shared.labels, names, patients, targets, scores, how, shared)
+
+
+def _fidelity_against_fp32(
+    options: EvaluateOptions, checkpoint: Checkpoint, table: LabelTable, probs: np.ndarray
+) -> Fidelity:
+    """The same rows run at fp32 (eager, the reference), and how far ``--precision``'s probabilities are from it:
+    per-class AUROC change on known rows, largest |dp|, findings that flip at each stored operating point."""
+    settings = inference_settings(options, checkpoint, "fp32")
+    again, reference = labelled_probabilities(
+        checkpoint, table, Path(str(options.images)), settings, options.skip_unreadable, Path(options.out)
+    )
+    if again.image_names != table.image_names:  # the rows decoded once already; a file changed meanwhile
+        raise ValueError("--against fp32: the images changed between the two runs; run the command again")
+    fidelity = measure_fidelity(
+        checkpoint.labels,
+        reference,
+        probs,
+        aligned_targets(table, checkpoint.labels),
+        checkpoint.operating_points,
+    )
+    print()
+    print(format_fidelity(fidelity, options.precision))
+    return fidelity
 
 
 def run_evaluate(options: EvaluateOptions) -> int:
@@ -316,28 +308,41 @@ def run_evaluate(options: EvaluateOptions) -> int:
     Operating points are chosen on the probabilities after the checkpoint's temperature, when it has one.
     """
     validate_options(options)
-    table, labelled = load_evaluation_table(options)
+    table, labelled = load_labelled_table(options.labels, options.split_list, options.table_options())
     (Path(options.out) / UNREADABLE_LIST).unlink(missing_ok=True)  # a list from an earlier run would mislead
     stored_points: OperatingPoints | None = None
+    fidelity: Fidelity | None = None
     if options.checkpoint is not None:
-        table, probs, checkpoint = checkpoint_probabilities(options, table)
+        checkpoint = load_checkpoint(str(options.checkpoint))
+        settings = inference_settings(options, checkpoint, options.precision)
+        check_settings(checkpoint, settings)
+        table, probs = labelled_probabilities(
+            checkpoint, table, Path(str(options.images)), settings, options.skip_unreadable, Path(options.out)
+        )
         stored_points = checkpoint.operating_points
+        if options.against is not None:
+            fidelity = _fidelity_against_fp32(options, checkpoint, table, probs)
     else:
         total = len(table)
         table, probs = read_predictions(Path(str(options.predictions)), table, labelled)
         print(f"{len(table)} of {total} labelled images have predictions")
-    report = auroc_report(table.targets, probs, table.patient_ids, options.bootstrap, options.seed)
+    scored = _scored(options, table, probs, checkpoint.labels if options.checkpoint is not None else table.labels)
+    labels, targets, probs = scored.labels, scored.targets, scored.probs
+    report = auroc_report(targets, probs, scored.patient_ids, options.bootstrap, options.seed, labels)
     mean = mean_auroc({r.name: r.auroc for r in report})
-    average_precision = per_class_average_precision(table.targets, probs)
+    average_precision = per_class_average_precision(targets, probs, labels)
     print_report(report, mean, average_precision)
+    competition = competition_mean({r.name: r.auroc for r in report})
+    if competition is not None:
+        print(f"mean AUROC over the five CheXpert competition labels: {fmt(competition)}")
     temperature = stored_points.temperature if stored_points is not None else None
-    source = {"data": data_description(options), "command": command_line()}
+    source = {"data": describe_data(options.labels, options.split_list), "command": command_line()}
     chosen = choose_operating_points(
-        table.targets, apply_temperature(probs, temperature), options.specificity, source, temperature
+        targets, apply_temperature(probs, temperature), options.specificity, source, labels, temperature
     )
     print()
     print_chosen_points(chosen)
-    stored = stored_points_on(table.targets, probs, stored_points) if stored_points is not None else None
+    stored = stored_points_on(targets, probs, stored_points, labels) if stored_points is not None else None
     if stored is not None:
         print()
         print_point_table("the checkpoint's stored thresholds on these images", stored, set(chosen.unreliable))
@@ -347,9 +352,15 @@ def run_evaluate(options: EvaluateOptions) -> int:
     document = metrics_document(
         report, mean, average_precision, chosen, stored, options.bootstrap, options.tta, options.checkpoint is not None
     )
+    document.update(scored.describe(competition))
+    document["precision"] = options.precision
+    if fidelity is not None:
+        document["fidelity_against_fp32"] = fidelity.to_dict()
     (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    write_predictions(out / "predictions.csv", table.image_names, probs)
+    write_predictions(out / "predictions.csv", scored.names, probs, labels)
     source_name = Path(options.checkpoint if options.checkpoint is not None else str(options.predictions)).name
-    draw_roc_curves(table.targets, probs, out / "roc.png", f"ROC curves: {source_name} on {len(table)} images")
+    unit = "studies" if scored.per is not None else "images"
+    title = f"ROC curves: {source_name} on {len(scored.names)} {unit}"
+    draw_roc_curves(targets, probs, out / "roc.png", title, labels)
     logger.info("mean AUROC %s; wrote metrics.json, predictions.csv and roc.png to %s", fmt(mean), out)
     return 0

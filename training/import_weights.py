@@ -1,7 +1,8 @@
 """``chexnet import``: published weights of other projects -> a chexnet checkpoint the service serves as it is.
 
 read (``weights_only``) -> map the source layout to CheXNet's keys (``import_arnoweng``, ``import_xrv``) -> load
-strictly -> save with the source's preprocessing, operating points and provenance. Strictly means every key
+strictly -> save with the source's labels (every output it was trained on), preprocessing, operating points and
+provenance. Strictly means every key
 of the network is filled from the file and every tensor of the file is used, shapes included; the one
 exception is BatchNorm's ``num_batches_tracked``, which files written before torch 0.4.1 lack and which eval
 never reads (it is filled with 0, as torch's own loader does for such files). A non-strict load that silently
@@ -21,7 +22,7 @@ import torch
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.network import CheXNet
 from models.operating_points import OperatingPoints
-from training.importers.arnoweng import ARNOWENG_SPEC, arnoweng_label_map, arnoweng_state_dict
+from training.importers.arnoweng import ARNOWENG_CLASS_NAMES, ARNOWENG_SPEC, arnoweng_label_map, arnoweng_state_dict
 from training.importers.foreign_weights import ImportSourceError, SourceFile, read_source_file
 from training.importers.xrv import XRV_SPEC, find_xrv_weights, xrv_import
 from training.reports.provenance import command_line, git_commit
@@ -48,24 +49,27 @@ def import_checkpoint(request: ImportRequest) -> Checkpoint:
     source = read_source_file(request.src)
     if request.source == "arnoweng":
         state, spec, points = arnoweng_state_dict(source.content), ARNOWENG_SPEC, None
-        labels: dict[str, Any] = arnoweng_label_map()
+        labels: tuple[str, ...] = ARNOWENG_CLASS_NAMES
+        mapping = arnoweng_label_map()
         details: dict[str, Any] = {"format": "arnoweng/CheXNet model.pth.tar"}
         default_name = "chexnet-arnoweng"
     elif request.source == "torchxrayvision":
         weights = find_xrv_weights(request.xrv_weights, source.file_name)
         converted = xrv_import(source.content, weights)
-        state, spec, points = converted.state_dict, XRV_SPEC, converted.operating_points
-        labels = {name: f"{weights.labels[index]} (output {index})" for name, index in converted.output_index.items()}
+        state, spec, points, labels = converted.state_dict, XRV_SPEC, converted.operating_points, converted.labels
+        mapping = {name: f"{weights.labels[index]} (output {index})" for name, index in converted.output_index.items()}
         details = {"format": "torchxrayvision DenseNet-121 state dict", "weights": f"densenet121-res224-{weights.name}"}
         details["published"] = weights.url
+        details["dropped_outputs"] = list(weights.dropped)  # outputs these weights were never trained on
         default_name = f"xrv-densenet121-res224-{weights.name}"
     else:
         raise ImportSourceError(f"unknown source {request.source!r}; use one of {', '.join(SOURCES)}")
     return Checkpoint(
-        state_dict=strict_chexnet_state(state),
+        state_dict=strict_chexnet_state(state, len(labels)),
         spec=spec,
+        labels=labels,
         operating_points=points,
-        provenance=_provenance(request, source, details, labels, points, default_name),
+        provenance=_provenance(request, source, details, mapping, points, default_name),
     )
 
 
@@ -78,13 +82,14 @@ def run_import(request: ImportRequest) -> Checkpoint:
     return written
 
 
-def strict_chexnet_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mapped weights -> CheXNet's complete state dict, loaded with ``strict=True``; raises ImportSourceError.
+def strict_chexnet_state(state: dict[str, torch.Tensor], num_classes: int) -> dict[str, torch.Tensor]:
+    """Mapped weights -> the complete state dict of CheXNet with ``num_classes`` outputs (K, the labels kept),
+    loaded with ``strict=True``; raises ImportSourceError.
 
     Only ``num_batches_tracked`` may be absent (filled with 0); any other missing or extra key, or a shape that
     differs, is an error naming a few of them.
     """
-    model = CheXNet()
+    model = CheXNet(num_classes)
     expected = model.state_dict()
     filled = dict(state)
     for key in expected:

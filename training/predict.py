@@ -1,169 +1,167 @@
-"""``chexnet predict``: image files or folders -> CSV of ``Image Index``, ``path`` + 14 probabilities.
+"""``chexnet predict``: image files or folders -> CSV of ``Image Index``, ``path``, one probability per label
+[+ one finding per label at an operating point].
 
-Files are found by content, not by suffix (DICOM files often have none): a folder contributes every file whose
-first bytes are PNG, JPEG or DICOM.  Each file goes through the shared decoder; a file that cannot be read is
-reported with its reason and the others are still predicted.
+paths -> the files to predict (``training.data.image_files``: folders searched by content; a file named like an
+image that holds none is kept, so it is named with the reason) -> the shared inference step
+(``training.scoring.inference``) -> CSV. A file that cannot be read is named on stderr with its reason and the
+others are still predicted (exit status 1). Everything that can be refused is refused before the model runs.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from models.checkpoint import load_checkpoint
-from models.imaging.decoder import SNIFF_BYTES, sniff_format
-from models.imaging.errors import InputError
-from models.labels import PATHOLOGIES
-from models.preprocessing import PreprocessSpec, eval_tensor
-from training.data.dataset import DecodeFailure, collate_readable, load_gray
+from models.bundled import DEMO_CHECKPOINT
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.files import resolve_device, write_bytes_atomically
+from models.operating_points import OperatingPoints
+from training.data.dataset import DecodeFailure
+from training.data.file_names import csv_file_name, visible_name
+from training.data.image_files import FoundImages, collect_images
+from training.exit_status import EXIT_DONE, EXIT_FAILED, UsageError
+from training.scoring.inference import InferenceSettings, check_settings, infer_probabilities
 
 logger = logging.getLogger(__name__)
 
+FINDING_PREFIX = "finding_"
+
 
 @dataclass
-class FoundImages:
-    """The files to predict, in order; folder entries passed over (not images, not regular files); subfolders
-    not searched; folders that could not be listed, with the reason."""
-
-    paths: list[Path] = field(default_factory=list)
-    skipped: int = 0
-    subfolders: int = 0
-    unlistable: list[tuple[Path, str]] = field(default_factory=list)
-
-
-def is_image_candidate(path: Path) -> bool:
-    """Whether a folder entry should be predicted: a regular file whose first bytes are PNG, JPEG or DICOM.
-
-    A file that cannot be opened (no permission) or is empty is kept, so that predicting it names the file
-    with the reason instead of passing over it without a word.
-    """
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-    except OSError:
-        return True
-    if not head:
-        return True
-    try:
-        sniff_format(head)
-    except InputError:
-        return False
-    return True
-
-
-def _add_folder(found: FoundImages, folder: Path, recursive: bool, visited: set[Path]) -> None:
-    """Add ``folder``'s image files (sorted; hidden entries left out), and with ``recursive`` its subfolders'.
-
-    A folder reached twice through symbolic links is searched once; one that cannot be listed is recorded.
-    """
-    real = folder.resolve()
-    if real in visited:
-        return
-    visited.add(real)
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as exc:
-        reason = "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or "I/O error")
-        found.unlistable.append((folder, f"The folder cannot be listed: {reason}."))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            if recursive:
-                _add_folder(found, entry, recursive, visited)
-            else:
-                found.subfolders += 1
-        elif entry.is_file() and is_image_candidate(entry):
-            found.paths.append(entry)
-        else:
-            found.skipped += 1  # not an image, or not a regular file (a pipe, a dangling link)
-
-
-def collect_images(paths: Iterable[Path], recursive: bool = False) -> FoundImages:
-    """Files as given (each is checked when decoded, so a missing one is reported, not fatal); folders expanded
-    to their image files, found by content; with ``recursive`` subfolders too (symbolic links are followed,
-    each folder searched once).  Raises FileNotFoundError when nothing at all is found.
-    """
-    found = FoundImages()
-    visited: set[Path] = set()
-    for path in paths:
-        if path.is_dir():
-            _add_folder(found, path, recursive, visited)
-        else:
-            found.paths.append(path)
-    if not found.paths and not found.unlistable:
-        hint = f" ({found.subfolders} subfolders were not searched: use --recursive)" if found.subfolders else ""
-        raise FileNotFoundError(f"no PNG, JPEG or DICOM images found in the given paths{hint}")
-    return found
-
-
-class _PredictImages(Dataset[tuple[torch.Tensor, int] | DecodeFailure]):
-    """Item i -> ((3, S, S) eval input, i), or a DecodeFailure naming the file and the reason."""
-
-    def __init__(self, paths: Sequence[Path], spec: PreprocessSpec) -> None:
-        self.paths, self.spec = list(paths), spec
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | DecodeFailure:
-        try:
-            return eval_tensor(self.spec, load_gray(self.paths[index])), index
-        except InputError as error:
-            return DecodeFailure(index, str(self.paths[index]), error.code, error.message)
+class PredictOptions:
+    paths: list[Path]
+    recursive: bool = False
+    checkpoint: Path | None = None
+    out: Path | None = None
+    batch_size: int = 16
+    workers: int = 0
+    device: str = "auto"
+    operating_point: str | None = None
 
 
 @dataclass(frozen=True)
 class Predictions:
-    """``probs`` (N, 14) for ``paths`` (the readable files, in input order); ``failures`` for the others."""
+    """``probs`` (N, K) for ``paths`` (the readable files, in input order), K = ``labels``; ``failures`` for the
+    others, in input order."""
 
     paths: list[Path]
     probs: np.ndarray
+    labels: tuple[str, ...]
     failures: list[DecodeFailure]
 
 
-@torch.no_grad()
 def predict_files(
     checkpoint_path: Path, images: Sequence[Path], batch_size: int, workers: int, device: torch.device
 ) -> Predictions:
     """Probabilities for every readable file of ``images``, through the checkpoint's own preprocessing."""
     checkpoint = load_checkpoint(checkpoint_path)
-    model = checkpoint.build_model().to(device)
-    loader = DataLoader(
-        _PredictImages(images, checkpoint.spec),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_readable,
+    return _predict(checkpoint, images, InferenceSettings(device, batch_size, workers))
+
+
+def _predict(checkpoint: Checkpoint, images: Sequence[Path], settings: InferenceSettings) -> Predictions:
+    result = infer_probabilities(checkpoint, list(images), settings)
+    return Predictions([images[i] for i in result.indices], result.probs, checkpoint.labels, result.failures)
+
+
+def findings_at(points: OperatingPoints, name: str, probs: np.ndarray) -> np.ndarray:
+    """(N, K) 0/1: probability (after the checkpoint's temperature) at or above the point's threshold, per class,
+    exactly as the service decides (:meth:`OperatingPoints.decide`)."""
+    return np.array(
+        [[int(d.above) for d in points.decide(row, name).values()] for row in probs], dtype=np.int64
+    ).reshape(len(probs), -1)
+
+
+def predictions_csv(predictions: Predictions, findings: np.ndarray | None) -> str:
+    """The CSV text: ``Image Index`` (the file name, NIH's identifier), ``path`` (as given), one column per label
+    (6 decimals), and with ``findings`` one ``finding_LABEL`` column per label (0/1). Names are written with
+    :func:`training.data.file_names.csv_file_name` (lossless, valid UTF-8)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    labels = list(predictions.labels)
+    writer.writerow(
+        ["Image Index", "path", *labels, *([FINDING_PREFIX + n for n in labels] if findings is not None else [])]
     )
-    probs = np.full((len(images), len(PATHOLOGIES)), np.nan, dtype=np.float32)
-    failures: list[DecodeFailure] = []
-    for inputs, indices, failed in tqdm(loader, desc="predict", unit="batch", disable=not sys.stderr.isatty()):
-        failures.extend(failed)
-        if inputs is not None:
-            probs[indices.numpy()] = torch.sigmoid(model(inputs.to(device)).float()).cpu().numpy()
-    failed_at = {f.index for f in failures}
-    keep = [i for i in range(len(images)) if i not in failed_at]
-    return Predictions([images[i] for i in keep], probs[keep], sorted(failures, key=lambda f: f.index))
+    for i, (path, row) in enumerate(zip(predictions.paths, predictions.probs, strict=True)):
+        decided = [str(v) for v in findings[i]] if findings is not None else []
+        writer.writerow([csv_file_name(path.name), csv_file_name(path), *(f"{p:.6f}" for p in row), *decided])
+    return buffer.getvalue()
 
 
-def write_predictions_csv(images: Sequence[Path], probs: np.ndarray, out: Path | None) -> None:
-    """``Image Index`` (the file name, NIH's identifier), ``path`` (as given), 14 columns; stdout when no ``out``."""
-    handle = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
-    try:
-        writer = csv.writer(handle)
-        writer.writerow(["Image Index", "path", *PATHOLOGIES])
-        for path, row in zip(images, probs, strict=True):
-            writer.writerow([path.name, str(path), *(f"{p:.6f}" for p in row)])
-    finally:
-        if out:
-            handle.close()
+def _checked_point(checkpoint: Checkpoint, name: str | None) -> OperatingPoints | None:
+    """The checkpoint's operating points when ``--operating-point`` names one of them; UsageError otherwise."""
+    if name is None:
+        return None
+    points = checkpoint.operating_points
+    if points is None:
+        raise UsageError(
+            f"--operating-point {name}: this checkpoint has no operating points (chexnet calibrate writes them)"
+        )
+    if name not in points.points:
+        raise UsageError(f"--operating-point {name}: this checkpoint has {', '.join(sorted(points.points))}")
+    return points
+
+
+def _check_out(out: Path | None) -> None:
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"--out {visible_name(out)}: the folder {visible_name(out.parent)} does not exist")
+    if out is not None and out.is_dir():
+        raise UsageError(f"--out {visible_name(out)} is a folder; name the CSV file to write")
+
+
+def _report_search(found: FoundImages) -> None:
+    if found.skipped:
+        archive = (
+            f" ({found.without_pixels} of them DICOM files without pixel data: DICOMDIR, reports, presentation states)"
+            if found.without_pixels
+            else ""
+        )
+        print(
+            f"chexnet predict: passed over {found.skipped} folder entries that are not PNG, JPEG or DICOM files"
+            f"{archive}",
+            file=sys.stderr,
+        )
+    if found.subfolders:
+        print(f"chexnet predict: did not search {found.subfolders} subfolders (use --recursive)", file=sys.stderr)
+    for folder, message in found.unlistable:
+        print(f"chexnet predict: cannot read {visible_name(folder)}: {message}", file=sys.stderr)
+
+
+def run_predict(options: PredictOptions) -> int:
+    """Predict, write the CSV (to ``--out`` atomically, or stdout); returns 1 when some file could not be read."""
+    if options.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {options.batch_size}")
+    if options.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {options.workers}")
+    _check_out(options.out)
+    settings = InferenceSettings(resolve_device(options.device), options.batch_size, options.workers)
+    checkpoint = load_checkpoint(options.checkpoint or DEMO_CHECKPOINT)
+    check_settings(checkpoint, settings)
+    points = _checked_point(checkpoint, options.operating_point)
+    found = collect_images(options.paths, options.recursive)
+    predictions = _predict(checkpoint, found.paths, settings)
+    _report_search(found)
+    for failure in predictions.failures:
+        print(f"chexnet predict: cannot read {visible_name(failure.path)}: {failure.message}", file=sys.stderr)
+    findings = None
+    if points is not None and options.operating_point is not None:
+        findings = findings_at(points, options.operating_point, predictions.probs)
+    text = predictions_csv(predictions, findings)
+    if options.out is None:
+        sys.stdout.write(text)
+    else:
+        write_bytes_atomically(options.out, text.encode("utf-8"))
+        print(f"wrote {len(predictions.paths)} rows to {visible_name(options.out)}", file=sys.stderr)
+    if predictions.failures:
+        print(
+            f"chexnet predict: {len(predictions.failures)} of {len(found.paths)} files could not be read",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if predictions.failures or found.unlistable else EXIT_DONE

@@ -14,19 +14,20 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from models.checkpoint import Checkpoint, initial_network, save_checkpoint
-from models.network import CheXNet
+from models.checkpoint import Checkpoint, initial_network, load_checkpoint, save_checkpoint
+from models.network import CheXNet, build_network
 from models.operating_points import MIN_POSITIVES, OperatingPoints
 from models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from models.pretrained import DENSENET121_IMAGENET, cached_or_downloaded
 from training.data.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.data.image_cache import ResizedImageCache
-from training.data.image_check import UNREADABLE_LIST, drop_unreadable
-from training.data.label_tables import LabelTable, check_images_exist, read_label_table
-from training.data.splits import split_by_patient, split_from_lists
+from training.data.run_data import RunData, load_run_data, write_split_lists
 from training.loop.config import TrainConfig, TrainConfigError
 from training.loop.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
 from training.loop.ema import WeightAverage
-from training.loop.epochs import EvalResult, evaluate, train_one_epoch
+from training.loop.epochs import EvalResult, train_one_epoch, validate
+from training.loop.head_transfer import refit_head
+from training.loop.masked_loss import MaskedBCEWithLogitsLoss, known_pos_weight
 from training.loop.optimizers import make_optimizer, make_scheduler, step_scheduler
 from training.loop.recipe import describe_recipe
 from training.loop.resume import (
@@ -50,38 +51,17 @@ from training.scoring.thresholds import choose_operating_points
 logger = logging.getLogger(__name__)
 
 
-def load_split(config: TrainConfig, ctx: DistContext | None = None) -> tuple[LabelTable, LabelTable]:
-    """Read the labels, check every image exists and opens, split by patient or by the given lists.
-
-    Raises :class:`UnreadableImagesError` naming the first unreadable images, unless ``--skip-unreadable``
-    leaves them out (counted in the log, listed in ``OUT/unreadable.csv``).
-    """
-    table = read_label_table(config.labels)
-    check_images_exist(table, config.images)
-    listing = config.out / UNREADABLE_LIST if ctx is None or ctx.is_main else None
-    table, dropped = drop_unreadable(table, config.images, config.skip_unreadable, listing)
-    if dropped:
-        logger.warning("--skip-unreadable: left out %d images (listed in %s)", dropped, UNREADABLE_LIST)
-    if config.train_list is not None and config.val_list is not None:
-        train_idx, val_idx = split_from_lists(table, config.train_list, config.val_list)
-    else:
-        train_idx, val_idx = split_by_patient(table, config.val_fraction, config.seed)
-    return table.subset(list(train_idx)), table.subset(list(val_idx))
-
-
-def write_split_lists(out: Path, train: LabelTable, val: LabelTable) -> None:
-    """OUT/train_list.txt and OUT/val_list.txt (NIH's list format), so evaluation can use the same split."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in (("train_list.txt", train), ("val_list.txt", val)):
-        (out / name).write_text("".join(f"{image}\n" for image in table.image_names))
-
-
 def make_loader(
-    config: TrainConfig, table: LabelTable, spec: PreprocessSpec, train: bool, ctx: DistContext
+    config: TrainConfig,
+    paths: list[Path],
+    targets: np.ndarray,
+    spec: PreprocessSpec,
+    train: bool,
+    ctx: DistContext,
 ) -> DataLoader[Any]:
-    paths = [config.images / name for name in table.image_names]
+    """Batches of ((B, 3, S, S) images, (B, K) targets with NaN for unknown, (B,) indices) for one split."""
     cache = ResizedImageCache(config.image_cache, spec) if config.image_cache is not None else None
-    dataset = XrayDataset(paths, table.targets, spec, train, config.seed, cache, augment=config.augment)
+    dataset = XrayDataset(paths, targets, spec, train=train, seed=config.seed, cache=cache, augment=config.augment)
     sampler = EpochSampler(len(dataset), shuffle=train, seed=config.seed, rank=ctx.rank, world=ctx.world)
     return DataLoader(
         dataset,
@@ -95,13 +75,13 @@ def make_loader(
     )
 
 
-def make_criterion(config: TrainConfig, train: LabelTable, device: torch.device) -> nn.Module:
-    """BCE on logits; with --pos-weight, each class weighted by negatives / positives of the training split."""
+def make_criterion(config: TrainConfig, train_targets: np.ndarray, device: torch.device) -> nn.Module:
+    """BCE on logits over known entries (NaN targets masked); with --pos-weight, each class weighted by known
+    negatives / known positives of the training split."""
     if not config.pos_weight:
-        return nn.BCEWithLogitsLoss()
-    positives = train.targets.sum(axis=0)
-    weights = (len(train) - positives) / np.maximum(positives, 1.0)
-    return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weights, dtype=torch.float32, device=device))
+        return MaskedBCEWithLogitsLoss()
+    weights = torch.tensor(known_pos_weight(train_targets), dtype=torch.float32, device=device)
+    return MaskedBCEWithLogitsLoss(pos_weight=weights)
 
 
 def epoch_record(
@@ -112,21 +92,29 @@ def epoch_record(
     lr: float,
     seconds: float,
     config: TrainConfig,
+    data: RunData,
+    val_owner: np.ndarray,
 ) -> dict[str, Any]:
     """One finished epoch as plain data (metrics.json, metrics.csv, curves.png, TensorBoard): losses, per-class
-    validation AUROC and PR-AUC, and the operating points chosen on this epoch's validation predictions (stored in
-    best.pt when the epoch is the best)."""
-    aurocs = per_class_auroc(result.targets, result.probs)
-    average_precision = per_class_average_precision(result.targets, result.probs)
+    validation AUROC and PR-AUC (each class on its known rows), the mean AUROC per dataset, and the operating points
+    chosen on this epoch's validation predictions (stored in best.pt when the epoch is the best)."""
+    labels = data.labels
+    aurocs = per_class_auroc(result.targets, result.probs, labels)
+    average_precision = per_class_average_precision(result.targets, result.probs, labels)
+    per_dataset = {
+        split.name: mean_auroc(per_class_auroc(result.targets[val_owner == i], result.probs[val_owner == i], labels))
+        for i, split in enumerate(data.tables)
+    }
     # No command here: a resumed run's command differs (--resume), and best.pt's provenance already records it.
     source = {"data": describe_validation(config), "epoch": epoch + 1}
-    points = choose_operating_points(result.targets, result.probs, config.specificity, source)
+    points = choose_operating_points(result.targets, result.probs, config.specificity, source, labels)
     return {
         "epoch": epoch + 1,
         "train_loss": train_loss,
         "val_loss": result.loss,
         "val_mean_auroc": mean_auroc(aurocs),
         "val_auroc": aurocs,
+        "val_dataset_mean_auroc": per_dataset,
         "val_mean_average_precision": mean_defined(average_precision),
         "val_average_precision": average_precision,
         "val_images": len(result.targets),  # every validation image exactly once, whatever the process count
@@ -155,15 +143,27 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     resume_point = read_resume_point(config) if config.resume else None
     if resume_point is not None and epochs_done(resume_point) >= config.epochs:
         _finish_finished_run(config, resume_point, ctx)
-    model = CheXNet() if resume_point is not None else _starting_network(config.weights)
     if config.overwrite and ctx.is_main:
         clear_run(config.out)  # every rank has validated its options by now (init_distributed is a rendezvous)
-    train_table, val_table = load_split(config, ctx)
-    if min(len(train_table), len(val_table)) < ctx.world:
+    if resume_point is None and config.weights == "imagenet":
+        cached_or_downloaded(DENSENET121_IMAGENET)  # the head's size needs the data, but a missing file fails first
+    data = load_run_data(config, listing_allowed=ctx.is_main)
+    if resume_point is not None:
+        if tuple(resume_point.labels) != data.labels:
+            raise TrainConfigError("--resume: the data's label set differs from the one the run was started with")
+        model, head = CheXNet(num_classes=len(data.labels)), None
+    else:
+        model, head = _starting_network(config.weights, data.labels)
+    if min(data.count("train"), data.count("val")) < ctx.world:
         raise TrainConfigError(f"each split needs at least one image per process ({ctx.world} processes)")
-    logger.info("training on %d images, validating on %d (no patient in both)", len(train_table), len(val_table))
+    logger.info(
+        "training on %d images, validating on %d, %d held out for test (no patient in two)",
+        data.count("train"),
+        data.count("val"),
+        data.count("test"),
+    )
     if ctx.is_main:
-        write_split_lists(config.out, train_table, val_table)
+        write_split_lists(config.out, data)
     spec = PreprocessSpec.for_image_size(config.image_size)
     recipe = StepRecipe.for_device(device, config.precision, config.channels_last)
     model = model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
@@ -181,10 +181,12 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
             remove_interrupted_writes(config.out)
             write_history_files(config.out, progress.history)  # a kill may have come between last.pt and these
     net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
-    train_loader = make_loader(config, train_table, spec, train=True, ctx=ctx)
-    val_loader = make_loader(config, val_table, spec, train=False, ctx=ctx)
-    criterion = make_criterion(config, train_table, device)
-    run_info = {**describe_run(config, len(train_table), len(val_table)), "recipe": describe_recipe(config, device)}
+    train_paths, train_targets, _ = data.part("train")
+    val_paths, val_targets, val_owner = data.part("val")
+    train_loader = make_loader(config, train_paths, train_targets, spec, train=True, ctx=ctx)
+    val_loader = make_loader(config, val_paths, val_targets, spec, train=False, ctx=ctx)
+    criterion = make_criterion(config, train_targets, device)
+    run_info = {**describe_run(config, data, head), "recipe": describe_recipe(config, device)}
     validated = model if average is None else average.module  # --ema: the average is validated and kept as best
     board = TensorBoardLog(config.out, progress.next_epoch + 1) if config.tensorboard and ctx.is_main else None
     try:
@@ -197,9 +199,10 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
             broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
             if average is not None:
                 broadcast_model_state(ctx, average.module)
-            result = evaluate(validated, val_loader, criterion, device, ctx, recipe)  # unwrapped: no DDP in eval
+            result = validate(validated, val_loader, criterion, device, ctx, recipe)  # unwrapped: no DDP in eval
+            seconds = time.perf_counter() - start
             record = epoch_record(
-                epoch, stats.loss, stats.images_per_second, result, lr, time.perf_counter() - start, config
+                epoch, stats.loss, stats.images_per_second, result, lr, seconds, config, data, val_owner
             )
             step_scheduler(objects[1], result.loss)
             improved = progress.add_epoch(record)
@@ -207,7 +210,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
                 state = capture_training_state(progress, objects, device, ctx.world)
                 if average is not None:
                     state["ema"] = average.state_dict()
-                _save_epoch(config, model, spec, record, improved, run_info, state, validated)
+                _save_epoch(config, model, spec, data.labels, record, improved, run_info, state, validated)
                 write_history_files(config.out, progress.history)
                 if board is not None:
                     board.add_epoch(record)
@@ -218,16 +221,23 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     return config.out / "best.pt"
 
 
-def _starting_network(weights: str) -> CheXNet:
-    """``--weights``' network; a checkpoint made for other inputs than these transforms give is refused."""
-    model, spec = initial_network(weights)
+def _starting_network(weights: str, labels: tuple[str, ...]) -> tuple[CheXNet, dict[str, Any] | None]:
+    """``--weights``' network with one output per label, and (for a checkpoint) which head rows it kept.
+
+    A checkpoint whose labels differ keeps its backbone; head rows whose label matches by ``label_key`` are copied
+    and the others initialised as a new head's are. A checkpoint made for other inputs than these transforms give
+    is refused.
+    """
+    if weights in ("imagenet", "none"):
+        return build_network(weights, len(labels)), None
+    model, spec = initial_network(weights, len(labels))  # a checkpoint brings its own labels and head
     if spec is not None and (spec.crop_first or (spec.mean, spec.std) != (IMAGENET_MEAN, IMAGENET_STD)):
         raise TrainConfigError(
             f"--weights {weights}: that model expects other inputs (mean {list(spec.mean)}, std {list(spec.std)}"
             f"{', centred square first' if spec.crop_first else ''}) than training here gives (ImageNet mean/std, "
             "resize then crop); fine-tuning an imported torchxrayvision model is not supported"
         )
-    return model
+    return refit_head(model, load_checkpoint(weights).labels, labels)
 
 
 def _finish_finished_run(config: TrainConfig, resume_point: Checkpoint, ctx: DistContext) -> None:
@@ -268,6 +278,7 @@ def _save_epoch(
     config: TrainConfig,
     model: nn.Module,
     spec: PreprocessSpec,
+    labels: tuple[str, ...],
     record: dict[str, Any],
     improved: bool,
     run_info: dict[str, Any],
@@ -282,10 +293,14 @@ def _save_epoch(
     the resumed run repeats that epoch and writes the same best.pt again. Never a last.pt ahead of best.pt.
     """
     weights = {k: v.detach().cpu().clone() for k, v in (validated or model).state_dict().items()}
-    kept = ("epoch", "val_loss", "val_mean_auroc", "val_auroc", "val_mean_average_precision", "val_average_precision")
+    kept = (
+        "epoch", "val_loss", "val_mean_auroc", "val_auroc", "val_mean_average_precision", "val_average_precision",
+        "val_dataset_mean_auroc",
+    )  # fmt: skip
     base = Checkpoint(
         state_dict=weights,
         spec=spec,
+        labels=labels,
         config=config.to_dict(),
         metrics={k: record[k] for k in kept},
         provenance=run_info,

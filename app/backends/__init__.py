@@ -30,7 +30,7 @@ class InferenceBackend(Protocol):
     precision: str
 
     def run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 3, S, S) float32 -> logits (N, 14) float32, norm5 map (N, 1024, S/32, S/32) float32 (pre-ReLU)."""
+        """(N, 3, S, S) float32 -> logits (N, K) float32, norm5 map (N, 1024, S/32, S/32) float32 (pre-ReLU)."""
         ...
 
 
@@ -44,6 +44,8 @@ def backend_name(settings: Settings, device: torch.device) -> str:
         return settings.backend
     if device.type != "cpu":
         return "torch"
+    if settings.precision == "int8":
+        return "openvino"  # int8 is an OpenVINO model; the settings' validator has checked the package
     if importlib.util.find_spec("openvino") is None:
         logger.warning("the openvino package is not installed; CHEXNET_BACKEND=auto uses eager torch on the CPU")
         return "torch"
@@ -57,7 +59,12 @@ def build_backend(
     name = backend_name(settings, device)
     if name == "torch":
         return TorchBackend(model, device, settings.precision)
-    from app.backends.openvino_backend import cache_for, load_openvino_backend  # only this backend needs openvino
+    from app.backends.openvino_backend import cache_for, load_int8_backend, load_openvino_backend  # needs openvino
+
+    if settings.precision == "int8":
+        if settings.int8_model is None:  # the settings' validator refuses this; kept for direct callers
+            raise ValueError("precision int8 needs CHEXNET_INT8_MODEL, a folder made by chexnet quantize")
+        return load_int8_backend(model, image_size, settings.int8_model, sha256, settings.intra_op_threads)
 
     folder = resolve_cache_dir(settings.cache_dir, Path(settings.checkpoint))
     if folder is None:

@@ -8,76 +8,20 @@ export goes straight from PyTorch to OpenVINO's IR (an XML graph and a binary of
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 import torch
-from torch import nn
 
 from app.backends.cache import ExportCache
 from models.network import CheXNet
+from models.openvino_ir import compile_cpu, export_ir, load_int8, shared_core
 
 logger = logging.getLogger(__name__)
 
-_HINTS = {"fp32": "f32", "bf16": "bf16"}
-# Largest |probability difference| from eager fp32 on the start-up probe; fp32 measures ~3e-7, bf16 ~2e-3.
-PROBE_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
-
-_core: ov.Core | None = None
-_core_lock = threading.Lock()
-
-
-def shared_core() -> ov.Core:
-    """The process's one ``ov.Core``, created on first use and never released.
-
-    Not a cache but a safety rule. OpenVINO's CPU plugin (one per Core) gives the thread that first compiles with
-    it an alternate signal stack of its own (mmap'd, for AMX-sized signal frames) and, when the plugin is
-    destroyed, unmaps it and reinstates the stack it replaced -- even when that one belonged to another Core's
-    plugin and is already unmapped. Two Cores whose plugins end in creation order leave the thread's signal stack
-    on unmapped memory; the next signal with a Python handler (CPython installs them with SA_ONSTACK: torch's
-    DataLoader SIGCHLD, uvicorn's SIGTERM) then kills the process with SIGSEGV before any handler can run,
-    faulthandler's included, or writes its frame over whatever was mapped there since. One Core means one plugin
-    and one signal stack for the life of the process.
-    """
-    global _core
-    with _core_lock:
-        if _core is None:
-            _core = ov.Core()
-            # Read the weights into memory rather than mapping the file: a cache file rewritten in place (a copy
-            # over it, a test) would otherwise crash the process with SIGBUS/SIGSEGV when the mapping is touched.
-            _core.set_property({"ENABLE_MMAP": False})
-        return _core
-
-
-class LogitsAndFeatures(nn.Module):
-    """What is exported: both outputs, so closed-form Grad-CAM keeps working from the compiled graph."""
-
-    def __init__(self, model: CheXNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.model.forward_features(images)
-        return self.model.forward_head(features), features
-
-
-def export_ir(model: CheXNet, image_size: int) -> ov.Model:
-    """The fp32 network as an OpenVINO model with a dynamic batch: (N, 3, S, S) -> (logits, norm5 map).
-
-    Through ``torch.export`` (an ExportedProgram), not a module handed to ``convert_model``, which traces it with
-    the deprecated ``torch.jit.trace`` and warns at every first start. Both give bit-identical outputs here. The
-    example batch is 2 because ``torch.export`` specialises a dimension whose example size is 1.
-    """
-    example = torch.zeros(2, 3, image_size, image_size)
-    batch = torch.export.Dim("batch", max=4096)
-    with torch.no_grad():
-        program = torch.export.export(
-            LogitsAndFeatures(model.float().eval()), (example,), dynamic_shapes=({0: batch},), strict=False
-        )
-        exported = ov.convert_model(program, input=[(-1, 3, image_size, image_size)])
-    return exported
+# int8's probe only proves the folder is this model (its fidelity on X-rays is measured by chexnet quantize).
+PROBE_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2, "int8": 0.25}
 
 
 def cached_ir(core: ov.Core, model: CheXNet, image_size: int, cache: ExportCache | None) -> ov.Model:
@@ -115,9 +59,8 @@ class OpenVINOBackend:
         return logits, torch.from_numpy(np.asarray(result[self._features], dtype=np.float32))
 
 
-def compile_backend(ir: ov.Model, core: ov.Core, precision: str, threads: int) -> OpenVINOBackend:
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": _HINTS[precision]}
-    return OpenVINOBackend(core.compile_model(ir, "CPU", {**config, "PERFORMANCE_HINT": "LATENCY"}), precision)
+def compile_backend(ir: ov.Model, precision: str, threads: int) -> OpenVINOBackend:
+    return OpenVINOBackend(compile_cpu(ir, precision, threads), precision)
 
 
 def probe_difference(backend: OpenVINOBackend, model: CheXNet, image_size: int) -> float:
@@ -137,15 +80,29 @@ def load_openvino_backend(
     disagrees raises RuntimeError (the service does not start on a model it cannot vouch for).
     """
     core = shared_core()
-    backend = compile_backend(cached_ir(core, model, image_size, cache), core, precision, threads)
+    backend = compile_backend(cached_ir(core, model, image_size, cache), precision, threads)
     difference = probe_difference(backend, model, image_size)
     if difference > PROBE_TOLERANCE[precision] and cache is not None:
         logger.warning("the cached OpenVINO model disagrees with the checkpoint (%.2g); exporting again", difference)
         cache.manifest.unlink(missing_ok=True)
-        backend = compile_backend(cached_ir(core, model, image_size, cache), core, precision, threads)
+        backend = compile_backend(cached_ir(core, model, image_size, cache), precision, threads)
         difference = probe_difference(backend, model, image_size)
     if difference > PROBE_TOLERANCE[precision]:
         raise RuntimeError(f"the OpenVINO export disagrees with the eager model by {difference:.2g} in probability")
+    return backend
+
+
+def load_int8_backend(model: CheXNet, image_size: int, folder: Path, sha256: str, threads: int) -> OpenVINOBackend:
+    """The int8 folder made by ``chexnet quantize`` from this checkpoint, compiled and probed against eager fp32.
+
+    Raises :class:`~models.openvino_ir.QuantizedModelError` for a folder of another checkpoint or size, and
+    RuntimeError when the compiled model is not this network at all (probe beyond ``PROBE_TOLERANCE["int8"]``).
+    """
+    ir, _manifest = load_int8(folder, sha256, image_size)
+    backend = compile_backend(ir, "int8", threads)
+    difference = probe_difference(backend, model, image_size)
+    if difference > PROBE_TOLERANCE["int8"]:
+        raise RuntimeError(f"the int8 model disagrees with the checkpoint by {difference:.2g} in probability")
     return backend
 
 

@@ -44,7 +44,7 @@ def resolve_point(points: OperatingPoints | None, requested: str | None) -> str 
 
 
 def findings_fields(probs: npt.NDArray[np.float32], points: OperatingPoints | None, name: str | None) -> dict[str, Any]:
-    """The ``findings``, ``operating_point`` and ``note`` fields of /predict's answer for (14,) raw ``probs``."""
+    """The ``findings``, ``operating_point`` and ``note`` fields of /predict's answer for (K,) raw ``probs``."""
     if points is None or name is None:
         return {"findings": None, "operating_point": None, "note": NO_OPERATING_POINTS}
     decisions = points.decide(probs, name)

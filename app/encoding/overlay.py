@@ -131,14 +131,33 @@ def render_overlay_png(base: Image.Image, cam: npt.NDArray[np.float32], geometry
     return encode_png(blend_cam(base, cam, crop_box(geometry, (base.height, base.width))))
 
 
+def panel_columns(count: int) -> int:
+    """Columns of the grid for ``count`` panels: ceil(sqrt(count)), so the sheet stays about square (1 -> 1,
+    5 -> 3, 14 -> 4, 18 -> 5, 64 -> 8); rows are ceil(count / columns)."""
+    return math.isqrt(max(count, 1) - 1) + 1
+
+
+def fit_title(draw: ImageDraw.ImageDraw, title: str, width: float) -> str:
+    """``title`` cut to fit ``width`` pixels in the draw's font, its end replaced by ".." when cut."""
+    if draw.textlength(title) <= width:
+        return title
+    while title and draw.textlength(title + "..") > width:
+        title = title[:-1]
+    return title + ".."
+
+
 def render_panels_png(
     base: Image.Image,
     cams: npt.NDArray[np.float32],
     geometry: CropGeometry,
     titles: list[str],
-    columns: int = 4,
+    columns: int | None = None,
+    flat: list[bool] | None = None,
 ) -> bytes:
-    """(K, h, w) maps -> one PNG: a grid of K overlays, each drawn at PANEL_SIDE on its longer side, with titles."""
+    """(K, h, w) maps -> one PNG: a grid of K overlays (``panel_columns(K)`` wide unless ``columns`` is given), each
+    drawn at PANEL_SIDE on its longer side, with titles cut to the panel's width; a panel marked ``flat`` shows the
+    image alone (its title should say why)."""
+    columns = columns or panel_columns(len(titles))
     scale = PANEL_SIDE / max(geometry.height, geometry.width)
     size = (max(1, round(geometry.height * scale)), max(1, round(geometry.width * scale)))
     if base.size != (size[1], size[0]):
@@ -149,6 +168,7 @@ def render_panels_png(
     draw = ImageDraw.Draw(sheet)
     for index, (cam, title) in enumerate(zip(cams, titles, strict=True)):
         x, y = (index % columns) * size[1], (index // columns) * (size[0] + TITLE_HEIGHT)
-        sheet.paste(blend_cam(base, cam, box), (x, y + TITLE_HEIGHT))
-        draw.text((x + 4, y + 3), title, fill="white")
+        panel = base.convert("RGB") if flat and flat[index] else blend_cam(base, cam, box)
+        sheet.paste(panel, (x, y + TITLE_HEIGHT))
+        draw.text((x + 4, y + 3), fit_title(draw, title, size[1] - 8), fill="white")
     return encode_png(sheet)

@@ -1,6 +1,7 @@
 """Admission before the body: an upload is refused or counted from its headers alone, then timed while it arrives.
 
-A request to an upload route (``/predict``, ``/gradcam``) passes three checks before a byte of its body is read:
+A request to an upload route (declared with ``guarded(upload=True, ...)``, ``app.guards.route_guards``) passes
+four checks before a byte of its body is read:
 
 1. the model is ready (else 503 ``not_ready``);
 2. the model's queue holds fewer than ``CHEXNET_QUEUE_SIZE`` inferences and fewer than ``CHEXNET_UPLOAD_BACKLOG``
@@ -9,6 +10,12 @@ A request to an upload route (``/predict``, ``/gradcam``) passes three checks be
 3. a declared ``Content-Length`` is within ``CHEXNET_MAX_UPLOAD_BYTES`` (else 413). A body without one is counted
    as it streams, and refused with the same 413 once it passes the limit. (Starlette's own body limit was tried:
    it replaces the app's JSON 413 with a plain-text one, outside the API's error shape.)
+4. its ``Content-Encoding`` is absent or ``identity`` (else 415 ``unsupported_content_encoding`` naming the
+   coding, with ``Accept-Encoding: identity``): a compressed upload is refused, not decoded, so the upload limit
+   is always the size of the bytes the decoder reads (docs/structure-app.md).
+
+A refusal, like any answer sent before the body has all arrived, is completed only after the rest of the body is
+drained (``app.guards.drain``), so that it reaches a client still sending.
 
 An admitted request counts toward the backlog from that moment (so a burst cannot all pass before any is
 counted) until it enters the model's queue, and again after it leaves it, until its response is sent. Its body
@@ -19,15 +26,27 @@ a byte a second holds a connection and a backlog place for at most that long.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ApiError, NotReadyError, OverloadedError, error_response, payload_too_large
+from app.errors import (
+    ApiError,
+    NotReadyError,
+    OverloadedError,
+    UnsupportedContentEncodingError,
+    error_response,
+    payload_too_large,
+)
+from app.guards.drain import DRAIN_SECONDS, BodyDrain
+from app.guards.route_guards import RouteGuards
 
-UPLOAD_PATHS = frozenset({"/predict", "/gradcam"})
 ADMISSION_KEY = "chexnet.admission"
+
+
+_CODINGS = re.compile(rb"[a-z0-9!#$%&'*+.^_`|~-]{1,32}(?:[ \t]*,[ \t]*[a-z0-9!#$%&'*+.^_`|~-]{1,32}){0,3}")
 
 
 class UploadTimeoutError(ApiError):
@@ -82,10 +101,17 @@ class AdmissionMiddleware:
     """Refuses or admits upload requests from their headers; answers 408 when the body is too slow."""
 
     def __init__(
-        self, app: ASGIApp, service: AdmissionSource, max_bytes: int, upload_timeout_s: float, backlog: Backlog
+        self,
+        app: ASGIApp,
+        service: AdmissionSource,
+        max_bytes: int,
+        upload_timeout_s: float,
+        backlog: Backlog,
+        guards: RouteGuards,
     ) -> None:
+        """``guards``: which routes take an upload, read from the routes' declarations."""
         self.app, self.service, self.max_bytes = app, service, max_bytes
-        self.upload_timeout_s, self.backlog = upload_timeout_s, backlog
+        self.upload_timeout_s, self.backlog, self.guards = upload_timeout_s, backlog, guards
 
     def _refusal(self, scope: Scope) -> ApiError | None:
         if not self.service.ready:
@@ -95,28 +121,38 @@ class AdmissionMiddleware:
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             return payload_too_large(self.max_bytes)
+        coding = dict(scope.get("headers", [])).get(b"content-encoding", b"").strip().lower()
+        if coding not in (b"", b"identity"):
+            # the coding is named only when it is a plain token list (RFC 9110 8.4), never other client text
+            named = coding.decode("latin-1") if _CODINGS.fullmatch(coding) else None
+            return UnsupportedContentEncodingError(named)
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in UPLOAD_PATHS or scope["method"] != "POST":
+        if scope["type"] != "http" or not self.guards.takes_upload(scope["path"], scope["method"]):
             await self.app(scope, receive, send)
             return
+        now = asyncio.get_running_loop().time()
         refusal = self._refusal(scope)
         if refusal is not None:
-            headers = {**(refusal.headers or {}), "Connection": "close"}  # do not wait for a body we will not read
-            await error_response(refusal.status, refusal.code, refusal.detail, headers)(scope, receive, send)
+            headers = {**(refusal.headers or {}), "Connection": "close"}  # the body is drained, never used
+            drain = BodyDrain(scope, receive, send, self.max_bytes, now + min(DRAIN_SECONDS, self.upload_timeout_s))
+            await error_response(refusal.status, refusal.code, refusal.detail, headers)(
+                scope, drain.receive, drain.send
+            )
             return
         self.backlog.count += 1
         admission = Admission(self.backlog)
         scope.setdefault("state", {})[ADMISSION_KEY] = admission
+        deadline = now + self.upload_timeout_s
+        drain = BodyDrain(scope, receive, send, self.max_bytes, deadline)  # an early answer (413, 422) arrives too
         try:
-            await self.app(scope, self._by_deadline(receive), send)
+            await self.app(scope, self._by_deadline(drain.receive, deadline), drain.send)
         finally:
             admission.leave()
 
-    def _by_deadline(self, receive: Receive) -> Receive:
+    def _by_deadline(self, receive: Receive, deadline: float) -> Receive:
         """``receive`` with the upload deadline and the streamed byte count (raised as API errors)."""
-        deadline = asyncio.get_running_loop().time() + self.upload_timeout_s
         arrived, received = False, 0
 
         async def receive_by_deadline() -> Message:

@@ -1,12 +1,15 @@
-"""Prometheus metrics, one registry per app (no process-global state): requests, latency, batches, scores."""
+"""Prometheus metrics, one registry per app (no process-global state): requests, latency, batches, scores.
+
+The per-class score histogram is labelled with the served model's own labels (``pathology="<label>"``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-
-from models.labels import PATHOLOGIES
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -14,7 +17,8 @@ _SCORE_BUCKETS = tuple(round(x, 2) for x in np.linspace(0.05, 1.0, 20))
 
 
 class Telemetry:
-    def __init__(self) -> None:
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = tuple(labels)  # the model's K labels: the values of the score histogram's "pathology" label
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "chexnet_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
@@ -50,7 +54,8 @@ class Telemetry:
         self.batch_seconds.observe(seconds)
 
     def on_scores(self, probs: npt.NDArray[np.float32]) -> None:
-        for name, value in zip(PATHOLOGIES, probs, strict=True):
+        """One image's (K,) probabilities, in the model's label order."""
+        for name, value in zip(self.labels, probs, strict=True):
             self.scores.labels(pathology=name).observe(float(value))
 
     def render(self) -> bytes:

@@ -3,7 +3,7 @@
 decode + preprocess happen per request off the event loop (see ``app.inference.decode``); here requests wait in the
 batcher's bounded queue, which hands up to ``max_batch_size`` of them (waiting at most ``max_wait_ms`` for
 company) to one forward pass on the model's own thread; each request gets its row: probabilities and,
-when asked, Grad-CAM maps for all 14 classes from the same forward pass (no backward, no hooks).
+when asked, Grad-CAM maps for every label from the same forward pass (no backward, no hooks).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from app.inference.batcher import Batcher
 from app.inference.threads import model_executor
 from app.model_card import model_identity, without_paths
 from app.settings import Settings
+from models.cam_boxes import FLAT_SPAN, cam_spans
 from models.checkpoint import load_checkpoint
 from models.files import resolve_device
 from models.gradcam import gradcam_maps, normalise_maps
@@ -43,6 +44,7 @@ class ModelInfo:
     sha256: str
     device: str
     spec: PreprocessSpec
+    labels: tuple[str, ...]  # the checkpoint's K labels, in the order of the model's outputs
     backend: str = "torch"
     precision: str = "fp32"
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -53,18 +55,21 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Inference:
-    """One request's result: ``probs`` (14,) after sigmoid; ``cams`` (14, h, w) in [0, 1] when asked for."""
+    """One request's result: ``probs`` (K,) after sigmoid, K the model's labels; ``cams`` (K, h, w) in [0, 1]
+    when asked for, with ``cam_spans`` (K,): each raw map's span (``models.cam_boxes.cam_spans``); a flat map's cam
+    is all zeros."""
 
     probs: npt.NDArray[np.float32]
     cams: npt.NDArray[np.float32] | None = None
+    cam_spans: npt.NDArray[np.float64] | None = None
 
 
 class BatchObserver(Protocol):
     def on_batch(self, size: int, seconds: float) -> None: ...
 
 
-class InferenceEngine(Protocol):
-    """What the routes need from a predictor; tests substitute a fake with fixed outputs."""
+class PredictorLike(Protocol):
+    """The model owner as the pipeline sees it: ``Predictor`` below, or a test's fake with fixed outputs."""
 
     info: ModelInfo
 
@@ -130,6 +135,7 @@ class Predictor:
             sha256=digest,
             device=str(backend.device),
             spec=checkpoint.spec,
+            labels=checkpoint.labels,
             backend=backend.name,
             precision=backend.precision,
             metrics=checkpoint.metrics,
@@ -200,7 +206,12 @@ class Predictor:
         probs = torch.sigmoid(logits[: len(batch)]).float().cpu().numpy()
         wanted = [i for i, job in enumerate(batch) if job.with_cams]
         cams: dict[int, npt.NDArray[np.float32]] = {}
+        spans: dict[int, npt.NDArray[np.float64]] = {}
         if wanted:
-            maps = normalise_maps(gradcam_maps(features[wanted], self.head_weight))
-            cams = dict(zip(wanted, maps.float().cpu().numpy(), strict=True))
-        return [Inference(probs=probs[i], cams=cams.get(i)) for i in range(len(batch))]
+            raw = gradcam_maps(features[wanted], self.head_weight)
+            span_rows = cam_spans(raw).cpu().numpy()
+            maps = normalise_maps(raw).float().cpu().numpy()
+            maps[span_rows < FLAT_SPAN] = 0.0  # a flat map is not stretched into a picture of noise
+            cams = dict(zip(wanted, maps, strict=True))
+            spans = dict(zip(wanted, span_rows, strict=True))
+        return [Inference(probs=probs[i], cams=cams.get(i), cam_spans=spans.get(i)) for i in range(len(batch))]

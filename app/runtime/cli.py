@@ -25,13 +25,23 @@ def register(commands: Any) -> None:
         choices=["auto", "cpu", "cuda"],
         help=f"auto: cuda when there is one (default: CHEXNET_DEVICE, else {FLAG_DEFAULTS['device']})",
     )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        help="fp32; bf16 (CPU or CUDA); fp16 (CUDA); int8 (CPU, with --int8-model) (default: CHEXNET_PRECISION, "
+        "else fp32)",
+    )
+    p.add_argument(
+        "--int8-model", help="with --precision int8: the folder chexnet quantize wrote (default: CHEXNET_INT8_MODEL)"
+    )
     p.set_defaults(run=_run_serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from app.runtime.server import StartupError, prepare_service, run_server
 
-    given = ("checkpoint", "host", "port", "device", "log_level")  # --log-level: before or after "serve"
+    # --log-level: before or after "serve"
+    given = ("checkpoint", "host", "port", "device", "precision", "int8_model", "log_level")
     overrides = {k: v for k in given if (v := getattr(args, k, None)) is not None}
     try:
         service = prepare_service(overrides)

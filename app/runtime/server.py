@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import torch
@@ -17,8 +18,9 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE as UVICORN_STARTUP_FAILURE
 
-from app.inference.predictor import InferenceEngine, Predictor
+from app.inference.predictor import Predictor, PredictorLike
 from app.main import create_app
+from app.pipeline import Pipeline
 from app.runtime.listen import AddressError, bind_sockets, close_sockets
 from app.settings import Settings, unknown_variables
 from models.errors import ModelContractError
@@ -128,14 +130,28 @@ def prepare_service(overrides: dict[str, Any], environ: Mapping[str, str] = os.e
         raise StartupError(f"cannot load the model: {exc}", EXIT_MODEL) from None
 
 
-def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[socket.socket]) -> int:
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, which also tells the service on SIGTERM/SIGINT, so /readyz says 503 during the drain: a
+    balancer that probes over a kept-alive connection must not read a draining replica as ready."""
+
+    def __init__(self, config: uvicorn.Config, pipeline: Pipeline) -> None:
+        super().__init__(config)
+        self.pipeline = pipeline
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.pipeline.begin_drain()
+        super().handle_exit(sig, frame)
+
+
+def run_server(settings: Settings, predictor: PredictorLike, sockets: list[socket.socket]) -> int:
     """Serve on ``sockets`` until SIGTERM/SIGINT; in-flight requests get up to ``drain_seconds`` to finish.
 
     Returns 0; ``EXIT_MODEL`` when the application fails to start (uvicorn's exit 3 would read as an address
     problem); ``EXIT_ADDRESS`` when another process began listening on the port after ``bind_address``.
     """
+    app = create_app(settings, predictor)
     config = uvicorn.Config(
-        create_app(settings, predictor),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -146,7 +162,7 @@ def run_server(settings: Settings, predictor: InferenceEngine, sockets: list[soc
         # probes included, a plain-text 503. Admission (app.guards.admission) sheds load from the headers instead; slow
         # or idle connections before their headers are a fronting proxy's job (README, Reliability).
     )
-    server = uvicorn.Server(config)
+    server = _DrainingServer(config, app.state.pipeline)
     logging.getLogger("uvicorn.error").addFilter(_NoExceptionText())
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     logger.info("serving on http://%s:%d once started (Ctrl+C to stop)", host, settings.port)

@@ -1,5 +1,7 @@
-// The upload page: one X-ray -> POST /predict (14 sorted bars) -> POST /gradcam (overlay of the top finding, or
-// of the pathology chosen). Plain DOM, no dependencies, served by the service (CSP: this origin only).
+// The upload page: one X-ray -> POST /predict (one sorted bar per label of the served model) -> POST /gradcam
+// (overlay of the top finding, of the label chosen, or one panel per label). The labels, their count and the
+// operating points come from the model's answers (/predict, /model), never from this page.
+// Plain DOM, no dependencies, served by the service (CSP: this origin only).
 // The API key lives in the input field alone: never in localStorage, sessionStorage or a cookie.
 "use strict";
 
@@ -14,10 +16,16 @@
   const inputInfo = $("input-info");
   const bars = $("bars");
   const pointInfo = $("point-info");
+  const labelsInfo = $("labels-info");
+  const pointField = $("point-field");
+  const pointSelect = $("operating-point");
+  const showAll = $("show-all");
   const figure = $("explanation");
   const overlay = $("overlay");
   const caption = $("overlay-caption");
   const overlayEmpty = $("overlay-empty");
+  const showBoxes = $("show-boxes");
+  let shownName = null;
   const modelCard = $("model-card");
   const modelError = $("model-error");
 
@@ -140,6 +148,20 @@
     return sorted;
   }
 
+  // The model's operating points as choices; the model's default first selected. Hidden when it has none.
+  function offerPoints(points) {
+    pointSelect.replaceChildren();
+    const names = points && points.points ? Object.keys(points.points) : [];
+    for (const name of names) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = points.points[name].description ? `${name}: ${points.points[name].description}` : name;
+      option.selected = name === points.default;
+      pointSelect.append(option);
+    }
+    pointField.hidden = names.length === 0;
+  }
+
   // Which operating point drew the ticks, and on what data it was chosen; or the service's note when none.
   function describePoint(body) {
     const point = body.operating_point;
@@ -162,6 +184,7 @@
     say(`Computing the Grad-CAM map for ${name}…`);
     try {
       const query = new URLSearchParams({ pathology: name });
+      if (showBoxes.checked) query.set("boxes", "true");
       const response = await call(`gradcam?${query}`, { method: "POST", body: formOf(current) });
       const png = await response.blob();
       if (mine !== explanation) return;
@@ -170,7 +193,13 @@
       overlayUrl = URL.createObjectURL(png);
       overlay.src = overlayUrl;
       overlay.alt = `Grad-CAM heatmap for ${name} laid over the uploaded X-ray`;
-      caption.textContent = `${name}, p = ${probability.toFixed(3)}: where the model looked for it (red: more).`;
+      const flat = response.headers.get("X-Heatmap") === "flat";
+      caption.textContent = flat
+        ? `${name}, p = ${probability.toFixed(3)}: flat map — the model's Grad-CAM for it has no spatial variation, ` +
+          "so nothing is drawn (this is not attention spread evenly)."
+        : `${name}, p = ${probability.toFixed(3)}: where the model looked for it (red: more` +
+          (showBoxes.checked ? "; white boxes: regions above 60 and 180 of 255" : "") + ").";
+      shownName = name;
       figure.hidden = false;
       overlayEmpty.hidden = true;
       markShown(name);
@@ -180,23 +209,58 @@
     }
   }
 
-  async function score(file) {
+  // One PNG with a Grad-CAM panel per label of the model (its grid adapts to the label count).
+  async function explainAll() {
+    if (!current) return;
+    const mine = ++explanation;
+    error.textContent = "";
+    say("Computing the Grad-CAM maps for every label…");
+    try {
+      const query = new URLSearchParams({ pathology: "all" });
+      const response = await call(`gradcam?${query}`, { method: "POST", body: formOf(current) });
+      const png = await response.blob();
+      if (mine !== explanation) return;
+      if (overlayUrl) URL.revokeObjectURL(overlayUrl);
+      overlayUrl = URL.createObjectURL(png);
+      overlay.src = overlayUrl;
+      const count = bars.querySelectorAll(".bar-row").length;
+      overlay.alt = `Grad-CAM heatmaps for all ${count} labels, one panel each, laid over the uploaded X-ray`;
+      caption.textContent = `All ${count} labels, one panel each, titled with the probability (red: more).`;
+      figure.hidden = false;
+      overlayEmpty.hidden = true;
+      markShown(null);
+      say(`Grad-CAM maps shown for all ${count} labels.`);
+    } catch (err) {
+      if (mine === explanation) fail(err);
+    }
+  }
+
+  async function score(file, keepMap) {
     const mine = ++upload;
     current = null;
-    explanation++;
-    clearResults();
+    if (keepMap) {
+      error.textContent = "";
+    } else {
+      explanation++;
+      clearResults();
+    }
     say("Scoring the image…");
     try {
-      const response = await call("predict", { method: "POST", body: formOf(file) });
+      const point = pointField.hidden ? "" : pointSelect.value;
+      const path = point ? `predict?${new URLSearchParams({ operating_point: point })}` : "predict";
+      const response = await call(path, { method: "POST", body: formOf(file) });
       const body = await response.json();
       if (mine !== upload) return;
       current = file;
       const sorted = renderBars(body.probabilities, body.findings);
+      const count = sorted.length;
+      const plural = count === 1 ? "" : "s";
+      labelsInfo.textContent = `The model's ${count} label${plural}, most probable first. Choose one to see its map.`;
       pointInfo.textContent = describePoint(body);
       const input = body.input;
       inputInfo.textContent = `Read as ${input.format.toUpperCase()}, ${input.width} × ${input.height} px.`;
       say(`Most probable: ${sorted[0][0]}, ${sorted[0][1].toFixed(3)}.`);
-      await explain(sorted[0][0]);
+      if (!keepMap) await explain(sorted[0][0]);
     } catch (err) {
       if (mine === upload) fail(err);
     }
@@ -234,6 +298,8 @@
       const provenance = (card.training && card.training.provenance) || {};
       const auroc = card.metrics && card.metrics.val_mean_auroc;
       addTerm("Name", `${card.name} ${card.version}`);
+      addTerm("Labels", Array.isArray(card.labels) ? `${card.labels.length}: ${card.labels.join(", ")}` : undefined);
+      offerPoints(card.operating_points);
       addTerm("Training data", describeData(provenance.data));
       addTerm("Validation mean AUROC", Number.isFinite(auroc) ? auroc.toFixed(3) : undefined);
       addTerm("Note", provenance.note);
@@ -249,6 +315,14 @@
     if (fileInput.files.length > 0) score(fileInput.files[0]);
   });
   keyInput.addEventListener("change", loadModelCard);
+  // Another operating point re-scores the same image (its thresholds and decisions change; the map shown stays).
+  pointSelect.addEventListener("change", () => {
+    if (current) score(current, true);
+  });
+  showAll.addEventListener("click", explainAll);
+  showBoxes.addEventListener("change", () => {
+    if (shownName) explain(shownName);
+  });
   for (const type of ["dragenter", "dragover"]) {
     dropZone.addEventListener(type, (event) => {
       event.preventDefault();

@@ -1,9 +1,9 @@
 """What every decoder promises: the limits it enforces before decoding pixels, and what it returns.
 
-A decoder (``models.imaging.raster`` for PNG/JPEG, ``models.imaging.dicom`` for DICOM, both reached through
-``models.imaging.decoder.decode_image``) turns file bytes into a :class:`DecodedImage`: one (H, W) float32 image in
-[0, 1] and the names of the steps that made it.  Limits are checked from the header, before any pixel data is
-decoded, so a small file that claims a huge image costs nothing.
+A format (``models.imaging.formats``: PNG and JPEG through ``models.imaging.raster``, DICOM through
+``models.imaging.dicom``, all reached through ``models.imaging.decoder.decode_image``) turns file bytes into a
+:class:`DecodedImage`: one (H, W) float32 image in [0, 1] and the names of the steps that made it.  Limits are
+checked from the header, before any pixel data is decoded, so a small file that claims a huge image costs nothing.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class DecodedImage:
     """``gray`` (H, W) float32 in [0, 1]; ``format`` as sniffed; ``steps`` applied, in order.
 
     Step names: ``exif_orientation``, ``mpo_primary_image``, ``sbit_<n>`` (16-bit PNG scaled by 2**n - 1),
-    ``luma`` (colour reduced to ITU-R 601 luma), and for DICOM ``decompress``, ``modality_lut``, ``voi_lut``,
-    ``window``, ``auto_window`` (min-max, no VOI data), ``monochrome1_inversion``.
+    ``luma`` (colour reduced to ITU-R 601 luma), and for DICOM ``decompress``, ``high_bit_shift`` (the sample
+    taken from above bit 0 of its cell), ``modality_lut``, ``voi_lut``, ``window``, ``auto_window`` (min-max of
+    the non-padding pixels, no VOI data), ``monochrome1_inversion``, ``pixel_padding`` (padding shown black).
     """
 
     gray: npt.NDArray[np.float32]

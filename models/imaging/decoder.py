@@ -19,9 +19,8 @@ from io import BytesIO
 from typing import BinaryIO, Final
 
 from models.imaging.decoded import DEFAULT_LIMITS, DecodedImage, DecodeLimits, ImageHeader, check_dimensions
-from models.imaging.dicom import decode_dicom, looks_like_dicom, read_dicom_header
 from models.imaging.errors import InvalidImageError, UnreadableFileError, UnsupportedFormatError
-from models.imaging.raster import PNG_SIGNATURE, decode_raster, read_raster_header
+from models.imaging.formats import FORMATS, ImageFormat
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -36,24 +35,26 @@ __all__ = [
     "sniff_format",
 ]
 
-JPEG_MAGIC: Final = b"\xff\xd8\xff"
 SNIFF_BYTES: Final = 1024  # enough for every magic number and a preamble-less DICOM's first elements
 
 
 def sniff_format(data: bytes) -> str:
-    """``"png"``, ``"jpeg"`` or ``"dicom"`` from the first bytes; raises :class:`UnsupportedFormatError`.
+    """``"png"``, ``"jpeg"`` or ``"dicom"`` (a registered format's name) from the first bytes.
 
-    DICOM is recognised by its Part-10 preamble ("DICM" at offset 128), or without one when the stream begins
-    with a well-formed group 0002 or 0008 element (see :func:`models.imaging.dicom.looks_like_dicom`).
+    Each format in :data:`models.imaging.formats.FORMATS` is asked in turn.  DICOM is recognised by its Part-10
+    preamble ("DICM" at offset 128), or without one when the stream begins with a well-formed group 0002 or 0008
+    element (see :func:`models.imaging.dicom.looks_like_dicom`).  Raises :class:`InvalidImageError` (empty) or
+    :class:`UnsupportedFormatError`.
     """
+    return _sniff(data).name
+
+
+def _sniff(data: bytes) -> ImageFormat:
     if not data:
         raise InvalidImageError("The file is empty.")
-    if data.startswith(PNG_SIGNATURE):
-        return "png"
-    if data.startswith(JPEG_MAGIC):
-        return "jpeg"
-    if looks_like_dicom(data):
-        return "dicom"
+    for image_format in FORMATS:
+        if image_format.sniff(data):
+            return image_format
     raise UnsupportedFormatError()
 
 
@@ -98,10 +99,7 @@ def decode_image(source: bytes | str | os.PathLike[str], limits: DecodeLimits = 
     ``unsupported_compression`` or (for a path) ``unreadable_file``.
     """
     data = source if isinstance(source, bytes) else read_image_bytes(source)
-    fmt = sniff_format(data)
-    if fmt == "dicom":
-        return decode_dicom(data, limits)
-    return decode_raster(data, fmt, limits)
+    return _sniff(data).decode(data, limits)
 
 
 def probe_image(source: bytes | str | os.PathLike[str], limits: DecodeLimits = DEFAULT_LIMITS) -> ImageHeader:
@@ -121,9 +119,4 @@ def _probe_stream(stream: BinaryIO, limits: DecodeLimits) -> ImageHeader:
     with _file_errors():
         head = stream.read(SNIFF_BYTES)
         stream.seek(0)
-    fmt = sniff_format(head)
-    if fmt == "dicom":
-        width, height = read_dicom_header(stream, limits)
-    else:
-        width, height = read_raster_header(stream, fmt, limits)
-    return ImageHeader(fmt, width, height)
+    return _sniff(head).probe(stream, limits)

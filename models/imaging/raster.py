@@ -34,17 +34,16 @@ from PIL import Image, ImageOps
 from models.imaging.decoded import DecodedImage, DecodeLimits, check_dimensions, too_many_pixels
 from models.imaging.errors import InputError, InvalidImageError, MultiFrameError, UnsupportedCompressionError
 from models.imaging.jpeg_header import JPEG_LS_SOF, read_jpeg_frame
+from models.imaging.png_chunks import PNG_SIGNATURE, png_header_stream, png_without_unused_chunks
 from models.preprocessing import image_to_gray
 
 __all__ = ["check_jpeg_data", "check_jpeg_process", "decode_raster", "png_significant_bits", "read_raster_header"]
 
 logger = logging.getLogger(__name__)
 
-PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _PILLOW_FORMATS: Final = {"png": ["PNG"], "jpeg": ["JPEG", "MPO"]}
 _EXIF_ORIENTATION: Final = 0x0112
 _JPEG_HEAD_BYTES: Final = 256 * 1024  # room for APP segments (EXIF, ICC, previews) before the frame header
-_MAX_PNG_CHUNKS: Final = 65_536  # real files have a few dozen; more is a file built to waste time
 # PNG colour type -> sBIT bytes of its colour (non-alpha) samples; palette images (type 3) are left as they are.
 _COLOUR_SAMPLES: Final = {0: 1, 2: 3, 4: 1, 6: 3}
 _SIXTEEN_BIT_GRAY: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -127,7 +126,7 @@ def read_raster_header(stream: BinaryIO, fmt: str, limits: DecodeLimits) -> tupl
     """(width, height) of a PNG/JPEG from its header, limits checked, nothing decoded; raises InputError."""
     with _typed_errors(fmt, limits):
         if fmt == "png":
-            _check_png_ends(stream)
+            stream = BytesIO(png_header_stream(stream))  # unused ancillary chunks dropped, as when decoding
         else:
             check_jpeg_process(stream.read(_JPEG_HEAD_BYTES))
         stream.seek(0)
@@ -136,27 +135,6 @@ def read_raster_header(stream: BinaryIO, fmt: str, limits: DecodeLimits) -> tupl
             width, height = image.size
     _check_size(width, height, limits)
     return width, height
-
-
-def _check_png_ends(stream: BinaryIO) -> None:
-    """Walk the chunk headers (PNG 1.2 §5.3) to the IEND chunk; a file that ends first is truncated.
-
-    Only 8 bytes a chunk are read (lengths are skipped over), so this costs microseconds; data after IEND is
-    ignored, as Pillow and viewers ignore it.  Used by both the header check and the decoder, so both give the
-    same verdict.
-    """
-    stream.seek(len(PNG_SIGNATURE))
-    for _ in range(_MAX_PNG_CHUNKS):
-        head = stream.read(8)
-        if len(head) < 8:
-            break
-        length, kind = struct.unpack(">I4s", head)
-        if kind == b"IEND":
-            return
-        stream.seek(length + 4, 1)  # the chunk's data and CRC
-    else:
-        raise InvalidImageError("The PNG file has too many chunks.")
-    raise InvalidImageError("The PNG file is truncated: it ends before its IEND chunk.")
 
 
 def decode_raster(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
@@ -180,7 +158,7 @@ def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
 def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     steps: list[str] = []
     if fmt == "png":
-        _check_png_ends(BytesIO(data))
+        data = png_without_unused_chunks(data)  # metadata never decides decoding: see models.imaging.png_chunks
     else:
         check_jpeg_data(data, limits)
     # formats=[...] keeps Pillow from trying any other plugin on the bytes; open() parses only the header.

@@ -1,4 +1,4 @@
-"""A fake inference engine with fixed outputs, so API tests assert exact bodies without a network."""
+"""A fake predictor with fixed outputs, so API tests assert exact bodies without a network."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def fake_operating_points(temperature: float | None = None) -> OperatingPoints:
     )
 
 
-class FakeEngine:
+class FakePredictor:
     """Returns FIXED_PROBS; Grad-CAM maps follow the input's brightness over the crop it was given."""
 
     def __init__(
@@ -48,7 +48,7 @@ class FakeEngine:
         operating_points: OperatingPoints | None = None,
     ) -> None:
         self.info = ModelInfo(
-            name="fake", version="0.0.0", sha256="ab" * 32, device="cpu", spec=SPEC,
+            name="fake", version="0.0.0", sha256="ab" * 32, device="cpu", spec=SPEC, labels=PATHOLOGIES,
             metrics={"val_mean_auroc": 0.5}, provenance={"command": "fake"}, config={"epochs": 1},
             operating_points=operating_points,
         )  # fmt: skip
@@ -79,17 +79,17 @@ class FakeEngine:
             brightness = torch.nn.functional.avg_pool2d(tensor[:1][None], 8)[0, 0]  # (8, 8) over the crop
             low, high = brightness.min(), brightness.max()
             cam = ((brightness - low) / (high - low)).numpy() if high > low else np.zeros((8, 8), np.float32)
-            cams = np.stack([cam] * 14).astype(np.float32)
+            cams = np.stack([cam] * len(PATHOLOGIES)).astype(np.float32)
         return Inference(probs=FIXED_PROBS.copy(), cams=cams)
 
 
 @contextmanager
-def client_for(engine: Any, **settings: Any) -> Iterator[TestClient]:
-    """A TestClient on create_app with ``engine``, waiting until /readyz says ready (unless gated)."""
-    app = create_app(Settings(**settings), engine)
+def client_for(predictor: Any, **settings: Any) -> Iterator[TestClient]:
+    """A TestClient on create_app with ``predictor``, waiting until /readyz says ready (unless gated)."""
+    app = create_app(Settings(**settings), predictor)
     with TestClient(app, raise_server_exceptions=False) as client:
         deadline = time.monotonic() + 10
-        while engine.gate is None and client.get("/readyz").status_code != 200:
+        while predictor.gate is None and client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, "app never became ready"
             time.sleep(0.01)
         yield client

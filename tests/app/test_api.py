@@ -13,7 +13,7 @@ from PIL import Image
 from app.errors import OverloadedError
 from app.settings import DISCLAIMER
 from models.labels import PATHOLOGIES
-from tests.app.fakes import FIXED_PROBS, FakeEngine, client_for
+from tests.app.fakes import FIXED_PROBS, FakePredictor, client_for
 from tests.conftest import FIXTURES
 
 XRAY = (FIXTURES / "00000075_000.png").read_bytes()
@@ -39,7 +39,7 @@ def assert_error(response: object, status: int, code: str) -> dict[str, str]:
 
 
 def test_predict_returns_the_engines_probabilities_in_order() -> None:
-    engine = FakeEngine()
+    engine = FakePredictor()
     with client_for(engine) as client:
         response = client.post("/predict", files=upload())
     assert response.status_code == 200
@@ -55,7 +55,7 @@ def test_predict_returns_the_engines_probabilities_in_order() -> None:
 def test_format_is_read_from_bytes_not_the_name() -> None:
     jpeg = io.BytesIO()
     Image.new("L", (80, 80), 90).save(jpeg, format="JPEG")
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post("/predict", files=upload(jpeg.getvalue(), name="scan.png"))
         assert response.json()["input"]["format"] == "jpeg"
         assert_error(client.post("/predict", files=upload(b"%PDF-1.7 ...", name="x.png")), 415, "unsupported_format")
@@ -71,24 +71,37 @@ def test_format_is_read_from_bytes_not_the_name() -> None:
     ],
 )
 def test_bad_images_are_422(data: bytes, code: str) -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         assert_error(client.post("/predict", files=upload(data)), 422, code)
 
 
 def test_pixel_cap_is_configurable() -> None:
-    with client_for(FakeEngine(), max_pixels=100 * 100) as client:
+    with client_for(FakePredictor(), max_pixels=100 * 100) as client:
         assert_error(client.post("/predict", files=upload(png_bytes(200, 200))), 422, "decompression_bomb")
         assert client.post("/predict", files=upload(png_bytes(100, 100))).status_code == 200
 
 
 def test_missing_file_field() -> None:
-    with client_for(FakeEngine()) as client:
-        body = assert_error(client.post("/predict", data={"other": "x"}), 422, "validation_error")
+    with client_for(FakePredictor()) as client:
+        body = assert_error(client.post("/predict", data={}, files={}), 422, "validation_error")
     assert body["detail"] == "'file' is required (multipart/form-data upload)"
 
 
+def test_a_part_under_another_name_is_named_with_the_one_expected() -> None:
+    with client_for(FakePredictor()) as client:
+        image = assert_error(client.post("/predict", files={"image": ("x.png", b"\x89PNG")}), 422, "wrong_part")
+        text = assert_error(client.post("/gradcam", data={"other": "x"}), 422, "wrong_part")
+        odd = assert_error(client.post("/predict", data={"a<b>": "x"}), 422, "wrong_part")
+    assert image["detail"] == (
+        "the form has no part named 'file', but one named 'image': send the X-ray as the part named 'file' "
+        "(for example: curl -F file=@xray.png ...)"
+    )
+    assert text["detail"].startswith("the form has no part named 'file', but one named 'other': ")
+    assert odd["detail"].startswith("the form has no part named 'file', but one named (a name with other characters)")
+
+
 def test_upload_limit_413_by_length_and_while_streaming() -> None:
-    with client_for(FakeEngine(), max_upload_bytes=64 * 1024) as client:
+    with client_for(FakePredictor(), max_upload_bytes=64 * 1024) as client:
         assert_error(client.post("/predict", files=upload(b"\0" * (65 * 1024))), 413, "payload_too_large")
 
         def chunks():  # no Content-Length: counted as it streams in
@@ -103,14 +116,14 @@ def test_upload_limit_413_by_length_and_while_streaming() -> None:
 
 
 def test_overload_is_503_with_retry_after() -> None:
-    with client_for(FakeEngine(error=OverloadedError())) as client:
+    with client_for(FakePredictor(error=OverloadedError())) as client:
         response = client.post("/predict", files=upload())
     assert_error(response, 503, "overloaded")
     assert response.headers["retry-after"] == "1"
 
 
 def test_full_queue_is_refused_before_decoding() -> None:
-    engine = FakeEngine()
+    engine = FakePredictor()
     with client_for(engine, queue_size=8) as client:
         engine.depth = 8
         calls = len(engine.tensors)
@@ -121,7 +134,7 @@ def test_full_queue_is_refused_before_decoding() -> None:
 
 def test_internal_errors_are_generic(caplog: pytest.LogCaptureFixture) -> None:
     secret = "/home/alice/patient-John-Doe.png"
-    with caplog.at_level(logging.ERROR), client_for(FakeEngine(error=RuntimeError(secret))) as client:
+    with caplog.at_level(logging.ERROR), client_for(FakePredictor(error=RuntimeError(secret))) as client:
         response = client.post("/predict", files=upload(name="patient-John-Doe.png"))
     body = assert_error(response, 500, "internal_error")
     assert body["detail"] == "internal server error"
@@ -131,7 +144,7 @@ def test_internal_errors_are_generic(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_not_ready_until_warm_up_finishes() -> None:
     gate = asyncio.Event()
-    with client_for(FakeEngine(gate=gate)) as client:
+    with client_for(FakePredictor(gate=gate)) as client:
         response = client.get("/readyz")
         assert_error(response, 503, "not_ready")
         assert response.headers["retry-after"] == "1"
@@ -145,7 +158,7 @@ def test_not_ready_until_warm_up_finishes() -> None:
 
 
 def test_disclaimer_on_every_route_and_error() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         responses = [
             client.get("/healthz"), client.get("/readyz"), client.get("/docs"), client.get("/openapi.json"),
             client.get("/model"), client.get("/metrics"), client.get("/missing"), client.delete("/predict"),
@@ -156,7 +169,7 @@ def test_disclaimer_on_every_route_and_error() -> None:
 
 
 def test_docs_carry_the_disclaimer_and_examples() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         spec = client.get("/openapi.json").json()
     assert DISCLAIMER in spec["info"]["description"]
     assert {"/predict", "/gradcam", "/model", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
@@ -166,7 +179,7 @@ def test_docs_carry_the_disclaimer_and_examples() -> None:
 
 
 def test_api_key_guards_model_routes_only() -> None:
-    with client_for(FakeEngine(), api_key="s3cret-key") as client:
+    with client_for(FakePredictor(), api_key="s3cret-key") as client:
         for response in (
             client.post("/predict", files=upload()), client.post("/gradcam", files=upload()),
             client.get("/model"), client.get("/metrics"),
@@ -185,7 +198,7 @@ def test_api_key_guards_model_routes_only() -> None:
 
 
 def test_api_key_is_checked_before_the_body_is_read() -> None:
-    with client_for(FakeEngine(), api_key="k", max_upload_bytes=1024) as client:
+    with client_for(FakePredictor(), api_key="k", max_upload_bytes=1024) as client:
         # over the upload limit and without a key: the key check answers first, nothing is parsed or spooled
         assert_error(client.post("/predict", files=upload(b"\0" * 4096)), 401, "unauthorized")
         assert_error(client.post("/predict", files=upload(b"\0" * 4096), headers={"X-API-Key": "k"}), 413,
@@ -193,7 +206,7 @@ def test_api_key_is_checked_before_the_body_is_read() -> None:
 
 
 def test_model_card() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         card = client.get("/model").json()
     assert card["labels"] == list(PATHOLOGIES)
     assert card["sha256"] == "ab" * 32
@@ -204,7 +217,7 @@ def test_model_card() -> None:
 
 
 def test_metrics_count_requests_by_route_and_scores() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         client.post("/predict", files=upload())
         client.post("/predict", files=upload(b"junk"))
         client.get("/no/such/path")
@@ -220,7 +233,7 @@ def test_metrics_count_requests_by_route_and_scores() -> None:
 
 
 def test_gradcam_png_defaults_to_the_most_probable_class() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post("/gradcam", files=upload())
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
@@ -231,7 +244,7 @@ def test_gradcam_png_defaults_to_the_most_probable_class() -> None:
 
 
 def test_gradcam_json_and_all_and_unknown() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         body = client.post("/gradcam?format=json&pathology=Effusion", files=upload()).json()
         assert body["pathology"] == "Effusion"
         assert body["probability"] == pytest.approx(0.03)
@@ -252,7 +265,7 @@ def test_gradcam_json_and_all_and_unknown() -> None:
      ("ALL", "all"), ("Effusion", "Effusion")],
 )  # fmt: skip
 def test_gradcam_pathology_ignores_case_spaces_and_underscores(query: str, expected: str) -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post(f"/gradcam?pathology={query}", files=upload())
     assert response.status_code == 200, response.text
     assert response.headers["x-pathology"] == expected
@@ -260,15 +273,15 @@ def test_gradcam_pathology_ignores_case_spaces_and_underscores(query: str, expec
 
 def test_unknown_pathology_lists_the_names_and_suggests_one() -> None:
     names = ", ".join(PATHOLOGIES)
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         typo = assert_error(client.post("/gradcam?pathology=Pneumonnia", files=upload()), 422, "unknown_pathology")
         other = assert_error(client.post("/gradcam?pathology=Fracture", files=upload()), 422, "unknown_pathology")
     assert typo["detail"] == (
-        f"unknown pathology; did you mean 'Pneumonia'? use one of the 14 ChestX-ray14 names ({names}; case, "
+        f"unknown pathology; did you mean 'Pneumonia'? use one of this model's 14 labels ({names}; case, "
         "spaces and underscores do not matter) or 'all'"
     )
     assert other["detail"] == (
-        f"unknown pathology; use one of the 14 ChestX-ray14 names ({names}; case, spaces and underscores do not "
+        f"unknown pathology; use one of this model's 14 labels ({names}; case, spaces and underscores do not "
         "matter) or 'all'"
     )
 
@@ -286,7 +299,7 @@ def test_out_of_memory_while_decoding_is_503_and_the_service_keeps_serving(monke
         return real_decode(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(app.inference.decode, "decode_image", decode_once_out_of_memory)
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post("/predict", files=upload())
         body = assert_error(response, 503, "out_of_memory")
         assert response.headers["retry-after"] == "1"
@@ -295,5 +308,5 @@ def test_out_of_memory_while_decoding_is_503_and_the_service_keeps_serving(monke
 
 
 def test_out_of_memory_in_the_model_is_503() -> None:
-    with client_for(FakeEngine(error=MemoryError())) as client:
+    with client_for(FakePredictor(error=MemoryError())) as client:
         assert_error(client.post("/predict", files=upload()), 503, "out_of_memory")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import imagecodecs
 import numpy as np
+import pydicom
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -17,7 +20,7 @@ from pydicom.uid import JPEGLosslessSV1
 
 from app.main import create_app
 from app.settings import Settings
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 from tests.conftest import FIXTURES
 from tests.models.imaging.test_dicom import make_dicom
 from tests.models.imaging.test_dicom_codecs import encapsulated
@@ -93,7 +96,7 @@ def test_train_serve_parity(client: TestClient, tiny_checkpoint: Path) -> None:
 def test_overlay_lands_on_the_bright_region_in_original_coordinates() -> None:
     pixels = np.full((100, 200), 60, dtype=np.uint8)  # H=100, W=200: the crop is x 55.6..144.4, y 5.6..94.4
     pixels[60:80, 110:130] = 250
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post(
             "/gradcam?pathology=Effusion", files={"file": ("a", encoded(Image.fromarray(pixels)), "x")}
         )
@@ -182,3 +185,56 @@ def test_unsupported_compression_is_named(client: TestClient) -> None:
     body = response.json()
     assert body["code"] == "unsupported_compression"
     assert "JPEG XL" in body["detail"] and "1.2.840" not in body["detail"]
+
+
+# --- issue 16: DICOM pixel attributes and PNG metadata, end to end through the API --------------------------
+
+
+def test_padded_monochrome1_dicom_equals_the_8_bit_png_with_a_black_border(client: TestClient) -> None:
+    """Was 200 with a washed-out picture: the white padding border (Pixel Padding Value) set the min-max window."""
+    eight = _xray_8bit()
+    eight[8, 8], eight[9, 9] = 0, 255  # the picture inside the 8-pixel border still spans 0..255
+    stored = (255 - eight) * 15 + 100
+    stored[:8], stored[:, :8] = 0, 0
+    data = make_dicom(stored, "MONOCHROME1", bits_stored=12, PixelPaddingValue=0)
+    shown = eight.copy()
+    shown[:8], shown[:, :8] = 0, 0  # padding is shown at the display minimum
+    _same_as_png(client, data, shown, ["auto_window", "monochrome1_inversion", "pixel_padding"])
+
+
+def test_high_bit_15_dicom_equals_the_8_bit_png(client: TestClient) -> None:
+    """Was 200 with a scrambled picture: a 12-bit sample stored in bits 4..15 was read from bits 0..11."""
+    eight = _xray_8bit()
+    cells = ((eight * 16) << 4) | 0xA
+    _same_as_png(client, make_dicom(cells, bits_stored=12, HighBit=15), eight, ["high_bit_shift", "auto_window"])
+
+
+def test_dicom_with_a_non_numeric_rescale_slope_equals_the_8_bit_png(client: TestClient) -> None:
+    """Was 422 "could not be decoded": the rescale is treated as absent (as DCMTK does) and the window applies."""
+    eight = _xray_8bit()
+    window = {"WindowCenter": "2140.5", "WindowWidth": "4081"}  # maps 16 v + 100 onto v / 255 (PS3.3 C.11.2.1.2.1)
+    data = make_dicom(eight * 16 + 100, bits_stored=13, RescaleSlope="7.25", RescaleIntercept="-1024", **window)
+    data = data.replace(b"7.25", b"abc ")
+    _same_as_png(client, data, eight, ["window"])
+
+
+def test_png_with_a_compressed_text_chunk_over_1_mib_equals_the_plain_png(client: TestClient) -> None:
+    """Was 422 "may be corrupt or truncated": Pillow refuses a zTXt over its 1 MiB limit; the chunk is now skipped."""
+    plain = (FIXTURES / "00000075_000.png").read_bytes()
+    text = zlib.compress(np.random.default_rng(0).bytes(2 * 1024 * 1024), 0)
+    chunk = struct.pack(">I", len(text) + 9) + b"zTXtComment\0\0" + text
+    chunk += struct.pack(">I", zlib.crc32(chunk[4:]))
+    at = plain.index(b"IDAT") - 4
+    assert np.allclose(predict(client, plain[:at] + chunk + plain[at:]), predict(client, plain), atol=0)
+
+
+def test_float_pixel_data_is_refused_by_name(client: TestClient) -> None:
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(np.zeros((64, 64), np.int64), bits_stored=12)))
+    del ds.PixelData
+    ds.add_new(0x7FE00008, "OF", np.zeros(64 * 64, np.float32).tobytes())
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    response = client.post("/predict", files={"file": ("upload", buffer.getvalue(), "application/octet-stream")})
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_image"
+    assert "Float Pixel Data" in response.json()["detail"]

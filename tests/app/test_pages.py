@@ -15,7 +15,7 @@ import pytest
 import app.pages
 from app.pages import PAGE_CSP, DocsAssetsMissingError, docs_csp
 from app.settings import DISCLAIMER
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 
 _URL_ATTRIBUTE = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
 _ALLOWED_SOURCES = {"'self'", "'none'", "'unsafe-inline'", "data:", "blob:"}
@@ -39,7 +39,7 @@ def csp_directives(header: str) -> dict[str, list[str]]:
     ],
 )
 def test_pages_load_only_what_this_service_serves(path: str, assets: list[str]) -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         page = client.get(path)
         assert page.status_code == 200
         assert page.headers["content-type"] == "text/html; charset=utf-8"
@@ -53,14 +53,14 @@ def test_pages_load_only_what_this_service_serves(path: str, assets: list[str]) 
 
 
 def test_swagger_ui_never_calls_the_online_validator() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         page = client.get("/docs").text
     assert '"validatorUrl": null' in page
     assert "url: '/openapi.json'" in page
 
 
 def test_the_upload_page_has_the_disclaimer_and_a_csp_that_allows_this_origin_only() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         page = client.get("/")
     assert page.headers["content-security-policy"] == PAGE_CSP
     directives = csp_directives(PAGE_CSP)
@@ -77,7 +77,7 @@ def test_the_upload_page_has_the_disclaimer_and_a_csp_that_allows_this_origin_on
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
 def test_docs_csp_names_no_other_origin_and_allows_only_the_pages_own_inline_script(path: str) -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         page = client.get(path)
     directives = csp_directives(page.headers["content-security-policy"])
     inline = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
@@ -101,14 +101,14 @@ def test_docs_csp_hashes_each_inline_script() -> None:
 
 
 def test_pages_and_assets_stay_open_when_an_api_key_is_set() -> None:
-    with client_for(FakeEngine(), api_key="s3cret-key") as client:
+    with client_for(FakePredictor(), api_key="s3cret-key") as client:
         for path in ("/", "/docs", "/redoc", "/static/page.js", "/static/page.css", "/docs/assets/redoc.standalone.js"):
             assert client.get(path).status_code == 200, path
         assert client.get("/model").status_code == 401
 
 
 def test_pages_are_not_operations_of_the_api() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         paths = set(client.get("/openapi.json").json()["paths"])
         assert client.get("/static/nothing.js").json() == {"detail": "Not Found", "code": "not_found"}
     assert paths == {"/predict", "/gradcam", "/model", "/healthz", "/readyz", "/metrics"}
@@ -116,5 +116,5 @@ def test_pages_are_not_operations_of_the_api() -> None:
 
 def test_a_missing_docs_asset_stops_the_app_from_being_built(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app.pages, "DOCS_ASSET_FILES", (*app.pages.DOCS_ASSET_FILES, "swagger-ui-99.js"))
-    with pytest.raises(DocsAssetsMissingError, match=r"does not ship swagger-ui-99\.js"), client_for(FakeEngine()):
+    with pytest.raises(DocsAssetsMissingError, match=r"does not ship swagger-ui-99\.js"), client_for(FakePredictor()):
         pass

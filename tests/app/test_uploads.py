@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.errors import BAD_FORM_MESSAGE, MULTIPLE_FILES_MESSAGE
-from tests.app.fakes import FakeEngine, client_for
-from tests.app.test_api import XRAY, assert_error
+from tests.app.fakes import FakePredictor, client_for
+from tests.app.test_api import XRAY, assert_error, upload
 
 FRAMEWORK_WORDS = ("UploadFile", "<class", "Value error", "Expected", "pydantic", "Traceback", "str'")
 
@@ -14,7 +14,7 @@ FRAMEWORK_WORDS = ("UploadFile", "<class", "Value error", "Expected", "pydantic"
 @pytest.mark.parametrize("route", ["/predict", "/gradcam"])
 @pytest.mark.parametrize("names", [("file", "file"), ("file", "other"), ("file",) * 5])
 def test_more_than_one_file_part_is_refused_not_half_answered(route: str, names: tuple[str, ...]) -> None:
-    engine = FakeEngine()
+    engine = FakePredictor()
     with client_for(engine) as client:
         response = client.post(route, files=[(name, (f"{i}.png", XRAY, "image/png")) for i, name in enumerate(names)])
     body = assert_error(response, 422, "multiple_files")
@@ -23,14 +23,14 @@ def test_more_than_one_file_part_is_refused_not_half_answered(route: str, names:
 
 
 def test_a_text_part_beside_the_file_with_the_same_name_is_refused() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post("/predict", files=[("file", ("a.png", XRAY, "image/png")), ("file", (None, b"x"))])
     body = assert_error(response, 422, "multiple_files")
     assert body["detail"] == "Send one X-ray per request: the form has 2 parts named 'file'."
 
 
 def test_many_text_fields_are_refused_by_the_form_limits() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         fields = [(f"f{i}", (None, b"x")) for i in range(5)]
         response = client.post("/predict", files=[("file", ("a.png", XRAY, "image/png")), *fields])
     body = assert_error(response, 400, "bad_request")
@@ -44,7 +44,7 @@ def test_the_media_type_is_matched_without_regard_to_case(media_type: str) -> No
         b"Content-Type: image/png\r\n\r\n" % i + XRAY + b"\r\n"
         for i in range(2)
     )
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post(
             "/predict", content=body + b"--b0--\r\n", headers={"content-type": f"{media_type}; boundary=b0"}
         )
@@ -55,11 +55,12 @@ def test_the_media_type_is_matched_without_regard_to_case(media_type: str) -> No
     ("kwargs", "why"),
     [
         ({"files": {"file": (None, b"xray.png")}}, "multipart text part"),
+        ({"files": {"file": (None, b"\x89PNG" + b"\0" * (1024 * 1024))}}, "a 1 MiB text part (curl -F file=<x.png)"),
         ({"data": {"file": "xray.png"}}, "urlencoded form"),
     ],
 )
 def test_file_sent_as_text_gets_a_message_for_a_person(kwargs: dict[str, object], why: str) -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post("/predict", **kwargs)  # type: ignore[arg-type]
     body = assert_error(response, 422, "not_a_file")
     assert body["detail"].startswith("'file' must be a file upload"), why
@@ -77,10 +78,29 @@ def test_no_framework_text_in_any_detail() -> None:
         ("/gradcam?pathology=Flu", {"files": {"file": ("a.png", XRAY, "image/png")}}),
         ("/predict", {"files": {"file": ("a.txt", b"hello", "text/plain")}}),
     ]
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         for path, kwargs in requests:
             response = client.post(path, **kwargs)  # type: ignore[arg-type]
             assert 400 <= response.status_code < 500, (path, response.status_code)
             detail = response.json()["detail"]
             assert isinstance(detail, str) and detail
             assert not any(word in detail for word in FRAMEWORK_WORDS), (path, detail)
+
+
+def test_the_form_limits_still_hold_for_real_text_fields() -> None:
+    with client_for(FakePredictor()) as client:
+        files = {"file": ("a.png", XRAY, "image/png"), "note": (None, b"x" * (17 * 1024))}
+        body = assert_error(client.post("/predict", files=files), 400, "bad_request")
+    assert body["detail"].startswith("The request body is not a multipart form this service accepts")
+
+
+def test_unknown_query_parameters_are_named_with_the_accepted_ones() -> None:
+    with client_for(FakePredictor()) as client:
+        mass = assert_error(client.post("/predict?pathology=Mass", files=upload()), 422, "unknown_query_parameter")
+        probe = assert_error(client.get("/healthz?verbose=1&x<y=2"), 422, "unknown_query_parameter")
+        fine = client.post("/gradcam?pathology=Mass&format=json", files=upload())
+    assert mass["detail"] == "unknown query parameter 'pathology'; this route accepts operating_point"
+    assert probe["detail"] == (
+        "unknown query parameter 'verbose', (a name with other characters); this route takes no query parameters"
+    )
+    assert fine.status_code == 200

@@ -1,7 +1,7 @@
 """Proof under attack: 16 clients mixing good, bad, huge and slow uploads against a real server (small limits).
 
 Every request is answered, each kind only with the statuses it allows (or 503), and the server's peak memory
-stays within the documented bound (app.inference.decode.memory_bound_bytes). Figures with more clients: README.
+stays within the documented bound (app.inference.memory.memory_bound_bytes). Figures with more clients: README.
 """
 
 from __future__ import annotations

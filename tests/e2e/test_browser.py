@@ -162,7 +162,7 @@ def test_redoc_renders_from_the_service_alone(chrome: Any, server: Server) -> No
     operation = seen.wait_until(
         lambda c: by_css(c, '[id="tag/model/operation/predict_image_predict_post"]'), "the /predict operation"
     )
-    assert "Predict the 14 ChestX-ray14 pathology probabilities" in operation.text
+    assert "Predict the model's label probabilities" in operation.text
     seen.wait_until(lambda c: seen.outside() and seen.errors, "ReDoc's logo request and its refusal")
     assert seen.outside() == [Request(REDOCLY_LOGO, "csp")]  # refused by the browser: it never left
     assert {"/redoc", "/docs/assets/redoc.standalone.js", "/openapi.json"} <= seen.paths()
@@ -297,3 +297,63 @@ def test_operating_point_thresholds_are_ticks_on_the_bars(chrome: Any, checkpoin
             assert text_of(row, ".decision") == expected
         info = text_of(chrome, "#point-info")
         assert info.startswith('Thresholds: operating point "youden" (maximises Youden\'s J, chosen on ')
+
+
+@pytest.fixture(scope="module")
+def five_label_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 5-label model (CheXpert's competition tasks) with two operating points, 0.3 and 0.7 everywhere."""
+    import torch
+
+    from models.checkpoint import Checkpoint
+    from models.labels import CHEXPERT_COMPETITION
+    from models.network import build_network
+    from tests.conftest import TINY_SPEC
+
+    torch.manual_seed(5)
+    model = build_network("none", len(CHEXPERT_COMPETITION))
+    with torch.no_grad():  # probabilities spread over (0.1, 0.9)
+        model.classifier.bias.copy_(torch.linspace(-2, 2, len(CHEXPERT_COMPETITION)))
+    points = OperatingPoints(
+        points={
+            name: OperatingPoint(f"all at {value}", {label: ClassThreshold(value) for label in CHEXPERT_COMPETITION})
+            for name, value in (("low", 0.3), ("high", 0.7))
+        },
+        default="low",
+        source={"data": "synthetic"},
+    )
+    checkpoint = Checkpoint(model.state_dict(), TINY_SPEC, CHEXPERT_COMPETITION, operating_points=points)
+    return save_checkpoint(checkpoint, tmp_path_factory.mktemp("five") / "five.pt")
+
+
+def test_a_5_label_model_gets_5_bars_a_point_choice_and_an_all_labels_view(
+    chrome: Any, five_label_checkpoint: Path
+) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    with running_server(five_label_checkpoint) as server:
+        body = api(server, "/predict", XRAY, key=None).json()
+        seen = Seen(chrome)
+        seen.open(f"{server.url}/")
+        seen.wait_until(lambda c: by_css(c, "#point-field").is_displayed(), "the operating-point choice")
+        choice = Select(by_css(chrome, "#operating-point"))
+        assert [o.get_attribute("value") for o in choice.options] == ["low", "high"]
+        assert choice.first_selected_option.get_attribute("value") == "low"
+        upload(chrome, XRAY)
+        seen.wait_until(lambda c: len(all_by_css(c, "#bars .mark")) == 5, "5 threshold ticks")
+        rows = all_by_css(chrome, "#bars .bar-row")
+        assert sorted(row.get_attribute("data-pathology") for row in rows) == sorted(body["probabilities"])
+        assert text_of(chrome, "#labels-info").startswith("The model's 5 labels, most probable first.")
+        assert {text_of(row, ".decision") for row in rows} <= {
+            "at or above the threshold 0.300",
+            "below the threshold 0.300",
+        }
+        choice.select_by_value("high")
+        seen.wait_until(lambda c: "threshold 0.700" in text_of(c, "#bars .bar-row .decision"), "the high point")
+        assert text_of(chrome, "#point-info").startswith('Thresholds: operating point "high" (all at 0.7')
+        by_css(chrome, "#show-all").click()
+        seen.wait_until(lambda c: text_of(c, "#overlay-caption").startswith("All 5 labels"), "the panel sheet")
+        script = "const o = document.getElementById('overlay'); return [o.naturalWidth, o.naturalHeight]"
+        sheet = [3 * 320, 2 * (320 + 18)]  # 3 columns, 2 rows of a square upload's panels
+        seen.wait_until(lambda c: c.execute_script(script) == sheet, "a 3 x 2 panel sheet")
+        assert seen.outside() == []
+        assert seen.errors == []

@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.app.fakes import SPEC, FakeEngine, client_for
+from tests.app.fakes import SPEC, FakePredictor, client_for
 from tests.conftest import FIXTURES
+from tests.models.imaging.builders import png_chunk, png_with_chunk
 from tests.models.imaging.test_dicom import make_dicom
 from tests.models.imaging.test_raster import mpo, png_16
 from training.data.dataset import XrayDataset
-from training.evaluate import _EvalImages
-from training.predict import _PredictImages
+from training.scoring.inference import InferenceImages
 
 
 def _pixels() -> np.ndarray:
@@ -40,7 +40,18 @@ def _files() -> dict[str, bytes]:
         "mpo": mpo(Image.fromarray(pixels.astype(np.uint8), "L"), Image.new("L", (64, 64))),
         "dicom-jpeg-baseline": (FIXTURES / "cxr-monochrome1.dcm").read_bytes(),
         "dicom-window": make_dicom(pixels * 16, "MONOCHROME1", 12, WindowCenter=2048, WindowWidth=4096),
+        "dicom-padding-high-bit": _padded_high_bit(pixels),
+        "png-unused-chunks": png_with_chunk(
+            (FIXTURES / "00000075_000.png").read_bytes(), png_chunk(b"tEXt", b"Comment\0x", crc=0)
+        ),
     }
+
+
+def _padded_high_bit(pixels: np.ndarray) -> bytes:
+    """A 12-bit sample in bits 4..15 (High Bit 15) with a padding border (Pixel Padding Value 4095)."""
+    stored = pixels * 16
+    stored[:8], stored[:, :8] = 4095, 4095
+    return make_dicom((stored << 4) | 0x3, bits_stored=12, HighBit=15, PixelPaddingValue=4095)
 
 
 FILES = _files()
@@ -51,15 +62,15 @@ def test_service_predict_and_training_see_the_same_tensor(name: str, tmp_path: P
     data = FILES[name]
     path = tmp_path / "upload"  # no suffix: the format comes from the bytes everywhere
     path.write_bytes(data)
-    engine = FakeEngine()
+    engine = FakePredictor()
     with client_for(engine) as client:
         response = client.post("/predict", files={"file": ("x", data, "application/octet-stream")})
     assert response.status_code == 200, response.text
     served = engine.tensors[-1]
     assert served.shape == (3, SPEC.image_size, SPEC.image_size)
-    predicted = _PredictImages([path], SPEC)[0]
+    predicted = InferenceImages([path], SPEC)[0]  # evaluate, calibrate and predict all read through it
     trained = XrayDataset([path], np.zeros((1, 14)), SPEC, train=False)[0]
-    evaluated = _EvalImages([path], SPEC, "none")[0]
+    evaluated = InferenceImages([path], SPEC, tencrop=False)[0]
     assert isinstance(predicted, tuple) and isinstance(trained, tuple) and isinstance(evaluated, tuple)
     assert torch.equal(served, predicted[0])
     assert torch.equal(served, trained[0])

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from models.gradcam import cam_on_image, gradcam_maps, normalise_maps
+from models.labels import PATHOLOGIES
 from models.network import CheXNet
 from models.preprocessing import PreprocessSpec, center_crop_geometry
 
@@ -24,7 +25,8 @@ def autograd_gradcam(model: CheXNet, x: torch.Tensor, target: int, through_sigmo
 @pytest.fixture(scope="module")
 def model_and_input() -> tuple[CheXNet, torch.Tensor]:
     torch.manual_seed(7)
-    model = CheXNet().double().eval()  # float64 on both sides: the comparison measures the maths, not rounding
+    # float64 on both sides: the comparison measures the maths, not rounding
+    model = CheXNet(len(PATHOLOGIES)).double().eval()
     with torch.no_grad():  # random heads give tiny maps; widen them so every class has structure
         model.classifier.weight.normal_(0, 0.5)
     return model, torch.randn(1, 3, 128, 128, dtype=torch.float64)

@@ -44,7 +44,13 @@ def test_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(0)
     path = tmp_path / "with-points.pt"
     save_checkpoint(
-        Checkpoint(state_dict=build_network("none").state_dict(), spec=TINY_SPEC, operating_points=points()), path
+        Checkpoint(
+            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
+            labels=PATHOLOGIES,
+            spec=TINY_SPEC,
+            operating_points=points(),
+        ),
+        path,
     )
     loaded = load_checkpoint(path)
     assert loaded.operating_points == points()
@@ -59,7 +65,7 @@ def test_a_checkpoint_without_the_section_loads_without_points(tiny_checkpoint: 
     ("change", "message"),
     [
         ({"default": "spec90"}, "default operating point 'spec90' is not one of ['xrv', 'youden']"),
-        ({"unreliable": ("Cancer",)}, "unreliable classes ['Cancer'] are not ChestX-ray14 names"),
+        ({"unreliable": ("Cancer",)}, "unreliable classes ['Cancer'] are not among the points' labels"),
         ({"temperature": 0.0}, "temperature must be a positive number"),
     ],
 )
@@ -69,10 +75,16 @@ def test_invalid_sections_are_refused_by_name(change: dict[str, object], message
         OperatingPoints(**fields)  # type: ignore[arg-type]
 
 
-def test_a_point_must_cover_every_class_with_a_probability() -> None:
+def test_every_point_covers_the_same_labels_with_a_probability() -> None:
     partial = {name: ClassThreshold(0.5) for name in PATHOLOGIES[:-1]}
-    with pytest.raises(ValueError, match="one threshold per class"):
-        OperatingPoints(points={"youden": OperatingPoint("", partial)}, default="youden")
+    with pytest.raises(ValueError, match="operating point 'spec90' must have one threshold per label, in the same"):
+        OperatingPoints(points={"youden": youden(), "spec90": OperatingPoint("", partial)}, default="youden")
+    reordered = {name: ClassThreshold(0.5) for name in reversed(PATHOLOGIES)}
+    with pytest.raises(ValueError, match="operating point 'spec90' must have one threshold per label, in the same"):
+        OperatingPoints(points={"youden": youden(), "spec90": OperatingPoint("", reordered)}, default="youden")
+    duplicate = {"Mass": ClassThreshold(0.5), "mass": ClassThreshold(0.5)}
+    with pytest.raises(ValueError, match="labels 1 and 2 are the same name"):
+        OperatingPoints(points={"youden": OperatingPoint("", duplicate)}, default="youden")
     beyond = {name: ClassThreshold(1.5) for name in PATHOLOGIES}
     with pytest.raises(ValueError, match="values must be numbers in"):
         OperatingPoints(points={"youden": OperatingPoint("", beyond)}, default="youden")
@@ -125,3 +137,31 @@ def test_decide_applies_the_temperature_then_probability_at_or_above_threshold()
     assert not any(d.above for d in at_threshold.decide(np.nextafter(exact, 0.0), "youden").values())
     with pytest.raises(KeyError):
         section.decide(raw, "spec90")
+
+
+def test_points_for_other_labels_than_the_models_are_refused_at_load(tmp_path: Path) -> None:
+    labels = ("Pneumonia", "Lung Opacity", "Effusion")
+    state = build_network("none", 3).state_dict()
+    other = OperatingPoints(
+        points={"xrv": OperatingPoint("", {n: ClassThreshold(0.2) for n in ("Pneumonia", "Lung Opacity", "Mass")})},
+        default="xrv",
+    )
+    path = save_checkpoint(Checkpoint(state, TINY_SPEC, labels, operating_points=other), tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"invalid operating points in the checkpoint \(its thresholds are not"):
+        load_checkpoint(path)
+    # the same labels stored in another order are read in the model's order
+    reordered = OperatingPoints(
+        points={"xrv": OperatingPoint("", {n: ClassThreshold(0.1 * (i + 1)) for i, n in enumerate(reversed(labels))})},
+        default="xrv",
+    )
+    path = save_checkpoint(Checkpoint(state, TINY_SPEC, labels, operating_points=reordered), tmp_path / "r.pt")
+    loaded = load_checkpoint(path).operating_points
+    assert loaded is not None and loaded.labels == labels
+    decisions = loaded.decide(np.array([0.25, 0.25, 0.25], dtype=np.float32), "xrv")
+    assert [(name, d.threshold, d.above) for name, d in decisions.items()] == [
+        ("Pneumonia", pytest.approx(0.3), False),
+        ("Lung Opacity", pytest.approx(0.2), True),
+        ("Effusion", pytest.approx(0.1), True),
+    ]
+    with pytest.raises(ValueError, match="expected 3 probabilities, got 14"):
+        loaded.decide(np.zeros(14, dtype=np.float32), "xrv")

@@ -93,8 +93,8 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
     assert document["positives"] == {name: int(targets[:, k].sum()) for k, name in enumerate(PATHOLOGIES)}
     assert document["n"] == 6
     assert document["undefined"] == {
-        "Fibrosis": "only one label value (6 positives of 6)",
-        "Hernia": "only one label value (0 positives of 6)",
+        "Fibrosis": "only one label value among the known rows (6 positives of 6)",
+        "Hernia": "only one label value among the known rows (0 positives of 6)",
     }
     assert document["bootstrap"] == 50
     assert document["tta"] == "none"
@@ -102,7 +102,12 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
     assert set(document) == {
         "auroc", "mean_auroc", "ci95", "average_precision", "mean_average_precision", "positives", "n", "undefined",
         "unreliable", "min_positives", "operating_points", "stored_operating_points", "bootstrap", "tta", "source",
+        "labels", "not_scored", "per", "mean_auroc_competition",
     }  # fmt: skip
+    assert document["labels"] == list(PATHOLOGIES) and document["per"] == "image"
+    assert document["not_scored"] == {"model_only": [], "table_only": []}
+    # the five CheXpert competition labels are all NIH labels too (Pleural Effusion = Effusion by label key)
+    assert document["mean_auroc_competition"] == 1.0
     assert document["average_precision"] == expected_auroc  # perfect ranking: PR-AUC 1 where defined
     assert document["mean_average_precision"] == 1.0
     assert document["unreliable"] == list(PATHOLOGIES)  # 6 images: no class has 10 positives
@@ -133,7 +138,7 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
 
     printed = capsys.readouterr().out
     assert "Hernia" in printed
-    assert "undefined (only one label value (0 positives of 6))" in printed
+    assert "undefined (only one label value among the known rows (0 positives of 6))" in printed
     assert "mean AUROC over 12 of 14 defined classes: 1.000" in printed
     assert "mean PR-AUC over the same classes: 1.000" in printed
     assert "Atelectasis          1.000  [1.000, 1.000]    1.000          2       6  *" in printed
@@ -225,7 +230,11 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("tiny")
     torch.manual_seed(0)
     save_checkpoint(
-        Checkpoint(state_dict=build_network("none").state_dict(), spec=PreprocessSpec(image_size=32, resize=36)),
+        Checkpoint(
+            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
+            labels=PATHOLOGIES,
+            spec=PreprocessSpec(image_size=32, resize=36),
+        ),
         root / "model.pt",
     )
     images = root / "images"

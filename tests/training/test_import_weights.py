@@ -76,11 +76,21 @@ def test_a_file_of_the_other_layout_exits_1_saying_what_it_holds(
     assert not out.exists()
 
 
-def test_weights_without_our_classes_exit_1(xrv_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_import_prints_the_labels_kept_and_the_outputs_dropped(
+    xrv_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["import", "--from", "torchxrayvision", str(xrv_file), "--out", str(tmp_path / "x.pt")]
-    assert main([*args, "--xrv-weights", "rsna"]) == 1
-    assert "have no output for Atelectasis, Cardiomegaly" in capsys.readouterr().err
-    assert main(args) == 1  # an exported state dict's name does not say which weights it holds
+    assert main([*args, "--xrv-weights", "rsna"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[3] == "  labels kept (2): Pneumonia, Lung Opacity"
+    assert printed[4] == (
+        "  outputs dropped, never trained: Atelectasis (output 0), Consolidation (output 1), Infiltration (output 2), "
+        "Pneumothorax (output 3), Edema (output 4), Emphysema (output 5), Fibrosis (output 6), Effusion (output 7), "
+        "Pleural_Thickening (output 9), Cardiomegaly (output 10), Nodule (output 11), Mass (output 12), "
+        "Hernia (output 13), Lung Lesion (output 14), Fracture (output 15), Enlarged Cardiomediastinum (output 17)"
+    )
+    assert load_checkpoint(tmp_path / "x.pt").labels == ("Pneumonia", "Lung Opacity")
+    assert main([*args, "--overwrite"]) == 1  # an exported state dict's name does not say which weights it holds
     assert "pass --xrv-weights" in capsys.readouterr().err
 
 

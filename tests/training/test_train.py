@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import training.data.run_data
 import training.train
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.labels import PATHOLOGIES
@@ -18,6 +19,7 @@ from tests.training.synthetic import make_square_dataset
 from training.evaluate import EvaluateOptions, run_evaluate
 from training.loop.config import TrainConfig, TrainConfigError
 from training.loop.epochs import NonFiniteLossError
+from training.loop.masked_loss import MaskedBCEWithLogitsLoss
 from training.train import run_training
 
 
@@ -126,15 +128,16 @@ def test_non_finite_loss_stops_without_a_checkpoint(
     assert not (tmp_path / "best.pt").exists()
 
 
-def test_pos_weight_is_negatives_over_positives(square_data: tuple[Path, Path], tmp_path: Path) -> None:
+def test_pos_weight_is_known_negatives_over_known_positives(square_data: tuple[Path, Path], tmp_path: Path) -> None:
     config = config_for(square_data, tmp_path, pos_weight=True)
-    train, _ = training.train.load_split(config)
-    criterion = training.train.make_criterion(config, train, torch.device("cpu"))
-    assert isinstance(criterion, nn.BCEWithLogitsLoss)
-    positives = float(train.targets[:, 2].sum())
+    data = training.train.load_run_data(config, listing_allowed=False)
+    _, targets, _ = data.part("train")
+    criterion = training.train.make_criterion(config, targets, torch.device("cpu"))
+    assert isinstance(criterion, MaskedBCEWithLogitsLoss)
+    positives = float(targets[:, 2].sum())
     assert criterion.pos_weight is not None
-    assert criterion.pos_weight[2].item() == pytest.approx((len(train) - positives) / positives)
-    assert criterion.pos_weight[0].item() == pytest.approx(len(train))  # no positives: divided by 1
+    assert criterion.pos_weight[2].item() == pytest.approx((len(targets) - positives) / positives)
+    assert criterion.pos_weight[0].item() == pytest.approx(len(targets))  # no positives: divided by 1
 
 
 @pytest.mark.parametrize(
@@ -162,7 +165,7 @@ def test_options_are_rejected_before_any_data_is_read(
     def no_reading(*args: object) -> None:
         raise AssertionError("data was read before the options were validated")
 
-    monkeypatch.setattr(training.train, "read_label_table", no_reading)
+    monkeypatch.setattr(training.data.run_data, "read_label_table", no_reading)
     with pytest.raises(TrainConfigError, match=message):
         run_training(config_for(square_data, tmp_path / "out", **overrides))
 

@@ -76,7 +76,7 @@ def load_gray(path: Path) -> np.ndarray:
 
 
 class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure]):
-    """Item i -> ((3, S, S) input, (14,) targets, i), or a :class:`DecodeFailure` for an unreadable file.
+    """Item i -> ((3, S, S) input, (K,) targets in {1, 0, NaN}, i), or a :class:`DecodeFailure` for an unreadable file.
 
     Augmentation is a function of (seed, epoch, i) only, so a run is reproducible whatever the worker count, and
     a resumed run repeats an uninterrupted one.  With a ``cache``, images come already resized from it; the items

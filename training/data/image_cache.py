@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import struct
 import zlib
 from importlib import metadata
@@ -43,7 +42,7 @@ import torch
 
 import models.imaging
 import models.preprocessing
-from models.files import files_sha256
+from models.files import files_sha256, write_bytes_atomically
 from models.imaging.decoder import decode_image, read_image_bytes
 from models.preprocessing import PreprocessSpec, resized_gray, resized_hw
 
@@ -92,7 +91,7 @@ class ResizedImageCache:
         self.folder = root / digest.hex()[:16]
         self.folder.mkdir(parents=True, exist_ok=True)
         if not (self.folder / "pipeline.json").is_file():
-            _write_atomically(self.folder / "pipeline.json", json.dumps(pipeline, indent=2).encode() + b"\n")
+            write_bytes_atomically(self.folder / "pipeline.json", json.dumps(pipeline, indent=2).encode() + b"\n")
         self._write_failed = False
 
     def resized_gray(self, path: Path) -> np.ndarray:
@@ -144,20 +143,8 @@ class ResizedImageCache:
         """Write the entry atomically; a full or read-only disk is logged once per process, then training goes on."""
         try:
             entry.parent.mkdir(exist_ok=True)
-            _write_atomically(entry, data)
+            write_bytes_atomically(entry, data, durable=False)  # an entry carries its own CRC; a lost one is redone
         except OSError as exc:
             if not self._write_failed:
                 logger.warning("image cache: cannot store entries (%s); continuing without them", exc.strerror)
                 self._write_failed = True
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """``data`` into a temporary file beside ``path``, then renamed over it: readers never see part of it."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from models.imaging.decoder import DEFAULT_LIMITS, DecodeLimits, probe_image
 from models.imaging.errors import InputError
+from training.data.file_names import csv_file_name, original_file_name, visible_name
 from training.data.label_tables import LabelTable
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class UnreadableImage:
     message: str
 
     def describe(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{visible_name(self.path)}: {self.message}"
 
 
 class UnreadableImagesError(ValueError):
@@ -86,18 +87,20 @@ def find_unreadable(
 
 
 def read_unreadable_list(path: Path) -> list[UnreadableImage]:
-    """The rows of a list written by :func:`write_unreadable_list`."""
+    """The rows of a list written by :func:`write_unreadable_list` (paths unescaped: see ``csv_file_name``)."""
     with path.open(newline="", encoding="utf-8") as handle:
-        return [UnreadableImage(Path(row["path"]), row["code"], row["reason"]) for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    return [UnreadableImage(Path(original_file_name(row["path"])), row["code"], row["reason"]) for row in rows]
 
 
 def write_unreadable_list(path: Path, failures: Sequence[UnreadableImage]) -> None:
-    """CSV of ``path,code,reason`` for each skipped file (the run folder's record of what was left out)."""
+    """CSV of ``path,code,reason`` for each skipped file (the run folder's record of what was left out); paths that
+    are not UTF-8 are escaped losslessly (:func:`training.data.file_names.csv_file_name`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "code", "reason"])
-        writer.writerows([str(f.path), f.code, f.message] for f in failures)
+        writer.writerows([csv_file_name(f.path), f.code, f.message] for f in failures)
 
 
 def drop_unreadable(table: LabelTable, images: Path, skip: bool, listing: Path | None) -> tuple[LabelTable, int]:

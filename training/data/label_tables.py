@@ -1,38 +1,36 @@
-"""Label tables: NIH ``Data_Entry_2017`` CSVs or the seed tutorial's one-hot CSV -> one ``LabelTable``.
+"""Label tables: one ``LabelTable`` from any known format, detected from the header or named with ``format``.
 
-Two formats are detected from the header:
+A table carries its own label tuple (born here, carried by the checkpoint), image names relative to the image
+folder, patient ids (and study ids where the format knows them), and targets (N, K) float32 holding 1, 0 or NaN
+(unknown). Formats (each documented in docs/datasets.md):
 
-* NIH: ``Image Index``, ``Finding Labels`` (pipe-separated, ``No Finding`` = all zero), ``Patient ID``.
-* seed: ``image_path`` plus the 14 pathology columns holding 0/1.
+* ``nih``: ``Data_Entry_2017`` (``Image Index``, ``Finding Labels``, ``Patient ID``); NIH's 14 labels.
+* ``onehot``: the seed tutorial's CSV, ``image_path`` plus the 14 NIH columns holding 1, 0, -1 or blank.
+* ``chexpert``: CheXpert ``train.csv`` / ``valid.csv`` (v1.0 and v1.0-small).
+* ``mimic``: MIMIC-CXR-JPG's per-study ``-chexpert`` or ``-negbio`` table, joined with its metadata and split tables.
+* ``generic``: one column per label holding 1, 0, -1 or blank, with a named image column.
 
-Labels are matched exactly in NIH's spelling (``Pleural_Thickening``), ignoring surrounding whitespace.
-Every problem raises ``LabelTableError`` with the first offenders named (file line numbers count the
-header as line 1), so a bad table fails before any training or evaluation starts.
+Every problem raises ``LabelTableError`` naming the file line (the header is line 1) and column, so a bad table
+fails before any training or evaluation starts.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from models.labels import NO_FINDING, PATHOLOGIES, suggest_label
+from models.labels import LabelSetError, validate_labels
+from training.data.label_policies import LabelPolicy
 
 logger = logging.getLogger(__name__)
 
-NIH_IMAGE = "Image Index"
-NIH_FINDINGS = "Finding Labels"
-NIH_PATIENT = "Patient ID"
-SEED_IMAGE = "image_path"
-SEED_PATIENT_COLUMNS = ("patient_id", "Patient ID")
 MAX_NAMED = 5
-_NIH_FILE_NAME = re.compile(r"^(\d{8})_\d{3}\.[A-Za-z0-9]+$")
-_LABEL_INDEX = {name: i for i, name in enumerate(PATHOLOGIES)}
+FORMATS = ("nih", "onehot", "chexpert", "mimic", "generic")
 
 
 class LabelTableError(ValueError):
@@ -41,19 +39,33 @@ class LabelTableError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class LabelTable:
-    """One row per image: its name (relative to the image folder), its patient, and 14 targets in {0, 1}."""
+    """One row per image: its name (relative to the image folder), its patient, and K targets in {1, 0, NaN}.
+
+    ``labels`` names the K target columns; ``study_ids`` is set where the format knows studies (CheXpert,
+    MIMIC-CXR); ``splits`` holds a published split per row ("train", "validate", "test") where there is one;
+    ``patient_source`` says in words where the patient ids came from; ``kind`` is the format's name.
+    """
 
     image_names: tuple[str, ...]
     patient_ids: tuple[str, ...]
-    targets: np.ndarray  # (N, 14) float32, columns in PATHOLOGIES order
+    targets: np.ndarray  # (N, K) float32: 1 positive, 0 negative, NaN unknown
+    labels: tuple[str, ...]
+    study_ids: tuple[str, ...] | None = None
+    splits: tuple[str, ...] | None = None
+    patient_source: str = "a patient column"
+    kind: str = "nih"
+    policy: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        n = len(self.image_names)
-        if len(self.patient_ids) != n or self.targets.shape != (n, len(PATHOLOGIES)):
+        n, k = len(self.image_names), len(self.labels)
+        if len(self.patient_ids) != n or self.targets.shape != (n, k):
             raise ValueError(
                 f"inconsistent label table: {n} names, {len(self.patient_ids)} patient ids, "
-                f"targets of shape {self.targets.shape} (expected ({n}, {len(PATHOLOGIES)}))"
+                f"targets of shape {self.targets.shape} (expected ({n}, {k}))"
             )
+        for extra in (self.study_ids, self.splits):
+            if extra is not None and len(extra) != n:
+                raise ValueError(f"inconsistent label table: {n} names but {len(extra)} study ids or splits")
 
     def __len__(self) -> int:
         return len(self.image_names)
@@ -61,41 +73,58 @@ class LabelTable:
     def subset(self, indices: Sequence[int] | np.ndarray) -> LabelTable:
         """The rows at ``indices``, in that order."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        return LabelTable(
+
+        def pick(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
+            return None if values is None else tuple(values[i] for i in idx)
+
+        return replace(
+            self,
             image_names=tuple(self.image_names[i] for i in idx),
             patient_ids=tuple(self.patient_ids[i] for i in idx),
             targets=np.ascontiguousarray(self.targets[idx], dtype=np.float32),
+            study_ids=pick(self.study_ids),
+            splits=pick(self.splits),
         )
 
     def positives(self) -> dict[str, int]:
-        """Positive count per pathology."""
-        return {name: int(count) for name, count in zip(PATHOLOGIES, self.targets.sum(axis=0), strict=True)}
+        """Known positive count per label."""
+        return {name: int(count) for name, count in zip(self.labels, np.nansum(self.targets, axis=0), strict=True)}
+
+    def known(self) -> dict[str, int]:
+        """Known (non-NaN) entries per label."""
+        counts = np.isfinite(self.targets).sum(axis=0)
+        return {name: int(count) for name, count in zip(self.labels, counts, strict=True)}
 
 
-def _line(row: int) -> int:
+@dataclass(frozen=True)
+class TableOptions:
+    """How to read a table: its format (``None``: detect), the views kept, the label policy, and for the generic
+    format the image, patient and study columns or a patient pattern (a regex with one group over the path)."""
+
+    format: str | None = None
+    views: str = "frontal"
+    policy: LabelPolicy = field(default_factory=LabelPolicy)
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
+
+
+def line_of(row: int) -> int:
     """0-based data row -> 1-based file line (the header is line 1)."""
     return row + 2
 
 
-def _name_some(items: Sequence[str], total: int | None = None) -> str:
+def name_some(items: Sequence[str], total: int | None = None) -> str:
     total = len(items) if total is None else total
     shown = ", ".join(items[:MAX_NAMED])
     return shown + (f" (and {total - MAX_NAMED} more; {total} in all)" if total > MAX_NAMED else "")
 
 
-def _suggest(label: str) -> str:
-    """' (did you mean 'X'?)' for a near miss of a known label, else ''."""
-    close = suggest_label(label, (*PATHOLOGIES, NO_FINDING))
-    return f" (did you mean {close!r}?)" if close else ""
+_name_some = name_some
 
 
-def patient_from_name(image_name: str) -> str:
-    """NIH file names carry the patient: ``00000075_000.png`` -> ``00000075``; other names stand for themselves."""
-    match = _NIH_FILE_NAME.match(Path(image_name).name)
-    return match.group(1) if match else image_name
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv_frame(path: Path) -> pd.DataFrame:
+    """A CSV (optionally gzipped) as strings, blanks kept as ''; header names stripped."""
     if not path.is_file():
         raise LabelTableError(f"label table not found: {path}")
     try:
@@ -108,115 +137,113 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _image_names(frame: pd.DataFrame, column: str, path: Path) -> tuple[str, ...]:
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], path: Path, what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise LabelTableError(f"{path} looks like {what} but lacks column(s) {missing}; {what} needs {list(columns)}")
+
+
+def image_names_from(frame: pd.DataFrame, column: str, path: Path) -> tuple[str, ...]:
+    """The column's stripped values; an empty or repeated name raises, naming its line."""
     names = tuple(str(value).strip() for value in frame[column].tolist())
-    empty = [f"line {_line(i)}" for i, name in enumerate(names) if not name]
+    empty = [f"line {line_of(i)}" for i, name in enumerate(names) if not name]
     if empty:
-        raise LabelTableError(f"{path}: empty {column!r} at {_name_some(empty)}")
+        raise LabelTableError(f"{path}: empty {column!r} at {name_some(empty)}")
     first_row: dict[str, int] = {}
     duplicates: list[str] = []
     for row, name in enumerate(names):
         if name in first_row:
-            duplicates.append(f"{name!r} at line {_line(row)} (first at line {_line(first_row[name])})")
+            duplicates.append(f"{name!r} at line {line_of(row)} (first at line {line_of(first_row[name])})")
         else:
             first_row[name] = row
     if duplicates:
-        raise LabelTableError(f"{path}: duplicate image names in {column!r}: {_name_some(duplicates)}")
+        raise LabelTableError(f"{path}: duplicate image names in {column!r}: {name_some(duplicates)}")
     return names
 
 
-def _parse_nih(frame: pd.DataFrame, path: Path) -> LabelTable:
-    missing = [column for column in (NIH_IMAGE, NIH_FINDINGS) if column not in frame.columns]
-    if missing:
-        raise LabelTableError(
-            f"{path} looks like an NIH Data_Entry_2017 table but lacks column(s) {missing}; "
-            f"the NIH format needs {[NIH_IMAGE, NIH_FINDINGS, NIH_PATIENT]}"
-        )
-    names = _image_names(frame, NIH_IMAGE, path)
-    targets = np.zeros((len(names), len(PATHOLOGIES)), dtype=np.float32)
-    problems: list[str] = []
-    n_problem_rows = 0
-    for row, cell in enumerate(frame[NIH_FINDINGS].tolist()):
-        labels = [token.strip() for token in str(cell).split("|")]
-        row_problems: list[str] = []
-        for label in labels:
-            index = _LABEL_INDEX.get(label)
-            if index is not None:
-                targets[row, index] = 1.0
-            elif label == NO_FINDING:
-                if len(labels) > 1:
-                    row_problems.append(f"{NO_FINDING!r} together with other labels at line {_line(row)}")
-            else:
-                row_problems.append(f"unknown label {label!r} at line {_line(row)}{_suggest(label)}")
-        if row_problems:
-            n_problem_rows += 1
-            problems.extend(row_problems)
-    if problems:
-        raise LabelTableError(
-            f"{path}: bad {NIH_FINDINGS!r} in {n_problem_rows} row(s): {_name_some(problems)}. "
-            f"Labels are pipe-separated, spelled as NIH does: {', '.join(PATHOLOGIES)}, or {NO_FINDING!r}"
-        )
-    if NIH_PATIENT in frame.columns:
-        raw = [str(value).strip() for value in frame[NIH_PATIENT].tolist()]
-        patients = tuple(pid if pid else patient_from_name(name) for pid, name in zip(raw, names, strict=True))
-    else:
-        logger.warning("%s has no %r column; patients are taken from the NIH file names", path, NIH_PATIENT)
-        patients = tuple(patient_from_name(name) for name in names)
-    return LabelTable(image_names=names, patient_ids=patients, targets=targets)
-
-
-def _parse_seed(frame: pd.DataFrame, path: Path) -> LabelTable:
-    missing = [column for column in (SEED_IMAGE, *PATHOLOGIES) if column not in frame.columns]
-    if missing:
-        raise LabelTableError(
-            f"{path} looks like a one-hot (seed format) table but lacks column(s) {missing}; "
-            f"the one-hot format needs {SEED_IMAGE!r} and the 14 columns {list(PATHOLOGIES)} holding 0/1"
-        )
-    names = _image_names(frame, SEED_IMAGE, path)
-    targets = np.zeros((len(names), len(PATHOLOGIES)), dtype=np.float32)
+def label_codes(frame: pd.DataFrame, columns: Sequence[str], path: Path, allow_uncertain: bool = True) -> np.ndarray:
+    """The label cells as (N, K) float64 codes: 1, 0, -1 (uncertain) or NaN (blank). ``1``, ``1.0``, ``0``, ``-1.0``
+    are accepted; anything else raises naming line, column and value."""
+    codes = np.empty((len(frame), len(columns)), dtype=np.float64)
     bad: list[str] = []
-    for col, pathology in enumerate(PATHOLOGIES):
-        raw = frame[pathology].astype(str).str.strip()
+    allowed = (1.0, 0.0, -1.0) if allow_uncertain else (1.0, 0.0)
+    for k, column in enumerate(columns):
+        raw = frame[column].astype(str).str.strip()
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        ok = (values == 0.0) | (values == 1.0)
+        blank = (raw == "").to_numpy()
+        ok = blank | np.isin(values, allowed)
         for row in np.flatnonzero(~ok)[:MAX_NAMED]:
-            bad.append(f"{pathology}={raw.iloc[row]!r} at line {_line(int(row))}")
-        targets[:, col] = np.where(ok, values, 0.0)
+            bad.append(f"line {line_of(int(row))}, column {column!r}: {raw.iloc[row]!r}")
+        codes[:, k] = np.where(blank, np.nan, values)
     if bad:
-        raise LabelTableError(f"{path}: one-hot label values must be 0 or 1: {_name_some(bad)}")
-    patient_column = next((c for c in SEED_PATIENT_COLUMNS if c in frame.columns), None)
-    if patient_column is not None:
-        raw_ids = [str(value).strip() for value in frame[patient_column].tolist()]
-        patients = tuple(pid if pid else patient_from_name(name) for pid, name in zip(raw_ids, names, strict=True))
-    else:
-        patients = tuple(patient_from_name(name) for name in names)
-    return LabelTable(image_names=names, patient_ids=patients, targets=targets)
+        words = "1, 0, -1 or blank" if allow_uncertain else "1 or 0"
+        raise LabelTableError(f"{path}: label values must be {words}: {name_some(bad)}")
+    return codes
 
 
-def read_label_table(path: str | Path) -> LabelTable:
-    """Read an NIH ``Data_Entry_2017`` or seed one-hot CSV (optionally gzipped) into a ``LabelTable``."""
+def checked_labels(names: Sequence[str], path: Path) -> tuple[str, ...]:
+    try:
+        return validate_labels(list(names))
+    except LabelSetError as exc:
+        raise LabelTableError(f"{path}: its label columns cannot be a model's labels: {exc}") from exc
+
+
+def detect_format(columns: Sequence[str], options: TableOptions) -> str | None:
+    """The format a header belongs to, or None. Generic is never guessed: it needs ``--image-column``."""
+    from training.data import chexpert_tables, nih_tables
+
+    present = set(columns)
+    if options.image_column is not None:
+        return "generic"
+    if nih_tables.NIH_FINDINGS in present:
+        return "nih"
+    if chexpert_tables.CHEXPERT_PATH in present:
+        return "chexpert"
+    if {"subject_id", "study_id"} <= present and "dicom_id" not in present:
+        return "mimic"
+    if nih_tables.SEED_IMAGE in present:
+        return "onehot"
+    if nih_tables.NIH_IMAGE in present:
+        return "nih"
+    return None
+
+
+def read_label_table(path: str | Path, options: TableOptions | None = None) -> LabelTable:
+    """Read a label table (optionally gzipped) in any known format into a ``LabelTable``.
+
+    Raises ``LabelTableError`` for a table that matches no format (naming what was found and the formats known),
+    or a malformed one (naming line and column).
+    """
+    from training.data import chexpert_tables, generic_table, nih_tables
+
     path = Path(path)
-    frame = _read_csv(path)
-    columns = set(frame.columns)
-    if NIH_FINDINGS in columns or (NIH_IMAGE in columns and SEED_IMAGE not in columns):
-        table = _parse_nih(frame, path)
-        kind = "NIH"
-    elif SEED_IMAGE in columns or columns & set(PATHOLOGIES):
-        table = _parse_seed(frame, path)
-        kind = "one-hot"
-    else:
+    options = options or TableOptions()
+    frame = read_csv_frame(path)
+    kind = options.format or detect_format(list(frame.columns), options)
+    readers = {
+        "nih": nih_tables.parse_nih,
+        "onehot": nih_tables.parse_onehot,
+        "chexpert": chexpert_tables.parse_chexpert,
+        "mimic": chexpert_tables.parse_mimic,
+        "generic": generic_table.parse_generic,
+    }
+    if kind not in readers:
+        shown = ", ".join(repr(c) for c in list(frame.columns)[:12])
         raise LabelTableError(
-            f"{path} is in neither known format: expected NIH columns {[NIH_IMAGE, NIH_FINDINGS, NIH_PATIENT]} "
-            f"or one-hot columns [{SEED_IMAGE!r}, <the 14 pathologies>]; found {sorted(columns)[:20]}"
+            f"{path} matches no known label table format (found columns {shown}); formats known: "
+            "nih (Image Index, Finding Labels, Patient ID), onehot (image_path + the 14 NIH labels), "
+            "chexpert (Path, Frontal/Lateral, AP/PA, 14 CheXpert labels), mimic (subject_id, study_id, 14 CheXpert "
+            "labels), generic (--format generic --image-column NAME: one column per label)"
         )
+    table = readers[kind](frame, path, options)
     if len(table) == 0:
-        raise LabelTableError(f"label table {path} has a header but no rows")
+        raise LabelTableError(f"label table {path} has a header but no rows (or none left after the view filter)")
     logger.info(
-        "read %d labelled images of %d patients from %s (%s format)",
+        "read %d labelled images of %d patients (%s format; patients from %s)",
         len(table),
         len(set(table.patient_ids)),
-        path,
         kind,
+        table.patient_source,
     )
     return table
 
@@ -229,5 +256,5 @@ def check_images_exist(table: LabelTable, image_dir: Path) -> None:
     missing = [name for name in table.image_names if not (image_dir / name).is_file()]
     if missing:
         raise LabelTableError(
-            f"{len(missing)} of {len(table)} labelled images are missing from {image_dir}: {_name_some(missing)}"
+            f"{len(missing)} of {len(table)} labelled images are missing from {image_dir}: {name_some(missing)}"
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.data.file_names import visible_name
 from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError, read_label_table
 
 logger = logging.getLogger(__name__)
@@ -47,12 +48,13 @@ def split_by_patient(table: LabelTable, val_fraction: float, seed: int) -> tuple
 
 
 def read_name_list(path: Path) -> list[str]:
-    """Image names, one a line; blank lines skipped, surrounding whitespace ignored, repeats dropped."""
+    """Image names, one a line; a UTF-8 byte-order mark (as Windows editors save) ignored, blank lines skipped,
+    surrounding whitespace ignored, repeats dropped."""
     path = Path(path)
     if not path.is_file():
         raise LabelTableError(f"image list not found: {path}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise LabelTableError(f"image list {path} could not be read: {exc}") from exc
     names = list(dict.fromkeys(line.strip() for line in lines if line.strip()))
@@ -66,7 +68,7 @@ def indices_of(table: LabelTable, names: list[str], source: Path) -> np.ndarray:
     position = {name: i for i, name in enumerate(table.image_names)}
     missing = [name for name in names if name not in position]
     if missing:
-        shown = ", ".join(missing[:MAX_NAMED])
+        shown = ", ".join(visible_name(name) for name in missing[:MAX_NAMED])  # a stray mark shows as \ufeff
         raise LabelTableError(
             f"{len(missing)} image name(s) in {source} are not in the label table: {shown}"
             + (" ..." if len(missing) > MAX_NAMED else "")
@@ -96,6 +98,43 @@ def split_from_lists(table: LabelTable, train_list: Path, val_list: Path) -> tup
         )
     logger.info("list split: %d train images, %d val images", len(train), len(val))
     return train, val
+
+
+def split_three_ways(
+    table: LabelTable, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, val, test) row indices by patient: ``round(test_fraction * n_patients)`` patients (>= 1 when
+    the fraction is > 0) are held out first for test, then :func:`split_by_patient` splits the rest. A fraction of
+    0 gives an empty test split."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction}")
+    if test_fraction == 0.0:
+        train, val = split_by_patient(table, val_fraction, seed)
+        return train, val, np.empty(0, dtype=np.int64)
+    patients, inverse = np.unique(np.asarray(table.patient_ids, dtype=object).astype(str), return_inverse=True)
+    if len(patients) < 3:
+        raise LabelTableError(f"cannot split {len(patients)} patient(s) three ways by patient: need >= 3")
+    n_test = min(max(round(test_fraction * len(patients)), 1), len(patients) - 2)
+    order = np.random.default_rng([seed, 1]).permutation(len(patients))
+    is_test = np.isin(inverse.reshape(-1), order[:n_test])
+    rest = np.flatnonzero(~is_test)
+    train, val = split_by_patient(table.subset(rest), val_fraction, seed)
+    logger.info(
+        "test split: %d images of %d patients, never used for model or threshold selection", int(is_test.sum()), n_test
+    )
+    return rest[train], rest[val], np.flatnonzero(is_test).astype(np.int64)
+
+
+def split_official(table: LabelTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, val, test) row indices from a table's published split ("train", "validate", "test")."""
+    if table.splits is None:
+        raise LabelTableError(f"the {table.kind} table has no published split")
+    splits = np.asarray(table.splits, dtype=object)
+    parts = tuple(np.flatnonzero(splits == name).astype(np.int64) for name in ("train", "validate", "test"))
+    if not len(parts[0]) or not len(parts[1]):
+        raise LabelTableError("the published split leaves the training or the validation split empty")
+    logger.info("published split: %d train, %d validate, %d test images", *(len(p) for p in parts))
+    return parts[0], parts[1], parts[2]
 
 
 def main(argv: list[str] | None = None) -> None:

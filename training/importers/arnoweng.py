@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from models.labels import PATHOLOGIES
 from models.network import upgrade_legacy_keys
 from models.preprocessing import PreprocessSpec
 from training.importers.foreign_weights import ImportSourceError, describe_content
@@ -75,7 +74,5 @@ def arnoweng_state_dict(content: Any) -> dict[str, torch.Tensor]:
 
 
 def arnoweng_label_map() -> dict[str, str]:
-    """Our class name -> the source's output name (the same 14 names in the same order: checked, not assumed)."""
-    if ARNOWENG_CLASS_NAMES != PATHOLOGIES:
-        raise ImportSourceError("arnoweng/CheXNet's class order differs from models.labels.PATHOLOGIES")
-    return {name: name for name in PATHOLOGIES}
+    """The imported model's label -> the source's output name: arnoweng's 14 ``CLASS_NAMES``, kept as they are."""
+    return {name: name for name in ARNOWENG_CLASS_NAMES}

@@ -12,8 +12,10 @@ version 1.5.7) differs from our network in three ways, each mapped without appro
   resizes it: ``PreprocessSpec.crop_first``. Our resize is torch's antialiased bilinear, the one xrv's model
   applies itself to a square input of another size (``utils.fix_resolution``); ``XRayResizer`` uses
   skimage's, which differs slightly (README, "Real models", gives the measured difference).
-- **18 outputs in its own order**, some unused by a given set of weights (named ``''``). Ours are taken by name;
-  a missing one is an error listing what the weights do predict.
+- **18 outputs in its own order**, some unused by a given set of weights (named ``''`` in ``model_urls``; xrv
+  returns 0.5 for them once ``op_threshs`` are set). Every output a set of weights was trained on is kept, under
+  xrv's name and in xrv's order, as the checkpoint's labels; the others are dropped and listed in the provenance
+  (``XRV_WEIGHTS`` below is the table, ``docs/labels-serving.md`` prints it).
 
 What is served is the sigmoid of the logit. xrv's model, when ``op_threshs`` are set, returns ``op_norm`` of it
 instead, a piecewise-linear rescaling that puts each threshold at 0.5; it is monotone, so "above xrv's threshold"
@@ -28,7 +30,7 @@ from typing import Any
 
 import torch
 
-from models.labels import PATHOLOGIES
+from models.labels import validate_labels
 from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints
 from models.preprocessing import PreprocessSpec
 from training.importers.foreign_weights import ImportSourceError, describe_content
@@ -73,6 +75,21 @@ class XrvWeights:
     @property
     def url(self) -> str:
         return _RELEASES + self.file_name
+
+    @property
+    def kept(self) -> tuple[str, ...]:
+        """The outputs these weights were trained on, in xrv's order: the imported model's labels."""
+        return tuple(label for label in self.labels if label)
+
+    @property
+    def kept_outputs(self) -> tuple[int, ...]:
+        """The positions of ``kept`` among the 18 outputs."""
+        return tuple(index for index, label in enumerate(self.labels) if label)
+
+    @property
+    def dropped(self) -> tuple[str, ...]:
+        """The outputs they were not trained on, as ``"<default_pathologies name> (output <i>)"``."""
+        return tuple(f"{XRV_PATHOLOGIES[i]} (output {i})" for i, label in enumerate(self.labels) if not label)
 
 
 def _weights(name: str, file_stem: str, predicted: tuple[str, ...], thresholds: str) -> XrvWeights:
@@ -138,11 +155,16 @@ XRV_WEIGHTS: dict[str, XrvWeights] = {
 
 @dataclass(frozen=True)
 class XrvImport:
-    """What the import makes of a state dict: CheXNet-keyed weights, our-name -> xrv output index, thresholds."""
+    """What the import makes of a state dict: CheXNet-keyed weights (K outputs), the K labels kept with their xrv
+    output index, thresholds."""
 
     state_dict: dict[str, torch.Tensor]
-    output_index: dict[str, int]
+    output_index: dict[str, int]  # label -> xrv output, in the model's (xrv's) order
     operating_points: OperatingPoints | None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.output_index)
 
 
 def find_xrv_weights(requested: str | None, file_name: str) -> XrvWeights:
@@ -174,7 +196,7 @@ def xrv_import(content: Any, weights: XrvWeights) -> XrvImport:
             f"found {describe_content(content)}"
         )
     output_index = xrv_output_index(weights)
-    rows = torch.tensor([output_index[name] for name in PATHOLOGIES])
+    rows = torch.tensor(list(output_index.values()))
     converted = {str(k): v for k, v in state.items() if k != "op_threshs"}  # xrv's thresholds: a buffer, not weights
     converted["features.conv0.weight"] = (stem / 3).expand(-1, 3, -1, -1).contiguous()
     converted["classifier.weight"] = head.index_select(0, rows).contiguous()
@@ -187,19 +209,14 @@ def xrv_import(content: Any, weights: XrvWeights) -> XrvImport:
 
 
 def xrv_output_index(weights: XrvWeights) -> dict[str, int]:
-    """Our 14 names -> their position among the weights' 18 outputs; raises naming the missing and the present."""
-    missing = [name for name in PATHOLOGIES if name not in weights.labels]
-    if missing:
-        present = [label for label in weights.labels if label]
-        raise ImportSourceError(
-            f"torchxrayvision weights {weights.name!r} have no output for {', '.join(missing)}; "
-            f"they predict: {', '.join(present)}"
-        )
-    return {name: weights.labels.index(name) for name in PATHOLOGIES}
+    """Each label the weights were trained on -> its position among the 18 outputs, in xrv's order (validated as a
+    model's labels: ``models.labels.validate_labels``)."""
+    validate_labels(weights.kept)
+    return {label: index for index, label in enumerate(weights.labels) if label}
 
 
 def xrv_operating_points(weights: XrvWeights, output_index: dict[str, int]) -> OperatingPoints | None:
-    """xrv's ``op_threshs`` as the operating point ``xrv`` (None if one of our classes has none)."""
+    """xrv's ``op_threshs`` as the operating point ``xrv`` (None if one of the kept outputs has none)."""
     values = {name: weights.op_threshs[index] for name, index in output_index.items()}
     if any(value is None or not math.isfinite(value) for value in values.values()):
         return None

@@ -12,6 +12,10 @@ import torch
 
 from models.files import resolve_device
 from models.operating_points import DEFAULT_SPECIFICITY, specificity_point_name
+from training.data.chexpert_tables import VIEWS
+from training.data.label_policies import LabelPolicy, PolicyError
+from training.data.label_tables import FORMATS, TableOptions
+from training.data.sources import DataOptionError, DataSource, parse_data_option
 from training.loop.recipe import recipe_problem
 from training.reports.run_files import existing_run_markers
 
@@ -25,9 +29,20 @@ class TrainConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    images: Path
-    labels: Path
     out: Path
+    images: Path | None = None  # with labels: one table; or data: several
+    labels: Path | None = None
+    data: tuple[str, ...] = ()  # --data KIND:LABELS:IMAGES, repeated
+    table_format: str | None = None  # --format (None: detected from the header)
+    views: str = "frontal"
+    uncertain: str = "ignore"
+    blank: str | None = None  # None: each format's documented default
+    image_column: str | None = None
+    patient_column: str | None = None
+    patient_pattern: str | None = None
+    label_set: str | None = None  # --label-set NAME|FILE (None: the union of the tables' labels)
+    test_fraction: float = 0.0
+    test_list: Path | None = None
     epochs: int = 10
     batch_size: int = 16
     image_size: int = 224
@@ -60,10 +75,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
-        if not self.images.is_dir():
-            raise TrainConfigError(f"--images {self.images} is not a folder")
-        if not self.labels.is_file():
-            raise TrainConfigError(f"--labels {self.labels} is not a file")
+        self._check_sources()
         for name, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1)):
             if value < low:
                 raise TrainConfigError(f"{name} must be at least {low}, got {value}")
@@ -108,6 +120,50 @@ class TrainConfig:
             )
         if self.image_cache is not None:
             _check_writable_folder("--image-cache", self.image_cache)
+
+    def sources(self) -> list[DataSource]:
+        """The label tables to read: ``--labels``/``--images`` (with ``--format``), or each ``--data``."""
+        if self.data:
+            return [parse_data_option(text) for text in self.data]
+        if self.labels is None or self.images is None:
+            raise TrainConfigError("--labels and --images are needed (or --data KIND:LABELS:IMAGES, repeated)")
+        return [DataSource(self.table_format, self.labels, self.images)]
+
+    def table_options(self, kind: str | None) -> TableOptions:
+        return TableOptions(
+            format=kind,
+            views=self.views,
+            policy=LabelPolicy(self.uncertain, self.blank),
+            image_column=self.image_column,
+            patient_column=self.patient_column,
+            patient_pattern=self.patient_pattern,
+        )
+
+    def _check_sources(self) -> None:
+        if self.data and (self.labels is not None or self.images is not None):
+            raise TrainConfigError("give --data (repeated) or --labels with --images, not both")
+        if not self.data and (self.labels is None or self.images is None):
+            raise TrainConfigError("--labels and --images are needed (or --data KIND:LABELS:IMAGES, repeated)")
+        if self.table_format is not None and self.table_format not in FORMATS:
+            raise TrainConfigError(f"--format must be one of {', '.join(FORMATS)}, got {self.table_format!r}")
+        try:
+            sources = self.sources()
+            LabelPolicy(self.uncertain, self.blank)
+        except (DataOptionError, PolicyError) as exc:
+            raise TrainConfigError(str(exc)) from None
+        for source in sources:
+            if not source.images.is_dir():
+                raise TrainConfigError(f"--images {source.images} is not a folder")
+            if not source.labels.is_file():
+                raise TrainConfigError(f"--labels {source.labels} is not a file")
+        if self.views not in VIEWS:
+            raise TrainConfigError(f"--views must be one of {', '.join(VIEWS)}, got {self.views!r}")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise TrainConfigError(f"--test-fraction must be in [0, 1), got {self.test_fraction}")
+        if self.test_list is not None and (self.train_list is None or not self.test_list.is_file()):
+            raise TrainConfigError("--test-list must be an existing file and goes with --train-list and --val-list")
+        if len(sources) > 1 and self.train_list is not None:
+            raise TrainConfigError("--train-list/--val-list name one table's images: use them without --data")
 
     def _check_run_folder(self) -> None:
         """--resume needs a run in --out; a new run needs a folder without one, unless --overwrite replaces it."""

@@ -1,4 +1,4 @@
-"""train_one_epoch and evaluate: the loops, nothing else (no file I/O, no argument parsing)."""
+"""train_one_epoch and validate: the loops, nothing else (no file I/O, no argument parsing)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ class EpochStats:
 @dataclass(frozen=True)
 class EvalResult:
     loss: float
-    probs: np.ndarray  # (N, 14) after sigmoid, in dataset order
-    targets: np.ndarray  # (N, 14)
+    probs: np.ndarray  # (N, K) after sigmoid, in dataset order
+    targets: np.ndarray  # (N, K): 1, 0 or NaN (unknown)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -91,7 +91,7 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(
+def validate(
     model: nn.Module,
     loader: DataLoader[Batch],
     criterion: nn.Module,

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from models.labels import PATHOLOGIES
 from models.operating_points import MIN_POSITIVES, OperatingPoints
 from training.reports.point_table import UNRELIABLE_MARK, UNRELIABLE_NOTE
 from training.scoring.metrics import ClassAuroc, mean_defined
@@ -74,9 +73,10 @@ def metrics_document(
     }
 
 
-def write_predictions(path: Path, names: tuple[str, ...], probs: np.ndarray) -> None:
+def write_predictions(path: Path, names: tuple[str, ...], probs: np.ndarray, labels: tuple[str, ...]) -> None:
+    """One row per image (or study): its name and its (K,) probabilities under the ``labels`` header."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["Image Index", *PATHOLOGIES])
+        writer.writerow(["Image Index", *labels])
         for name, row in zip(names, probs, strict=True):
             writer.writerow([name, *(f"{float(v):.6f}" for v in row)])

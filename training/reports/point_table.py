@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from models.labels import PATHOLOGIES
 from models.operating_points import MIN_POSITIVES, STATISTICS, OperatingPoints
 
 UNRELIABLE_MARK = "*"
@@ -20,11 +19,12 @@ def point_table_lines(
 ) -> list[str]:
     """Rows of pathology, point, threshold, sensitivity, specificity, PPV, NPV from ``points`` laid out as stored
     (``{point: {class: {"threshold", "sensitivity", ...}}}``); a class in ``unreliable`` is marked ``*``."""
-    width = max(len(name) for name in PATHOLOGIES) + 2
+    labels = list(next(iter(points.values()))) if points else []  # the model's labels, in its order
+    width = max((len(name) for name in labels), default=9) + 2
     point_width = max(6, *(len(name) for name in points))
     lines = [f"{'pathology':<{width}}  {'point':<{point_width}}  {'threshold':>9}  {'sens':>5}  {'spec':>5}  "
              f"{'PPV':>5}  {'NPV':>5}"]  # fmt: skip
-    for label in PATHOLOGIES:
+    for label in labels:
         shown = f"{label} {UNRELIABLE_MARK}" if label in unreliable else label
         for i, (name, point) in enumerate(points.items()):
             entry = point[label]

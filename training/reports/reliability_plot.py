@@ -41,7 +41,7 @@ def draw_reliability_diagram(before: ReliabilityBins, after: ReliabilityBins, te
     curve_ax.set_ylim(0, 1)
     curve_ax.set_ylabel("observed frequency of the class")
     curve_ax.legend(loc="upper left", fontsize=9)
-    curve_ax.set_title(f"Reliability, all 14 classes pooled ({int(before.counts.sum())} entries)", fontsize=11)
+    curve_ax.set_title(f"Reliability, all classes pooled ({int(before.counts.sum())} known entries)", fontsize=11)
     count_ax.set_yscale("log" if np.max(before.counts, initial=0) > 0 else "linear")
     count_ax.set_xlabel("predicted probability")
     count_ax.set_ylabel("entries")

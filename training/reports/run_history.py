@@ -23,15 +23,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from models.files import write_atomically
-from models.labels import PATHOLOGIES
 from training.reports.run_files import CURVES_PNG, METRICS_CSV
 
 logger = logging.getLogger(__name__)
 
-CSV_COLUMNS = (
-    "epoch", "train_loss", "val_loss", "val_mean_auroc", *(f"val_auroc_{name}" for name in PATHOLOGIES), "lr",
-    "seconds", "train_images_per_s", "val_mean_average_precision",
-)  # fmt: skip
+HEAD_COLUMNS = ("epoch", "train_loss", "val_loss", "val_mean_auroc")
+TAIL_COLUMNS = ("lr", "seconds", "train_images_per_s", "val_mean_average_precision")
+
+
+def csv_columns(history: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The columns for a run: per-label AUROC for the run's labels (the records' ``val_auroc`` keys, in order), and
+    with several datasets their mean validation AUROC each (``val_mean_auroc_<dataset>``)."""
+    first = history[0] if history else {}
+    labels = list(first.get("val_auroc") or {})
+    datasets = list(first.get("val_dataset_mean_auroc") or {})
+    per_dataset = [f"val_mean_auroc_{name}" for name in datasets] if len(datasets) > 1 else []
+    return (*HEAD_COLUMNS, *(f"val_auroc_{name}" for name in labels), *TAIL_COLUMNS, *per_dataset)
 
 
 def write_history_files(out: Path, history: list[dict[str, Any]]) -> None:
@@ -48,20 +55,27 @@ def write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
     write_atomically(out / "metrics.json", lambda handle: handle.write(text.encode()))
 
 
-def csv_row(record: dict[str, Any]) -> list[str]:
-    """``record`` as ``CSV_COLUMNS``; an undefined AUROC, or a field older runs did not record, is empty."""
+def csv_row(record: dict[str, Any], columns: tuple[str, ...]) -> list[str]:
+    """``record`` as ``columns``; an undefined AUROC, or a field older runs did not record, is empty."""
     aurocs = record.get("val_auroc") or {}
-    values = [record.get(column) for column in CSV_COLUMNS[:4]]
-    values += [aurocs.get(name) for name in PATHOLOGIES]
-    values += [record.get(column) for column in CSV_COLUMNS[-4:]]
+    datasets = record.get("val_dataset_mean_auroc") or {}
+    values = []
+    for column in columns:
+        if column.startswith("val_mean_auroc_"):
+            values.append(datasets.get(column.removeprefix("val_mean_auroc_")))
+        elif column.startswith("val_auroc_"):
+            values.append(aurocs.get(column.removeprefix("val_auroc_")))
+        else:
+            values.append(record.get(column))
     return ["" if value is None else str(value) for value in values]
 
 
 def write_metrics_csv(path: Path, history: list[dict[str, Any]]) -> None:
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(csv_row(record) for record in history)
+    columns = csv_columns(history)
+    writer.writerow(columns)
+    writer.writerows(csv_row(record, columns) for record in history)
     write_atomically(path, lambda handle: handle.write(text.getvalue().encode()))
 
 
@@ -82,7 +96,7 @@ def draw_curves(history: list[dict[str, Any]]) -> Figure:
     loss_ax.plot(epochs, _series(history, lambda r: r["val_loss"]), marker="o", label="validation loss")
     loss_ax.set(title="loss (BCE per label)", xlabel="epoch", ylabel="loss")
     loss_ax.legend(loc="upper right")
-    for name in PATHOLOGIES:
+    for name in history[0].get("val_auroc") or {} if history else ():
         per_class = _series(history, lambda r, name=name: (r.get("val_auroc") or {}).get(name))
         auroc_ax.plot(epochs, per_class, color="0.75", linewidth=0.8)
     mean = _series(history, lambda r: r["val_mean_auroc"])

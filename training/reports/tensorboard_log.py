@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.labels import PATHOLOGIES
 from training.reports.run_files import TENSORBOARD_DIR
 
 
@@ -29,7 +28,8 @@ class TensorBoardLog:
             "loss/train": record["train_loss"],
             "loss/validation": record["val_loss"],
             "auroc/mean": record["val_mean_auroc"],
-            **{f"auroc/{name}": record["val_auroc"].get(name) for name in PATHOLOGIES},
+            **{f"auroc/{name}": value for name, value in record["val_auroc"].items()},
+            **{f"auroc_dataset/{name}": v for name, v in (record.get("val_dataset_mean_auroc") or {}).items()},
             "lr": record["lr"],
             "seconds": record.get("seconds"),
         }

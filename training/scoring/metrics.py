@@ -1,7 +1,9 @@
 """Per-class AUROC and PR-AUC, their means, and patient-level bootstrap confidence intervals.
 
-A class whose targets hold a single value has no AUROC: it is reported as ``None`` with a reason and left
-out of the mean (never NaN, so results stay valid JSON). Confidence intervals resample patients, not images
+Targets are 1, 0 or NaN (unknown); each class is scored on its known rows only. A class with no known positive
+or no known negative has no AUROC: it is reported as ``None`` with a reason and left out of the mean (never NaN,
+so results stay valid JSON). ``labels`` names the K columns (the model's or the table's labels).
+Confidence intervals resample patients, not images
 (a cluster bootstrap), because images of one patient are not independent.
 """
 
@@ -10,11 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
-
-from models.labels import PATHOLOGIES
 
 logger = logging.getLogger(__name__)
 
@@ -34,41 +35,48 @@ class ClassAuroc:
     ci95: tuple[float, float] | None
 
 
-def _check_arrays(targets: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _check_arrays(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(targets, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)
-    if y.ndim != 2 or y.shape != p.shape or y.shape[1] != len(PATHOLOGIES):
-        raise ValueError(f"targets and probs must both be (N, {len(PATHOLOGIES)}), got {y.shape} and {p.shape}")
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("targets must hold only 0 and 1")
+    if y.ndim != 2 or y.shape != p.shape or y.shape[1] != len(labels):
+        raise ValueError(f"targets and probs must both be (N, {len(labels)}), got {y.shape} and {p.shape}")
+    if not (np.isin(y, (0.0, 1.0)) | np.isnan(y)).all():
+        raise ValueError("targets must hold only 0, 1 and NaN (unknown)")
     if not np.isfinite(p).all():
         raise ValueError("probs must be finite (no NaN or infinity)")
     return y, p
 
 
-def per_class_auroc(targets: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
-    """sklearn's ROC AUC for each pathology; None where a column holds only one label value."""
-    y, p = _check_arrays(targets, probs)
+def known_column(y: np.ndarray, p: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class ``k``'s known rows: (targets in {0, 1}, probabilities)."""
+    known = ~np.isnan(y[:, k])
+    return y[known, k], p[known, k]
+
+
+def _per_class(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str], score: Any) -> dict[str, float | None]:
+    y, p = _check_arrays(targets, probs, labels)
     result: dict[str, float | None] = {}
-    for k, name in enumerate(PATHOLOGIES):
-        column = y[:, k]
+    for k, name in enumerate(labels):
+        column, scores = known_column(y, p, k)
         defined = 0 < column.sum() < len(column)
-        result[name] = float(roc_auc_score(column, p[:, k])) if defined else None
+        result[name] = float(score(column, scores)) if defined else None
     return result
 
 
-def per_class_average_precision(targets: np.ndarray, probs: np.ndarray) -> dict[str, float | None]:
-    """PR-AUC per pathology as average precision (scikit-learn's ``average_precision_score``: the precision at
-    each threshold weighted by the gain in recall, no interpolation); None where a column holds one label value.
+def per_class_auroc(targets: np.ndarray, probs: np.ndarray, labels: Sequence[str]) -> dict[str, float | None]:
+    """sklearn's ROC AUC for each label over its known rows; None where they hold only one label value."""
+    return _per_class(targets, probs, labels, roc_auc_score)
+
+
+def per_class_average_precision(
+    targets: np.ndarray, probs: np.ndarray, labels: Sequence[str]
+) -> dict[str, float | None]:
+    """PR-AUC per label as average precision (scikit-learn's ``average_precision_score``: the precision at
+    each threshold weighted by the gain in recall, no interpolation) over its known rows; None where they hold one
+    label value.
 
     Unlike AUROC, its chance level is the class's prevalence, so it shows how a rare class fares."""
-    y, p = _check_arrays(targets, probs)
-    result: dict[str, float | None] = {}
-    for k, name in enumerate(PATHOLOGIES):
-        column = y[:, k]
-        defined = 0 < column.sum() < len(column)
-        result[name] = float(average_precision_score(column, p[:, k])) if defined else None
-    return result
+    return _per_class(targets, probs, labels, average_precision_score)
 
 
 def mean_defined(values: Mapping[str, float | None]) -> float | None:
@@ -110,18 +118,19 @@ def bootstrap_ci(
     patient_ids: Sequence[str],
     n_boot: int,
     seed: int,
+    labels: Sequence[str],
 ) -> dict[str, tuple[float, float] | None]:
     """Percentile 95% CI per class from ``n_boot`` patient-level resamples (patients drawn with replacement,
 
     all their images taken). Resamples where a class holds one label value are skipped for that class; a class
     with fewer than ``MIN_VALID_RESAMPLES`` valid resamples gets None.
     """
-    y, p = _check_arrays(targets, probs)
+    y, p = _check_arrays(targets, probs, labels)
     if len(patient_ids) != len(y):
         raise ValueError(f"{len(patient_ids)} patient ids for {len(y)} images")
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
-    result: dict[str, tuple[float, float] | None] = dict.fromkeys(PATHOLOGIES)
+    result: dict[str, tuple[float, float] | None] = dict.fromkeys(labels)
     if n_boot == 0 or len(y) == 0:
         return result
     _, patient_of_image = np.unique(np.asarray(patient_ids, dtype=object).astype(str), return_inverse=True)
@@ -129,7 +138,9 @@ def bootstrap_ci(
     n_patients = int(patient_of_image.max()) + 1
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_ELEMENTS // max(len(y), n_patients))
-    samples: list[np.ndarray] = []  # each (b, 14)
+    samples: list[np.ndarray] = []  # each (b, K)
+    known = ~np.isnan(y)
+    y_filled = np.where(known, y, 0.0)
     done = 0
     while done < n_boot:
         b = min(chunk, n_boot - done)
@@ -137,13 +148,18 @@ def bootstrap_ci(
         flat = (np.arange(b)[:, None] * n_patients + drawn).reshape(-1)
         counts = np.bincount(flat, minlength=b * n_patients).reshape(b, n_patients).astype(np.float64)
         weights = counts[:, patient_of_image]  # (b, N): how often each image is in each resample
-        samples.append(np.stack([_weighted_auroc(p[:, k], y[:, k], weights) for k in range(y.shape[1])], axis=1))
+        samples.append(
+            np.stack(
+                [_weighted_auroc(p[:, k], y_filled[:, k], weights * known[:, k]) for k in range(y.shape[1])], axis=1
+            )
+        )
         done += b
     boot = np.concatenate(samples, axis=0)
-    for k, name in enumerate(PATHOLOGIES):
+    for k, name in enumerate(labels):
         valid = boot[:, k][np.isfinite(boot[:, k])]
         if len(valid) < MIN_VALID_RESAMPLES:
-            if 0 < y[:, k].sum() < len(y):
+            column = y[known[:, k], k]
+            if 0 < column.sum() < len(column):
                 logger.info("%s: only %d of %d resamples hold both label values; no CI", name, len(valid), n_boot)
             continue
         low, high = np.percentile(valid, [2.5, 97.5])
@@ -152,7 +168,10 @@ def bootstrap_ci(
 
 
 def undefined_reason(positives: int, n: int) -> str:
-    return f"only one label value ({positives} positives of {n})"
+    """Why a class has no AUROC on ``n`` known rows holding ``positives`` positives."""
+    if n == 0:
+        return "no known label (every entry unknown)"
+    return f"only one label value among the known rows ({positives} positives of {n})"
 
 
 def auroc_report(
@@ -161,15 +180,17 @@ def auroc_report(
     patient_ids: Sequence[str],
     n_boot: int,
     seed: int,
+    labels: Sequence[str],
 ) -> list[ClassAuroc]:
-    """Per-class AUROC, positives and (if ``n_boot`` > 0) patient-bootstrap 95% CI, in PATHOLOGIES order."""
-    aurocs = per_class_auroc(targets, probs)
-    cis = bootstrap_ci(targets, probs, patient_ids, n_boot, seed)
-    y = np.asarray(targets)
-    n = int(y.shape[0])
+    """Per-label AUROC, known positives and rows and (if ``n_boot`` > 0) patient-bootstrap 95% CI, in ``labels``
+    order; ``n`` is the label's known rows."""
+    aurocs = per_class_auroc(targets, probs, labels)
+    cis = bootstrap_ci(targets, probs, patient_ids, n_boot, seed, labels)
+    y = np.asarray(targets, dtype=np.float64)
     report = []
-    for k, name in enumerate(PATHOLOGIES):
-        positives = int(y[:, k].sum())
+    for k, name in enumerate(labels):
+        known = y[~np.isnan(y[:, k]), k]
+        positives, n = int(known.sum()), len(known)
         value = aurocs[name]
         report.append(
             ClassAuroc(

@@ -3,7 +3,8 @@
 Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017, section 4.2): one scalar
 T > 0 divides every logit, fitted by minimising the negative log-likelihood on held-out data. It never changes the
 order of the scores, so AUROC, PR-AUC and the sensitivity and specificity of an operating point stay the same; the
-thresholds move with the probabilities. Here the 14 sigmoid outputs share one T, fitted over all N x 14 entries.
+thresholds move with the probabilities. Here the K sigmoid outputs share one T, fitted over every known entry
+(unknown targets, NaN, are left out).
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ def _logits(probs: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def binary_nll(targets: npt.ArrayLike, probs: npt.ArrayLike, temperature: float = 1.0) -> float:
-    """Mean binary cross-entropy (nats) of ``sigmoid(logit(p) / T)`` over every entry of ``targets`` / ``probs``."""
+    """Mean binary cross-entropy (nats) of ``sigmoid(logit(p) / T)`` over every known (non-NaN) entry of ``targets``;
+    0 when none is known."""
     y = np.asarray(targets, dtype=np.float64)
-    z = _logits(probs) / temperature
+    known = ~np.isnan(y)
+    z = _logits(np.asarray(probs, dtype=np.float64)[known]) / temperature
     # BCE with logits, stably: softplus(z) - y * z
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+    return float(np.mean(np.logaddexp(0.0, z) - y[known] * z)) if known.any() else 0.0
 
 
 def fit_temperature(targets: npt.ArrayLike, probs: npt.ArrayLike) -> float:
-    """(N, 14) labels and raw probabilities -> the T in ``TEMPERATURE_BOUNDS`` minimising :func:`binary_nll`.
+    """(N, K) labels (1, 0, NaN) and raw probabilities -> the T in ``TEMPERATURE_BOUNDS`` minimising
+    :func:`binary_nll` over the known entries.
 
     The search is over log T (bounded Brent, scipy ``minimize_scalar``), to 1e-6 in log T.
     Raises ValueError for empty or mismatched inputs.
@@ -45,6 +49,8 @@ def fit_temperature(targets: npt.ArrayLike, probs: npt.ArrayLike) -> float:
     p = np.asarray(probs, dtype=np.float64)
     if y.size == 0 or y.shape != p.shape:
         raise ValueError(f"targets and probs must have the same, non-empty shape, got {y.shape} and {p.shape}")
+    if not np.isfinite(y).any():
+        raise ValueError("no known target to fit a temperature on (every entry is unknown)")
     low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
     result = minimize_scalar(
         lambda log_t: binary_nll(y, p, math.exp(log_t)), bounds=(low, high), method="bounded", options={"xatol": 1e-6}
@@ -75,10 +81,12 @@ class ReliabilityBins:
 def reliability_bins(
     targets: npt.ArrayLike, probs: npt.ArrayLike, temperature: float | None = None, bins: int = RELIABILITY_BINS
 ) -> ReliabilityBins:
-    """Pool every entry of (N, 14) ``targets`` / raw ``probs`` (after ``temperature``) into ``bins`` equal-width
-    bins; a probability on an inner edge belongs to the upper bin, and 1.0 to the last."""
-    y = np.asarray(targets, dtype=np.float64).reshape(-1)
-    p = apply_temperature(probs, temperature).reshape(-1)
+    """Pool every known entry of (N, K) ``targets`` / raw ``probs`` (after ``temperature``) into ``bins``
+    equal-width bins; a probability on an inner edge belongs to the upper bin, and 1.0 to the last."""
+    y_all = np.asarray(targets, dtype=np.float64).reshape(-1)
+    known = ~np.isnan(y_all)
+    y = y_all[known]
+    p = apply_temperature(probs, temperature).reshape(-1)[known]
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
     counts = np.bincount(which, minlength=bins).astype(np.int64)

@@ -11,20 +11,21 @@ Every candidate is a score seen in the data, so images with equal scores always 
   keeps the specificity. When no seen score keeps it (the highest-scored images hold too many negatives), the
   threshold lies just above the highest score: nothing on this data is called positive.
 
-A class whose labels hold a single value has no ROC curve: with no positives both points cut above the highest
+Each class is chosen on its known rows only (targets 1, 0 or NaN = unknown). A class whose known labels hold a
+single value has no ROC curve: with no positives both points cut above the highest
 score (specificity 1); with no negatives, at the lowest score (sensitivity 1). Such a class, and every class with
 fewer than ``MIN_POSITIVES`` positives, is listed as unreliable.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_curve
 
-from models.labels import PATHOLOGIES
 from models.operating_points import (
     DEFAULT_POINT,
     MIN_POSITIVES,
@@ -113,10 +114,10 @@ def statistics_at(targets: npt.ArrayLike, probs: npt.ArrayLike, threshold: float
     )
 
 
-def unreliable_classes(targets: npt.ArrayLike) -> tuple[str, ...]:
-    """Classes (PATHOLOGIES order) with fewer than MIN_POSITIVES positives in (N, 14) ``targets``."""
-    counts = np.asarray(targets).sum(axis=0)
-    return tuple(name for name, count in zip(PATHOLOGIES, counts, strict=True) if count < MIN_POSITIVES)
+def unreliable_classes(targets: npt.ArrayLike, labels: Sequence[str]) -> tuple[str, ...]:
+    """Labels (in ``labels`` order) with fewer than MIN_POSITIVES known positives in (N, K) ``targets``."""
+    counts = np.nansum(np.asarray(targets, dtype=np.float64), axis=0)
+    return tuple(name for name, count in zip(labels, counts, strict=True) if count < MIN_POSITIVES)
 
 
 def choose_operating_points(
@@ -124,46 +125,54 @@ def choose_operating_points(
     probs: npt.ArrayLike,
     specificity: float,
     source: dict[str, Any],
+    labels: Sequence[str],
     temperature: float | None = None,
     default: str = DEFAULT_POINT,
 ) -> OperatingPoints:
-    """(N, 14) labels and (N, 14) probabilities (after ``temperature``, when one is given) -> the ``youden`` and
-    ``specNN`` points with their statistics on this data; ``source`` describes the data (``images`` and
-    ``positives`` are filled in). Raises ValueError for bad shapes, a specificity outside (0, 1), or a ``default``
-    that is neither point.
+    """(N, K) labels (1, 0, NaN) and (N, K) probabilities (after ``temperature``, when one is given) -> the
+    ``youden`` and ``specNN`` points with their statistics on each class's known rows; ``source`` describes the data
+    (``images``, ``positives`` and ``known`` are filled in). Raises ValueError for bad shapes, a specificity outside
+    (0, 1), or a ``default`` that is neither point.
     """
     y = np.asarray(targets, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)
-    if y.ndim != 2 or y.shape != p.shape or y.shape[1] != len(PATHOLOGIES):
-        raise ValueError(f"targets and probs must both be (N, {len(PATHOLOGIES)}), got {y.shape} and {p.shape}")
+    if y.ndim != 2 or y.shape != p.shape or y.shape[1] != len(labels):
+        raise ValueError(f"targets and probs must both be (N, {len(labels)}), got {y.shape} and {p.shape}")
     spec_name = specificity_point_name(specificity)
     youden, at_spec = {}, {}
-    for k, name in enumerate(PATHOLOGIES):
-        youden[name] = statistics_at(y[:, k], p[:, k], youden_threshold(y[:, k], p[:, k]))
-        at_spec[name] = statistics_at(y[:, k], p[:, k], specificity_threshold(y[:, k], p[:, k], specificity))
+    for k, name in enumerate(labels):
+        known = ~np.isnan(y[:, k])
+        yk, pk = y[known, k], p[known, k]
+        youden[name] = statistics_at(yk, pk, youden_threshold(yk, pk))
+        at_spec[name] = statistics_at(yk, pk, specificity_threshold(yk, pk, specificity))
     spec_description = f"the lowest threshold with specificity >= {specificity:g} on the data it was chosen on"
-    positives = {name: int(count) for name, count in zip(PATHOLOGIES, y.sum(axis=0), strict=True)}
+    positives = {name: int(count) for name, count in zip(labels, np.nansum(y, axis=0), strict=True)}
+    known_rows = {name: int(count) for name, count in zip(labels, (~np.isnan(y)).sum(axis=0), strict=True)}
     return OperatingPoints(
         points={
             "youden": OperatingPoint(YOUDEN_DESCRIPTION, youden),
             spec_name: OperatingPoint(spec_description, at_spec),
         },
         default=default,
-        source={**source, "images": len(y), "positives": positives},
-        unreliable=unreliable_classes(y),
+        source={**source, "images": len(y), "positives": positives, "known": known_rows},
+        unreliable=unreliable_classes(y, labels),
         temperature=temperature,
     )
 
 
-def stored_points_on(targets: npt.ArrayLike, probs: npt.ArrayLike, points: OperatingPoints) -> dict[str, Any]:
-    """How a checkpoint's stored thresholds do on other data: per point and class, the stored threshold with the
-    sensitivity, specificity, PPV and NPV here. ``probs`` (N, 14) are raw; the points' temperature is applied."""
+def stored_points_on(
+    targets: npt.ArrayLike, probs: npt.ArrayLike, points: OperatingPoints, labels: Sequence[str]
+) -> dict[str, Any]:
+    """How a checkpoint's stored thresholds do on other data: per point and label, the stored threshold with the
+    sensitivity, specificity, PPV and NPV on the label's known rows. ``probs`` (N, K) are raw, K = ``labels``; the
+    points' temperature is applied."""
     y = np.asarray(targets, dtype=np.float64)
     p = apply_temperature(probs, points.temperature)
-    return {
-        name: {
-            label: statistics_at(y[:, k], p[:, k], point.thresholds[label].threshold).to_dict()
-            for k, label in enumerate(PATHOLOGIES)
-        }
-        for name, point in points.points.items()
-    }
+    result: dict[str, Any] = {}
+    for name, point in points.points.items():
+        result[name] = {}
+        for k, label in enumerate(labels):
+            known = ~np.isnan(y[:, k])
+            threshold = point.thresholds[label].threshold
+            result[name][label] = statistics_at(y[known, k], p[known, k], threshold).to_dict()
+    return result

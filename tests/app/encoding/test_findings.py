@@ -8,12 +8,12 @@ import pytest
 
 from app.encoding.findings import NO_OPERATING_POINTS
 from models.labels import PATHOLOGIES
-from tests.app.fakes import FIXED_PROBS, YOUDEN_THRESHOLDS, FakeEngine, client_for, fake_operating_points
+from tests.app.fakes import FIXED_PROBS, YOUDEN_THRESHOLDS, FakePredictor, client_for, fake_operating_points
 from tests.app.test_api import assert_error, upload
 
 
 def test_a_model_without_operating_points_says_so_instead_of_guessing() -> None:
-    engine = FakeEngine()
+    engine = FakePredictor()
     with client_for(engine) as client:
         body = client.post("/predict", files=upload()).json()
         asked = client.post("/predict?operating_point=youden", files=upload())
@@ -28,7 +28,7 @@ def test_a_model_without_operating_points_says_so_instead_of_guessing() -> None:
 
 
 def test_findings_at_the_default_point() -> None:
-    with client_for(FakeEngine(operating_points=fake_operating_points())) as client:
+    with client_for(FakePredictor(operating_points=fake_operating_points())) as client:
         body = client.post("/predict", files=upload()).json()
     assert body["note"] is None
     assert body["operating_point"] == {
@@ -53,7 +53,7 @@ def test_findings_at_the_default_point() -> None:
 
 
 def test_another_point_by_name_and_an_unknown_one_before_the_upload_is_decoded() -> None:
-    engine = FakeEngine(operating_points=fake_operating_points())
+    engine = FakePredictor(operating_points=fake_operating_points())
     with client_for(engine) as client:
         body = client.post("/predict?operating_point=spec90", files=upload()).json()
         computed = len(engine.tensors)
@@ -71,13 +71,13 @@ def test_another_point_by_name_and_an_unknown_one_before_the_upload_is_decoded()
 
 @pytest.mark.parametrize(("asked", "used"), [("Youden", "youden"), ("SPEC90", "spec90"), ("", "youden")])
 def test_point_names_match_as_pathology_names_do_and_empty_means_the_default(asked: str, used: str) -> None:
-    with client_for(FakeEngine(operating_points=fake_operating_points())) as client:
+    with client_for(FakePredictor(operating_points=fake_operating_points())) as client:
         body = client.post(f"/predict?operating_point={asked}", files=upload()).json()
     assert body["operating_point"]["name"] == used
 
 
 def test_a_temperature_is_applied_before_the_thresholds_and_probabilities_stay_raw() -> None:
-    with client_for(FakeEngine(operating_points=fake_operating_points(temperature=2.0))) as client:
+    with client_for(FakePredictor(operating_points=fake_operating_points(temperature=2.0))) as client:
         body = client.post("/predict", files=upload()).json()
     assert body["operating_point"]["temperature"] == 2.0
     assert list(body["probabilities"].values()) == [float(p) for p in FIXED_PROBS]
@@ -92,7 +92,7 @@ def test_a_temperature_is_applied_before_the_thresholds_and_probabilities_stay_r
 
 def test_model_card_lists_the_points_with_the_data_they_were_chosen_on() -> None:
     points = fake_operating_points()
-    with client_for(FakeEngine(operating_points=points)) as client:
+    with client_for(FakePredictor(operating_points=points)) as client:
         card = client.get("/model").json()
     listed = card["operating_points"]
     assert listed["default"] == "youden" and listed["unreliable"] == ["Hernia"] and listed["temperature"] is None
@@ -104,7 +104,7 @@ def test_model_card_lists_the_points_with_the_data_they_were_chosen_on() -> None
 
 
 def test_the_openapi_document_describes_findings_and_the_query() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         spec = client.get("/openapi.json").json()
     parameters = spec["paths"]["/predict"]["post"]["parameters"]
     assert [p["name"] for p in parameters] == ["operating_point"]

@@ -9,9 +9,10 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from app.encoding import overlay
+from app.encoding.explanation import render_explanation_png
 from app.encoding.overlay import (
     ALPHA,
     PANEL_SIDE,
@@ -19,16 +20,18 @@ from app.encoding.overlay import (
     blend_cam,
     crop_box,
     encode_png,
+    fit_title,
     gray_image,
     jet,
     output_size,
     overlay_base,
+    panel_columns,
     render_overlay_png,
     render_panels_png,
 )
 from models.gradcam import cam_on_image
 from models.preprocessing import CropGeometry, PreprocessSpec, center_crop_geometry
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 
 SPEC = PreprocessSpec(image_size=224, resize=256)
 
@@ -120,17 +123,41 @@ def test_panels_are_drawn_at_panel_size_one_per_class() -> None:
 
 def test_api_overlay_is_bounded_by_the_setting_and_drawn_in_the_decode_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
-    original = render_overlay_png
+    original = render_explanation_png
 
     def recording(*args: object) -> bytes:
         threads.append(threading.current_thread().name)
         return original(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("app.routes.render_overlay_png", recording)
+    monkeypatch.setattr("app.encoding.responses.render_explanation_png", recording)
     buffer = io.BytesIO()
     Image.fromarray(np.full((400, 200), 90, dtype=np.uint8)).save(buffer, format="PNG")
-    with client_for(FakeEngine(), overlay_max_side=100) as client:
+    with client_for(FakePredictor(), overlay_max_side=100) as client:
         response = client.post("/gradcam", files={"file": ("a", buffer.getvalue(), "image/png")})
     assert response.status_code == 200
     assert Image.open(io.BytesIO(response.content)).size == (50, 100)
     assert len(threads) == 1 and threads[0].startswith("chexnet-decode")
+
+
+@pytest.mark.parametrize(("count", "columns"), [(1, 1), (2, 2), (4, 2), (5, 3), (14, 4), (16, 4), (18, 5), (64, 8)])
+def test_the_panel_grid_is_about_square_for_any_label_count(count: int, columns: int) -> None:
+    assert panel_columns(count) == columns
+
+
+def test_one_panel_sheet_and_a_64_panel_sheet_have_their_grid_sizes() -> None:
+    gray = np.random.default_rng(4).random((64, 64), dtype=np.float32)
+    geometry = center_crop_geometry(SPEC, 64, 64)
+    base = overlay_base(gray, 1024)
+    for count, (columns, rows) in ((1, (1, 1)), (64, (8, 8))):
+        cams = np.random.default_rng(count).random((count, 7, 7)).astype(np.float32)
+        sheet = decode_png(render_panels_png(base, cams, geometry, [f"label {i}" for i in range(count)]))
+        assert sheet.shape == (rows * (PANEL_SIDE + TITLE_HEIGHT), columns * PANEL_SIDE, 3)
+
+
+def test_a_long_title_is_cut_to_the_panel_width() -> None:
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    long = "Enlarged Cardiomediastinum with a sixty-four character long name p=0.123"
+    cut = fit_title(draw, long, 200)
+    assert cut.endswith("..") and long.startswith(cut[:-2])
+    assert draw.textlength(cut) <= 200 < draw.textlength(cut[:-2] + long[len(cut) - 2] + "..")
+    assert fit_title(draw, "Mass p=0.500", 200) == "Mass p=0.500"

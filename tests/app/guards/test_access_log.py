@@ -11,7 +11,7 @@ import pytest
 
 from app.errors import OverloadedError
 from app.guards.middleware import ACCESS_LOGGER, request_id_from
-from tests.app.fakes import FakeEngine, client_for
+from tests.app.fakes import FakePredictor, client_for
 from tests.app.test_api import upload
 
 UUID = "123e4567-e89b-12d3-a456-426614174000"
@@ -31,7 +31,7 @@ def lines(access: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def test_a_prediction_is_one_line_with_its_bytes(access: pytest.LogCaptureFixture) -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.post("/predict", files=upload(), headers={"X-Request-ID": UUID})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == UUID
@@ -49,7 +49,7 @@ def test_a_prediction_is_one_line_with_its_bytes(access: pytest.LogCaptureFixtur
 
 
 def test_every_answer_has_a_request_id_and_a_line(access: pytest.LogCaptureFixture) -> None:
-    with client_for(FakeEngine(error=OverloadedError()), max_upload_bytes=64 * 1024) as client:
+    with client_for(FakePredictor(error=OverloadedError()), max_upload_bytes=64 * 1024) as client:
         responses = {
             "healthz": client.get("/healthz"),
             "unmatched": client.get("/patients/John-Doe?name=Jane"),
@@ -66,7 +66,8 @@ def test_every_answer_has_a_request_id_and_a_line(access: pytest.LogCaptureFixtu
     assert logged == [
         (ids[0], "GET", "/healthz", 200, 0),
         (ids[1], "GET", "unmatched", 404, 0),
-        (ids[2], "POST", "/predict", 413, 0),  # refused from Content-Length: not a byte of the body read
+        # refused from Content-Length; the body is then drained (app.guards.drain), never used
+        (ids[2], "POST", "/predict", 413, len(responses["too large"].request.read())),
         (ids[3], "POST", "/gradcam", 422, len(responses["invalid"].request.read())),
         (ids[4], "POST", "/predict", 503, len(responses["overloaded"].request.read())),
     ]
@@ -75,7 +76,7 @@ def test_every_answer_has_a_request_id_and_a_line(access: pytest.LogCaptureFixtu
 
 
 def test_a_500_is_logged_with_its_request_id(access: pytest.LogCaptureFixture) -> None:
-    with client_for(FakeEngine(error=RuntimeError("boom"))) as client:
+    with client_for(FakePredictor(error=RuntimeError("boom"))) as client:
         response = client.post("/predict", files=upload())
     assert response.status_code == 500
     (record,) = lines(access)
@@ -83,7 +84,7 @@ def test_a_500_is_logged_with_its_request_id(access: pytest.LogCaptureFixture) -
 
 
 def test_an_unusual_method_is_not_logged_as_sent(access: pytest.LogCaptureFixture) -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         client.request("JOHNDOE", "/healthz")
     assert [r.method for r in lines(access)] == ["OTHER"]  # type: ignore[attr-defined]
 
@@ -109,7 +110,7 @@ def test_incoming_request_ids_are_kept_only_when_well_formed(incoming: str, kept
 
 
 def test_a_response_never_has_two_request_ids() -> None:
-    with client_for(FakeEngine()) as client:
+    with client_for(FakePredictor()) as client:
         response = client.get("/healthz", headers={"X-Request-ID": "not-hex"})
     assert response.headers.get_list("x-request-id") == [response.headers["x-request-id"]]
     assert GENERATED.fullmatch(response.headers["x-request-id"])

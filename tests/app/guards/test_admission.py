@@ -1,4 +1,5 @@
-"""Admission from the headers alone, the backlog count, the upload deadline and the streamed size limit."""
+"""Admission from the headers alone, the backlog count, the upload deadline, the streamed size limit, and the
+drain that lets an early answer arrive."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import APIRouter
 from starlette.types import Message, Receive, Scope, Send
 
 from app.errors import ApiError
 from app.guards.admission import AdmissionMiddleware, Backlog, admission_of
+from app.guards.route_guards import RouteGuards, guarded
 from tests.server_process import running_server
 
 LIMIT = 1000
@@ -28,9 +31,34 @@ class FakeService:
         return self.full
 
 
-def scope_for(path: str = "/predict", length: int | None = 10, method: str = "POST") -> Scope:
+def scope_for(
+    path: str = "/predict", length: int | None = 10, method: str = "POST", extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> Scope:
     headers = [(b"content-length", str(length).encode())] if length is not None else []
-    return {"type": "http", "path": path, "method": method, "headers": headers}
+    return {"type": "http", "path": path, "method": method, "headers": [*headers, *extra]}
+
+
+def upload_guards() -> RouteGuards:
+    """/predict declared as an upload route, /model as a keyed one: as the app's router declares them."""
+    router = APIRouter()
+    router.add_api_route("/predict", lambda: None, methods=["POST"], **guarded(upload=True, api_key=True))
+    router.add_api_route("/model", lambda: None, methods=["GET"], **guarded(upload=False, api_key=True))
+    router.add_api_route("/healthz", lambda: None, methods=["GET"], **guarded(upload=False, api_key=False))
+    guards = RouteGuards()
+    guards.load(router.routes)
+    return guards
+
+
+class Body:
+    """An ASGI ``receive`` giving ``chunks`` chunks of ``size`` bytes (the last without more_body); counts them."""
+
+    def __init__(self, chunks: int, size: int = 100) -> None:
+        self.left, self.size, self.read = chunks, size, 0
+
+    async def __call__(self) -> Message:
+        self.left -= 1
+        self.read += 1
+        return {"type": "http.request", "body": b"x" * self.size, "more_body": self.left > 0}
 
 
 class Recorder:
@@ -77,7 +105,9 @@ async def reading_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def middleware(service: FakeService, backlog: Backlog, app: Any = reading_app, timeout: float = 5.0) -> Any:
-    return AdmissionMiddleware(app, service=service, max_bytes=LIMIT, upload_timeout_s=timeout, backlog=backlog)
+    return AdmissionMiddleware(
+        app, service=service, max_bytes=LIMIT, upload_timeout_s=timeout, backlog=backlog, guards=upload_guards()
+    )
 
 
 @pytest.mark.parametrize(
@@ -89,16 +119,51 @@ def middleware(service: FakeService, backlog: Backlog, app: Any = reading_app, t
         (FakeService(), Backlog(4), LIMIT + 1, 413, "payload_too_large"),
     ],
 )
-def test_refused_from_the_headers_without_reading_the_body(
+def test_refused_from_the_headers_and_the_body_drained_before_the_answer_ends(
     service: FakeService, backlog: Backlog, length: int, status: int, code: str
 ) -> None:
-    sent = Recorder()
-    asyncio.run(middleware(service, backlog)(scope_for(length=length), never_called, sent))
+    """The app never sees the body; the answer is sent whole, then the body is read to its end, then it ends."""
+    sent, body = Recorder(), Body(chunks=3)
+    asyncio.run(middleware(service, backlog, app=never_called)(scope_for(length=length), body, sent))
     assert sent.status == status and sent.body["code"] == code
     assert sent.headers["connection"] == "close"
+    assert body.read == 3
+    assert [m.get("more_body", False) for m in sent.messages[1:]] == [True, False]
     if status == 503:
         assert sent.headers["retry-after"] == "1"
     assert backlog.count == backlog.limit * (backlog.count == backlog.limit)  # unchanged: nothing was admitted
+
+
+def test_a_refused_100_continue_upload_is_not_waited_for() -> None:
+    """A client that asked ``Expect: 100-continue`` sends nothing after a final answer: the body is not drained."""
+    sent = Recorder()
+    scope = scope_for(extra=((b"expect", b"100-continue"),))
+    asyncio.run(middleware(FakeService(full=True), Backlog(4), app=never_called)(scope, never_called, sent))
+    assert sent.status == 503 and [m.get("more_body", False) for m in sent.messages[1:]] == [False]
+
+
+def test_draining_stops_at_the_byte_bound() -> None:
+    sent, body = Recorder(), Body(chunks=1000, size=300)
+    asyncio.run(middleware(FakeService(full=True), Backlog(4), app=never_called)(scope_for(), body, sent))
+    assert sent.status == 503 and body.read == 4  # 1,200 bytes: past LIMIT (1,000), then the answer ends
+
+
+@pytest.mark.parametrize(("coding", "named"), [(b"gzip", "'gzip'"), (b"GZip, br", "'gzip, br'"), (b"x\x01y", None)])
+def test_a_content_encoding_other_than_identity_gets_415(coding: bytes, named: str | None) -> None:
+    sent = Recorder()
+    scope = scope_for(extra=((b"content-encoding", coding),))
+    asyncio.run(middleware(FakeService(), Backlog(4), app=never_called)(scope, Body(1), sent))
+    assert sent.status == 415 and sent.body["code"] == "unsupported_content_encoding"
+    assert sent.headers["accept-encoding"] == "identity"
+    lead = f"Content-Encoding {named}" if named else "this Content-Encoding"
+    assert sent.body["detail"].startswith(lead + " is not accepted")
+
+
+def test_identity_is_accepted() -> None:
+    sent = Recorder()
+    scope = scope_for(extra=((b"content-encoding", b"identity"),))
+    asyncio.run(middleware(FakeService(), Backlog(4))(scope, Body(1), sent))
+    assert sent.status == 200
 
 
 def test_other_routes_and_methods_pass_untouched() -> None:
@@ -174,14 +239,10 @@ def test_a_body_that_does_not_arrive_in_time_gets_408() -> None:
 
 
 def test_a_body_without_length_is_counted_as_it_streams() -> None:
-    chunks = iter([b"x" * 600, b"x" * 600])
-
-    async def body() -> Message:
-        return {"type": "http.request", "body": next(chunks), "more_body": True}
-
-    sent = Recorder()
+    sent, body = Recorder(), Body(chunks=5, size=600)
     asyncio.run(middleware(FakeService(), Backlog(4))(scope_for(length=None), body, sent))
     assert sent.status == 413 and sent.body["code"] == "payload_too_large"
+    assert body.read == 4  # 2 chunks to pass the limit, then 2 drained (1,200 bytes, past the bound) before the end
 
 
 def test_the_deadline_ends_with_the_body() -> None:

@@ -22,7 +22,7 @@ from app.runtime.cli import FLAG_DEFAULTS
 from app.runtime.listen import AddressError, bind_sockets, close_sockets
 from app.runtime.server import EXIT_ADDRESS, EXIT_MODEL, check_unknown_variables, run_server
 from app.settings import Settings
-from tests.app.fakes import FakeEngine
+from tests.app.fakes import FakePredictor
 from tests.conftest import FIXTURES
 from tests.server_process import free_port, running_server, serve_command
 
@@ -115,7 +115,7 @@ def test_sigterm_finishes_requests_in_flight(tiny_checkpoint: Path) -> None:
 def test_uvicorn_writes_no_access_log_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
     configs: list[uvicorn.Config] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: configs.append(self.config))
-    assert run_server(Settings(queue_size=10, upload_backlog=5), FakeEngine(), sockets=[]) == 0
+    assert run_server(Settings(queue_size=10, upload_backlog=5), FakePredictor(), sockets=[]) == 0
     assert [c.access_log for c in configs] == [False]  # app.guards.middleware.AccessLogMiddleware logs requests instead
 
 
@@ -258,18 +258,18 @@ def test_a_port_taken_while_the_model_loaded_exits_3(caplog: pytest.LogCaptureFi
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         theirs.bind(("127.0.0.1", port))
         theirs.listen()
-        assert run_server(Settings(port=port), FakeEngine(), ours) == EXIT_ADDRESS  # type: ignore[arg-type]
+        assert run_server(Settings(port=port), FakePredictor(), ours) == EXIT_ADDRESS  # type: ignore[arg-type]
     assert f"cannot listen on 127.0.0.1:{port}: the port was taken while the model loaded" in caplog.messages
 
 
-class EngineThatCannotStart(FakeEngine):
+class PredictorThatCannotStart(FakePredictor):
     async def start(self) -> None:
         raise RuntimeError("no model thread")
 
 
 def test_an_application_that_fails_to_start_exits_1_not_uvicorns_3() -> None:
     sockets = bind_sockets("127.0.0.1", free_port())
-    assert run_server(Settings(), EngineThatCannotStart(), sockets) == EXIT_MODEL  # type: ignore[arg-type]
+    assert run_server(Settings(), PredictorThatCannotStart(), sockets) == EXIT_MODEL  # type: ignore[arg-type]
     assert all(sock.fileno() == -1 for sock in sockets)  # closed
 
 

@@ -324,7 +324,10 @@ def test_concurrent_decodes_are_independent() -> None:
 
 @pytest.mark.parametrize(
     ("name", "step"),
-    [("00000075_000.png", "PIL.Image.open"), ("siim-cxr-monochrome2.dcm", "models.imaging.dicom._read_dataset")],
+    [
+        ("00000075_000.png", "PIL.Image.open"),
+        ("siim-cxr-monochrome2.dcm", "models.imaging.dicom.pipeline.read_dataset"),
+    ],
 )
 def test_out_of_memory_is_not_reported_as_a_bad_file(name: str, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A MemoryError is the server's trouble (the service answers 503), never "could not be decoded"."""

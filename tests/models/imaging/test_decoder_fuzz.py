@@ -20,6 +20,7 @@ from PIL import Image
 from models.imaging.decoded import DecodeLimits
 from models.imaging.decoder import decode_image, probe_image
 from models.imaging.errors import InputError
+from tests.models.imaging.builders import dicom_cells, png_chunk, png_with_chunk
 from tests.models.imaging.test_dicom import make_dicom
 from tests.models.imaging.test_raster import mpo, png_16
 
@@ -51,6 +52,9 @@ def _seeds() -> list[bytes]:
         png_16(pixels.astype(np.int64) * 16, 0, b"\x0c"),
         make_dicom(pixels.astype(np.int64) * 16, bits_stored=12, WindowCenter=2048, WindowWidth=4096),
         make_dicom(pixels.astype(np.int64), "MONOCHROME1", bits_stored=8, RescaleSlope=2, RescaleIntercept=-5),
+        make_dicom((pixels.astype(np.int64) << 4) | 0xF, bits_stored=12, HighBit=15, PixelPaddingValue=0),
+        make_dicom(pixels.astype(np.int64), PixelPaddingValue=10, PixelPaddingRangeLimit=20, RescaleSlope="0"),
+        png_with_chunk(_encode(image, "PNG"), png_chunk(b"tEXt", b"Comment\0x", crc=0)),
     ]
 
 
@@ -122,3 +126,37 @@ def test_random_bytes_decode_or_raise_a_typed_error(data: bytes) -> None:
 def test_every_seed_decodes() -> None:
     for data in SEEDS:
         assert decode_image(data, LIMITS).gray.shape == (24, 32)
+
+
+@st.composite
+def pixel_descriptions(draw: st.DrawFn) -> bytes:
+    """Any pixel description PS3.3 allows, or nearly: High Bit, signedness, padding, rescale, window, drawn."""
+    allocated = draw(st.sampled_from([8, 16]))
+    stored = draw(st.integers(1, allocated))
+    high_bit = draw(st.integers(stored - 2, allocated))  # one below and one above the allowed range, too
+    cells = np.asarray(draw(st.lists(st.integers(0, 2**allocated - 1), min_size=24 * 32, max_size=24 * 32)))
+    attributes: dict[str, object] = {}
+    if draw(st.booleans()):
+        attributes["PixelPaddingValue"] = draw(st.integers(0, 2**allocated - 1))
+        if draw(st.booleans()):
+            attributes["PixelPaddingRangeLimit"] = draw(st.integers(0, 2**allocated - 1))
+    if draw(st.booleans()):
+        attributes["RescaleSlope"] = draw(st.sampled_from(["0", "1", "-1", "2.5", "1e-9"]))
+        attributes["RescaleIntercept"] = draw(st.sampled_from(["0", "-1024", "1e6"]))
+    if draw(st.booleans()):
+        attributes["WindowCenter"], attributes["WindowWidth"] = draw(st.sampled_from([("0", "1"), ("40", "0")]))
+    return dicom_cells(
+        cells.reshape(24, 32),
+        draw(st.sampled_from(["MONOCHROME1", "MONOCHROME2"])),
+        bits_allocated=allocated,
+        bits_stored=stored,
+        high_bit=high_bit,
+        signed=draw(st.booleans()),
+        **attributes,
+    )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+@given(pixel_descriptions())
+def test_any_pixel_description_decodes_or_raises_a_typed_error(data: bytes) -> None:
+    _check(data)

@@ -369,7 +369,7 @@ def test_pydicom_never_quotes_header_values_in_logs_or_warnings(tmp_path: Path) 
 
 def test_probe_reads_a_header_longer_than_its_first_read() -> None:
     from models.imaging.decoder import probe_image
-    from models.imaging.dicom import HEADER_PREFIX_BYTES
+    from models.imaging.dicom.header import HEADER_PREFIX_BYTES
 
     ds = pydicom.dcmread(BytesIO(make_dicom(np.zeros((96, 80)))))
     ds.add_new(0x00091010, "OB", b"\0" * (HEADER_PREFIX_BYTES + 1000))  # a large private element before 7FE0
@@ -520,7 +520,7 @@ def test_enhanced_frame_voi_lut_is_applied() -> None:
     np.testing.assert_allclose(decoded.gray, (stored // 16) / 255.0, atol=1e-6)
 
 
-def test_float_pixel_data_alone_is_no_image_but_beside_integer_data_is_ignored() -> None:
+def test_float_pixel_data_alone_is_refused_by_name_but_beside_integer_data_is_ignored() -> None:
     from models.imaging.decoder import probe_image
 
     ds = pydicom.dcmread(BytesIO(make_dicom(ramp(0, 2000, (64, 64)), bits_stored=12)))
@@ -533,5 +533,5 @@ def test_float_pixel_data_alone_is_no_image_but_beside_integer_data_is_ignored()
     only_float = BytesIO()
     ds.save_as(only_float, enforce_file_format=True)
     for call in (probe_image, decode_image):
-        with pytest.raises(InvalidImageError, match="contains no image"):
+        with pytest.raises(InvalidImageError, match=r"floating-point pixel data \(Float Pixel Data or Double"):
             call(only_float.getvalue())  # type: ignore[operator]

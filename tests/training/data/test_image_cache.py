@@ -214,10 +214,10 @@ def test_a_cache_that_cannot_be_written_warns_once_and_training_goes_on(
 ) -> None:
     cache = ResizedImageCache(tmp_path, SPEC)
 
-    def full_disk(path: Path, data: bytes) -> None:
+    def full_disk(path: Path, data: bytes, durable: bool = True) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(image_cache, "_write_atomically", full_disk)
+    monkeypatch.setattr(image_cache, "write_bytes_atomically", full_disk)
     with caplog.at_level(logging.WARNING, logger="training.data.image_cache"):
         for path in images[:3]:
             assert np.array_equal(cache.resized_gray(path), resized_gray(SPEC, decode_image(path).gray))
@@ -233,7 +233,7 @@ def test_an_interrupted_write_leaves_no_entry(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(image_cache.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        image_cache._write_atomically(tmp_path / "entry.f32", b"data")
+        image_cache.write_bytes_atomically(tmp_path / "entry.f32", b"data", durable=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.labels import PATHOLOGIES
 from training.data.label_tables import LabelTable, LabelTableError
-from training.data.splits import split_by_patient, split_from_lists
+from training.data.splits import split_by_patient, split_from_lists, split_official, split_three_ways
 
 
 def make_table(images_per_patient: list[int]) -> LabelTable:
@@ -18,7 +19,7 @@ def make_table(images_per_patient: list[int]) -> LabelTable:
         for k in range(count):
             names.append(f"{patient:08d}_{k:03d}.png")
             patients.append(str(patient))
-    return LabelTable(tuple(names), tuple(patients), np.zeros((len(names), 14), dtype=np.float32))
+    return LabelTable(tuple(names), tuple(patients), np.zeros((len(names), 14), dtype=np.float32), PATHOLOGIES)
 
 
 def test_patient_split_no_leakage_and_sizes() -> None:
@@ -84,3 +85,26 @@ def test_split_from_lists_errors(tmp_path: Path) -> None:
         split_from_lists(table, train_list, val_list)
     with pytest.raises(LabelTableError, match="not found"):
         split_from_lists(table, train_list, tmp_path / "missing.txt")
+
+
+def test_three_way_split_holds_out_test_patients_first() -> None:
+    rng = np.random.default_rng(2)
+    table = make_table(list(rng.integers(1, 4, size=40)))
+    train, val, test = split_three_ways(table, 0.25, 0.1, seed=5)
+    patients = [{table.patient_ids[i] for i in rows} for rows in (train, val, test)]
+    assert [len(p) for p in patients] == [27, 9, 4]  # 10% of 40 for test, then 25% of the other 36 for val
+    assert not (patients[0] & patients[1]) and not (patients[0] & patients[2]) and not (patients[1] & patients[2])
+    assert len(train) + len(val) + len(test) == len(table)
+    train2, val2, test2 = split_three_ways(table, 0.25, 0.0, seed=5)
+    assert len(test2) == 0
+    np.testing.assert_array_equal(np.concatenate([train2, val2]).size, len(table))
+
+
+def test_official_split_follows_the_published_column() -> None:
+    table = make_table([1, 1, 1, 1])
+    table = LabelTable(table.image_names, table.patient_ids, table.targets, PATHOLOGIES,
+                       splits=("train", "validate", "test", "train"))  # fmt: skip
+    train, val, test = split_official(table)
+    assert (train.tolist(), val.tolist(), test.tolist()) == ([0, 3], [1], [2])
+    with pytest.raises(LabelTableError, match="no published split"):
+        split_official(make_table([1, 1]))

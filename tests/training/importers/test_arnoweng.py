@@ -25,7 +25,7 @@ def source() -> torch.nn.Module:
 
 def _imported(path: Path) -> CheXNet:
     checkpoint = import_checkpoint(ImportRequest("arnoweng", path, path.with_suffix(".out.pt")))
-    model = CheXNet()
+    model = CheXNet(len(PATHOLOGIES))
     model.load_state_dict(checkpoint.state_dict, strict=True)
     return model.eval()
 
@@ -95,9 +95,9 @@ def test_a_key_that_does_not_fit_is_named_never_dropped(
 
 
 def test_only_num_batches_tracked_may_be_absent() -> None:
-    complete = CheXNet().state_dict()
+    complete = CheXNet(len(PATHOLOGIES)).state_dict()
     without = {k: v for k, v in complete.items() if not k.endswith("num_batches_tracked")}
-    filled = strict_chexnet_state(without)
+    filled = strict_chexnet_state(without, len(PATHOLOGIES))
     assert filled.keys() == complete.keys()
     assert all(int(v) == 0 for k, v in filled.items() if k.endswith("num_batches_tracked"))
 

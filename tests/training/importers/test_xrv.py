@@ -13,7 +13,6 @@ from PIL import Image
 
 from models.bundled import SAMPLE_XRAY
 from models.imaging.decoder import decode_image
-from models.labels import PATHOLOGIES
 from models.network import CheXNet
 from models.preprocessing import eval_tensor
 from tests.training.import_sources import xrv_network
@@ -39,13 +38,13 @@ def imported(source: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) 
     state["op_threshs"] = torch.tensor([math.nan] * 18)  # a buffer that xrv's own model saves; not weights
     torch.save(state, path)
     checkpoint = import_checkpoint(ImportRequest("torchxrayvision", path, path.with_name("out.pt"), xrv_weights="all"))
-    model = CheXNet()
+    model = CheXNet(len(checkpoint.labels))
     model.load_state_dict(checkpoint.state_dict, strict=True)
     return model.eval(), checkpoint
 
 
 def _rows(weights: str = "all") -> list[int]:
-    return [XRV_WEIGHTS[weights].labels.index(name) for name in PATHOLOGIES]
+    return list(XRV_WEIGHTS[weights].kept_outputs)  # every output the weights were trained on, in xrv's order
 
 
 def test_network_equals_xrvs_own_forward(source: torch.nn.Module, imported: tuple[CheXNet, object]) -> None:
@@ -96,6 +95,7 @@ def test_thresholds_become_the_xrv_operating_point(imported: tuple[CheXNet, obje
     thresholds = {name: entry.threshold for name, entry in points.points["xrv"].thresholds.items()}
     assert thresholds["Atelectasis"] == 0.07422872 and thresholds["Cardiomegaly"] == 0.050318155
     assert thresholds["Hernia"] == 0.042889766
+    assert list(thresholds) == list(XRV_PATHOLOGIES)  # all 18, in xrv's order
     assert all(entry.sensitivity is None for entry in points.points["xrv"].thresholds.values())
     assert points.source["weights"] == XRV_WEIGHTS["all"].file_name
 
@@ -109,6 +109,8 @@ def test_the_checkpoint_says_what_it_serves(imported: tuple[CheXNet, object]) ->
     assert source["weights"] == "densenet121-res224-all"
     assert source["file"] == "xrv-all-state.pt"
     assert source["labels"]["Cardiomegaly"] == "Cardiomegaly (output 10)"
+    assert checkpoint.labels == XRV_PATHOLOGIES  # type: ignore[attr-defined]
+    assert source["dropped_outputs"] == []
     assert checkpoint.provenance["model_name"] == "xrv-densenet121-res224-all"  # type: ignore[attr-defined]
 
 
@@ -129,15 +131,51 @@ def test_weights_are_told_from_the_release_file_name_or_asked_for() -> None:
         find_xrv_weights(None, "my-export.pt")
 
 
-def test_weights_without_one_of_our_classes_are_refused_listing_theirs(source: torch.nn.Module, tmp_path: Path) -> None:
-    torch.save(source.state_dict(), tmp_path / "chex.pt")
-    with pytest.raises(ImportSourceError) as info:
-        import_checkpoint(ImportRequest("torchxrayvision", tmp_path / "chex.pt", tmp_path / "o.pt", xrv_weights="chex"))
-    assert str(info.value) == (
-        "torchxrayvision weights 'chex' have no output for Infiltration, Mass, Nodule, Emphysema, Fibrosis, "
-        "Pleural_Thickening, Hernia; they predict: Atelectasis, Consolidation, Pneumothorax, Edema, Effusion, "
-        "Pneumonia, Cardiomegaly, Lung Lesion, Fracture, Lung Opacity, Enlarged Cardiomediastinum"
+# Which outputs each published set keeps: the facts of torchxrayvision 1.5.7's model_urls (a '' label there is an
+# output the weights were never trained on), written out here so that a change to the table is seen.
+_CHEX = (
+    "Atelectasis", "Consolidation", "Pneumothorax", "Edema", "Effusion", "Pneumonia", "Cardiomegaly", "Lung Lesion",
+    "Fracture", "Lung Opacity", "Enlarged Cardiomediastinum",
+)  # fmt: skip
+_NOT_CHEX = (
+    "Infiltration (output 2)", "Emphysema (output 5)", "Fibrosis (output 6)", "Pleural_Thickening (output 9)",
+    "Nodule (output 11)", "Mass (output 12)", "Hernia (output 13)",
+)  # fmt: skip
+KEPT_AND_DROPPED = {
+    "all": (XRV_PATHOLOGIES, ()),
+    "nih": (XRV_PATHOLOGIES[:14], tuple(f"{name} (output {i})" for i, name in enumerate(XRV_PATHOLOGIES) if i >= 14)),
+    "pc": (
+        (*XRV_PATHOLOGIES[:14], "Fracture"),
+        ("Lung Lesion (output 14)", "Lung Opacity (output 16)", "Enlarged Cardiomediastinum (output 17)"),
+    ),
+    "chex": (_CHEX, _NOT_CHEX),
+    "mimic_nb": (_CHEX, _NOT_CHEX),
+    "mimic_ch": (_CHEX, _NOT_CHEX),
+    "rsna": (
+        ("Pneumonia", "Lung Opacity"),
+        tuple(f"{name} (output {i})" for i, name in enumerate(XRV_PATHOLOGIES) if i not in (8, 16)),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(KEPT_AND_DROPPED))
+def test_every_published_set_imports_whole(source: torch.nn.Module, tmp_path: Path, name: str) -> None:
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    checkpoint = import_checkpoint(
+        ImportRequest("torchxrayvision", tmp_path / "w.pt", tmp_path / "o.pt", xrv_weights=name)
     )
+    kept, dropped = KEPT_AND_DROPPED[name]
+    assert checkpoint.labels == kept
+    assert checkpoint.provenance["source"]["dropped_outputs"] == list(dropped)
+    rows = [XRV_PATHOLOGIES.index(label) for label in kept]
+    assert torch.equal(checkpoint.state_dict["classifier.weight"], source.state_dict()["classifier.weight"][rows])
+    assert torch.equal(checkpoint.state_dict["classifier.bias"], source.state_dict()["classifier.bias"][rows])
+    assert checkpoint.operating_points is not None
+    published = xrv.models.model_urls[f"densenet121-res224-{name}"]["op_threshs"]
+    thresholds = {
+        label: entry.threshold for label, entry in checkpoint.operating_points.points["xrv"].thresholds.items()
+    }
+    assert thresholds == {label: pytest.approx(published[row], rel=1e-7) for label, row in zip(kept, rows, strict=True)}
 
 
 def test_a_pickled_network_is_refused_naming_its_classes(source: torch.nn.Module, tmp_path: Path) -> None:

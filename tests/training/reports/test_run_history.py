@@ -11,7 +11,7 @@ from typing import Any
 from PIL import Image
 
 from models.labels import PATHOLOGIES
-from training.reports.run_history import CSV_COLUMNS, draw_curves, write_history_files
+from training.reports.run_history import csv_columns, draw_curves, write_history_files
 
 
 def record(epoch: int, mean: float | None, hernia: float | None = None) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def test_csv_has_one_row_an_epoch_with_every_class(tmp_path: Path) -> None:
     history = [record(1, 0.6), record(2, None, hernia=0.75)]
     write_history_files(tmp_path, history)
     rows = list(csv.reader((tmp_path / "metrics.csv").open()))
-    assert rows[0] == list(CSV_COLUMNS)
+    assert rows[0] == list(csv_columns(history))
     assert rows[0][:4] == ["epoch", "train_loss", "val_loss", "val_mean_auroc"]
     assert rows[0][4:18] == [f"val_auroc_{name}" for name in PATHOLOGIES]
     assert rows[0][18:] == ["lr", "seconds", "train_images_per_s", "val_mean_average_precision"]
@@ -70,3 +70,21 @@ def test_curves_plot_the_history_and_mark_the_first_best_epoch(tmp_path: Path) -
 def test_curves_of_a_run_without_any_defined_auroc(tmp_path: Path) -> None:
     figure = draw_curves([record(1, None)])
     assert not [line for line in figure.axes[1].lines if str(line.get_label()).startswith("best")]
+
+
+def test_csv_columns_follow_the_runs_labels_and_datasets(tmp_path: Path) -> None:
+    entry = {
+        "epoch": 1, "train_loss": 0.5, "val_loss": 0.6, "val_mean_auroc": 0.7,
+        "val_auroc": {"Edema": 0.8, "Pleural Effusion": None, "Mass": 0.6},
+        "val_dataset_mean_auroc": {"nih": 0.6, "chexpert": 0.8},
+        "lr": 1e-3, "train_images_per_s": 2.0, "seconds": 1.5, "val_mean_average_precision": 0.3,
+    }  # fmt: skip
+    write_history_files(tmp_path, [entry])
+    rows = list(csv.reader((tmp_path / "metrics.csv").open()))
+    assert rows[0] == [
+        "epoch", "train_loss", "val_loss", "val_mean_auroc", "val_auroc_Edema", "val_auroc_Pleural Effusion",
+        "val_auroc_Mass", "lr", "seconds", "train_images_per_s", "val_mean_average_precision",
+        "val_mean_auroc_nih", "val_mean_auroc_chexpert",
+    ]  # fmt: skip
+    assert rows[1] == ["1", "0.5", "0.6", "0.7", "0.8", "", "0.6", "0.001", "1.5", "2.0", "0.3", "0.6", "0.8"]
+    assert len([line for line in draw_curves([entry]).axes[1].lines if line.get_color() == "0.75"]) == 3

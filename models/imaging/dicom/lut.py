@@ -24,7 +24,7 @@ from pydicom.dataset import Dataset
 
 from models.imaging.errors import InvalidImageError
 
-__all__ = ["Lut", "apply_lut", "modality_output_can_be_negative", "read_lut"]
+__all__ = ["Lut", "apply_lut", "read_lut"]
 
 _INVALID = "The DICOM file could not be decoded."
 
@@ -66,21 +66,6 @@ def apply_lut(values: npt.NDArray[Any], lut: Lut) -> npt.NDArray[np.int64]:
     """Integer-valued ``values`` (any shape) -> table outputs, same shape, int64 (PS3.3 C.11.2.1.1)."""
     index = np.clip(values.astype(np.int64) - lut.first_mapped, 0, lut.table.size - 1)
     return lut.table[index]
-
-
-def modality_output_can_be_negative(ds: Dataset) -> bool:
-    """Whether the Modality LUT step's output range includes negative values (decides US-or-SS readings).
-
-    Stored values are signed when Pixel Representation is 1 (PS3.3 C.7.6.3.1); a rescale (PS3.3 C.11.1.1.2)
-    maps the stored range linearly.  A Modality LUT Sequence outputs its (unsigned) entries.
-    """
-    if ds.get("ModalityLUTSequence"):
-        return False
-    bits = int(ds.get("BitsStored") or 16)
-    signed = int(ds.get("PixelRepresentation") or 0) == 1
-    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    slope, intercept = float(ds.get("RescaleSlope") or 1.0), float(ds.get("RescaleIntercept") or 0.0)
-    return bool(min(low * slope + intercept, high * slope + intercept) < 0)
 
 
 def _unpack_entries(data: Any, entries: int, bits: int, little_endian: bool) -> npt.NDArray[np.int64]:
