@@ -17,7 +17,7 @@ HOST ?=
 CHECKPOINT ?=
 
 .PHONY: install install-serve serve test lint format clean demo-model fuzz schemathesis bench bench-quick attack bench-training-input screenshots \
-	readme-examples container-test rolling-test
+	readme-examples container-test rolling-test bench-training
 
 define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -106,6 +106,11 @@ bench-quick: $(STAMP)
 # IMAGES="--images DIR"); writes benchmarks/results/training-input-<date>.json.
 bench-training-input: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.training_input $(IMAGES)
+
+# Training images/s for each recipe option (docs/recipe.md): the real training step at 224 px, batch 8, CPU, on
+# synthetic images (about 3-5 minutes on 2 CPU cores); writes benchmarks/results/training-recipe-<date>.json.
+bench-training: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.training_recipe
 
 # The hostile load test with its figures: 32 clients mixing good, bad, huge and slow uploads against the demo
 # model under small limits; prints statuses per kind, latencies, and peak memory against the documented bound.

@@ -128,7 +128,47 @@ def _register_train(p: argparse.ArgumentParser) -> None:
         "epochs and runs skip the decode; the tensors are identical to an uncached run's",
     )
     _add_specificity(p, "best.pt's operating points: youden and specNN, chosen on the validation split")
+    _add_recipe_options(p)
     p.set_defaults(run=_run_train)
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The recipe's options (docs/recipe.md); each default is the seed's recipe."""
+    recipe = p.add_argument_group("recipe (docs/recipe.md; the defaults are the seed's recipe)")
+    recipe.add_argument("--optimizer", choices=["adam", "adamw"], default="adam", help="adamw: decoupled weight decay")
+    recipe.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="on convolution and linear weights, not BatchNorm or biases (with adamw 0.05 is usual)",
+    )
+    recipe.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=0,
+        help="epoch k < N trains at lr*(k+1)/(N+1), then --scheduler starts at --lr (0: no warm-up)",
+    )
+    recipe.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="validate and keep as best.pt an exponential moving average of the weights (e.g. 0.999; unset: none)",
+    )
+    recipe.add_argument(
+        "--augment",
+        choices=["seed", "cxr"],
+        default="seed",
+        help="seed: random crop + horizontal flip; cxr: also small rotation, scale, shift, brightness, contrast",
+    )
+    recipe.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="autocast: auto = fp16 on CUDA, fp32 on the CPU; bf16 on the CPU or CUDA; fp16 on CUDA only",
+    )
+    recipe.add_argument(
+        "--channels-last", action="store_true", help="NHWC memory format on the CPU too (CUDA always uses it)"
+    )
 
 
 def _add_table_options(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,12 @@ from training.data.image_cache import ResizedImageCache
 from training.data.run_data import RunData, load_run_data, write_split_lists
 from training.loop.config import TrainConfig, TrainConfigError
 from training.loop.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
+from training.loop.ema import WeightAverage
 from training.loop.epochs import EvalResult, train_one_epoch, validate
 from training.loop.head_transfer import refit_head
 from training.loop.masked_loss import MaskedBCEWithLogitsLoss, known_pos_weight
+from training.loop.optimizers import make_optimizer, make_scheduler, step_scheduler
+from training.loop.recipe import describe_recipe
 from training.loop.resume import (
     Progress,
     RunAlreadyFinishedError,
@@ -36,6 +40,7 @@ from training.loop.resume import (
     restore_training_state,
 )
 from training.loop.rng_state import seed_everything
+from training.loop.step_recipe import StepRecipe
 from training.reports.provenance import describe_run, describe_validation
 from training.reports.run_files import clear_run, remove_interrupted_writes
 from training.reports.run_history import write_history_files
@@ -56,7 +61,7 @@ def make_loader(
 ) -> DataLoader[Any]:
     """Batches of ((B, 3, S, S) images, (B, K) targets with NaN for unknown, (B,) indices) for one split."""
     cache = ResizedImageCache(config.image_cache, spec) if config.image_cache is not None else None
-    dataset = XrayDataset(paths, targets, spec, train=train, seed=config.seed, cache=cache)
+    dataset = XrayDataset(paths, targets, spec, train=train, seed=config.seed, cache=cache, augment=config.augment)
     sampler = EpochSampler(len(dataset), shuffle=train, seed=config.seed, rank=ctx.rank, world=ctx.world)
     return DataLoader(
         dataset,
@@ -77,12 +82,6 @@ def make_criterion(config: TrainConfig, train_targets: np.ndarray, device: torch
         return MaskedBCEWithLogitsLoss()
     weights = torch.tensor(known_pos_weight(train_targets), dtype=torch.float32, device=device)
     return MaskedBCEWithLogitsLoss(pos_weight=weights)
-
-
-def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
-    if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=2)
 
 
 def epoch_record(
@@ -166,14 +165,18 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     if ctx.is_main:
         write_split_lists(config.out, data)
     spec = PreprocessSpec.for_image_size(config.image_size)
-    model = model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999))
-    objects: TrainingObjects = (optimizer, make_scheduler(config, optimizer), make_grad_scaler(device))
+    recipe = StepRecipe.for_device(device, config.precision, config.channels_last)
+    model = model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
+    average = WeightAverage(model, config.ema) if config.ema is not None else None  # from the starting weights
+    recipe = replace(recipe, average=average)
+    optimizer = make_optimizer(config, model)
+    scaler = make_grad_scaler(device, recipe.needs_grad_scaler)
+    objects: TrainingObjects = (optimizer, make_scheduler(config, optimizer), scaler)
     progress = Progress()
     if resume_point is not None:
         progress = restore_training_state(resume_point, model, objects, device, ctx.world)
+        if average is not None:
+            average.load_state_dict(resume_point.training_state["ema"])  # type: ignore[index]
         if ctx.is_main:
             remove_interrupted_writes(config.out)
             write_history_files(config.out, progress.history)  # a kill may have come between last.pt and these
@@ -183,7 +186,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     train_loader = make_loader(config, train_paths, train_targets, spec, train=True, ctx=ctx)
     val_loader = make_loader(config, val_paths, val_targets, spec, train=False, ctx=ctx)
     criterion = make_criterion(config, train_targets, device)
-    run_info = describe_run(config, data, head)
+    run_info = {**describe_run(config, data, head), "recipe": describe_recipe(config, device)}
+    validated = model if average is None else average.module  # --ema: the average is validated and kept as best
     board = TensorBoardLog(config.out, progress.next_epoch + 1) if config.tensorboard and ctx.is_main else None
     try:
         for epoch in range(progress.next_epoch, config.epochs):
@@ -191,18 +195,22 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
                 loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
                 loader.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
             start, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-            stats = train_one_epoch(net, train_loader, criterion, optimizer, objects[2], device, epoch, ctx)
+            stats = train_one_epoch(net, train_loader, criterion, optimizer, scaler, device, epoch, ctx, recipe)
             broadcast_model_state(ctx, model)  # every rank validates the copy that rank 0 saves
-            result = validate(model, val_loader, criterion, device, ctx)  # unwrapped: no DDP collectives in eval
+            if average is not None:
+                broadcast_model_state(ctx, average.module)
+            result = validate(validated, val_loader, criterion, device, ctx, recipe)  # unwrapped: no DDP in eval
             seconds = time.perf_counter() - start
             record = epoch_record(
                 epoch, stats.loss, stats.images_per_second, result, lr, seconds, config, data, val_owner
             )
-            _step_scheduler(objects[1], result.loss)
+            step_scheduler(objects[1], result.loss)
             improved = progress.add_epoch(record)
             if ctx.is_main:
                 state = capture_training_state(progress, objects, device, ctx.world)
-                _save_epoch(config, model, spec, data.labels, record, improved, run_info, state)
+                if average is not None:
+                    state["ema"] = average.state_dict()
+                _save_epoch(config, model, spec, data.labels, record, improved, run_info, state, validated)
                 write_history_files(config.out, progress.history)
                 if board is not None:
                     board.add_epoch(record)
@@ -261,16 +269,9 @@ def _finish_finished_run(config: TrainConfig, resume_point: Checkpoint, ctx: Dis
     )
 
 
-def make_grad_scaler(device: torch.device) -> torch.amp.GradScaler:
-    """AMP's loss scaler: on CUDA only (on the CPU it is disabled, and its state is empty)."""
-    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
-
-
-def _step_scheduler(scheduler: Any, val_loss: float) -> None:
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        scheduler.step(val_loss)
-    else:
-        scheduler.step()
+def make_grad_scaler(device: torch.device, enabled: bool | None = None) -> torch.amp.GradScaler:
+    """AMP's loss scaler, for fp16 autocast (default: on CUDA only; elsewhere disabled, with an empty state)."""
+    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda" if enabled is None else enabled)
 
 
 def _log_epoch(record: dict[str, Any], epochs: int) -> None:
@@ -295,13 +296,16 @@ def _save_epoch(
     improved: bool,
     run_info: dict[str, Any],
     training_state: dict[str, Any],
+    validated: nn.Module | None = None,
 ) -> None:
     """best.pt when mean validation AUROC improves (weights only, for serving), last.pt every epoch (resumable).
+
+    best.pt holds the ``validated`` network's weights (with ``--ema``, the average), last.pt the trained ones.
 
     Each file is replaced atomically, best.pt first: a kill between the two leaves last.pt one epoch behind, and
     the resumed run repeats that epoch and writes the same best.pt again. Never a last.pt ahead of best.pt.
     """
-    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().clone() for k, v in (validated or model).state_dict().items()}
     kept = (
         "epoch", "val_loss", "val_mean_auroc", "val_auroc", "val_mean_average_precision", "val_average_precision",
         "val_dataset_mean_auroc",
@@ -326,4 +330,6 @@ def _save_epoch(
             len(unreliable),
             MIN_POSITIVES,
         )
+    if validated is not None and validated is not model:
+        base = replace(base, state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     save_checkpoint(Checkpoint(**{**base.__dict__, "training_state": training_state}), config.out / "last.pt")

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset, Sampler, default_collate
 
 from models.imaging.decoder import decode_image
 from models.imaging.errors import InputError
-from models.preprocessing import PreprocessSpec, eval_tensor, train_tensor
+from models.preprocessing import PreprocessSpec, eval_tensor
+from training.data.augment import train_transform
 from training.data.image_cache import ResizedImageCache
 
 T = TypeVar("T")
@@ -90,8 +91,10 @@ class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure
         train: bool,
         seed: int = 0,
         cache: ResizedImageCache | None = None,
+        augment: str = "seed",
     ) -> None:
         self.paths = list(paths)
+        self.transform = train_transform(augment)  # --augment: seed (crop + flip) or cxr (training/data/augment.py)
         self.targets = torch.as_tensor(np.asarray(targets, dtype=np.float32))
         self.spec, self.train, self.seed, self.epoch, self.cache = spec, train, seed, 0, cache
 
@@ -109,7 +112,7 @@ class XrayDataset(Dataset[tuple[torch.Tensor, torch.Tensor, int] | DecodeFailure
             return DecodeFailure(index, str(self.paths[index]), error.code, error.message)
         if self.train:
             seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
-            tensor = train_tensor(self.spec, gray, torch.Generator().manual_seed(seed))
+            tensor = self.transform(self.spec, gray, torch.Generator().manual_seed(seed))
         else:
             tensor = eval_tensor(self.spec, gray)
         return tensor, self.targets[index], index

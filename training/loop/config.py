@@ -16,6 +16,7 @@ from training.data.chexpert_tables import VIEWS
 from training.data.label_policies import LabelPolicy, PolicyError
 from training.data.label_tables import FORMATS, TableOptions
 from training.data.sources import DataOptionError, DataSource, parse_data_option
+from training.loop.recipe import recipe_problem
 from training.reports.run_files import existing_run_markers
 
 # The service shows the name (CHEXNET_MODEL_NAME has the same bound) and version in every /predict answer.
@@ -63,6 +64,14 @@ class TrainConfig:
     model_name: str | None = None  # provenance["model_name"]: what /model and /predict call the model
     model_version: str | None = None  # provenance["model_version"]
     tensorboard: bool = False
+    # the recipe's options (training/loop/recipe.py, docs/recipe.md); the defaults are the seed's recipe
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    warmup_epochs: int = 0
+    ema: float | None = None  # the EMA decay; None: no weight average
+    augment: str = "seed"
+    precision: str = "auto"
+    channels_last: bool = False
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
@@ -98,6 +107,8 @@ class TrainConfig:
             raise TrainConfigError(f"--device: {exc}") from None
         if self.workers < 0:
             raise TrainConfigError(f"--workers must be >= 0, got {self.workers}")
+        if (problem := recipe_problem(self, self.resolved_device())) is not None:
+            raise TrainConfigError(problem)
         self._check_run_folder()
         for flag, label in (("--name", self.model_name), ("--version", self.model_version)):
             if label is not None and not (0 < len(label) <= MAX_MODEL_LABEL and label.isprintable()):

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from training.data.dataset import checked
 from training.loop.distributed import DistContext, all_finite, gather_objects
+from training.loop.step_recipe import StepRecipe
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,11 +47,6 @@ def _quiet(ctx: DistContext) -> bool:
     return not (ctx.is_main and sys.stderr.isatty())
 
 
-def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    images = images.to(device, non_blocking=True)
-    return images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader[Batch],
@@ -60,20 +56,22 @@ def train_one_epoch(
     device: torch.device,
     epoch: int,
     ctx: DistContext,
+    recipe: StepRecipe | None = None,
 ) -> EpochStats:
     """One pass over this rank's shard; raises NonFiniteLossError naming the epoch and step.
 
     Raises :class:`training.data.dataset.UnreadableImageError` when an image fails to decode; nothing is saved for
-    the unfinished epoch, so ``--resume`` continues from the last completed one.
+    the unfinished epoch, so ``--resume`` continues from the last completed one.  ``recipe``: precision, memory
+    format and the weight average's update (None: the seed's steps on ``device``).
     """
     model.train()
-    amp = scaler.is_enabled()
+    recipe = recipe or StepRecipe.for_device(device)
     total_loss, seen, start = 0.0, 0, time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1} train", unit="batch", disable=_quiet(ctx), leave=False)
     for step, batch in enumerate(bar):
         images, targets, _ = checked(batch)
-        images, targets = _to_device(images, device), targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=amp):
+        images, targets = recipe.input_batch(images, device), targets.to(device, non_blocking=True)
+        with recipe.autocast(device):
             loss = criterion(model(images), targets)
         if not all_finite(ctx, loss):
             raise NonFiniteLossError(f"loss became non-finite at epoch {epoch + 1}, step {step + 1}; stopping")
@@ -81,6 +79,7 @@ def train_one_epoch(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        recipe.after_step()
         total_loss += loss.item() * images.shape[0]
         seen += images.shape[0]
         elapsed = time.perf_counter() - start
@@ -93,16 +92,22 @@ def train_one_epoch(
 
 @torch.no_grad()
 def validate(
-    model: nn.Module, loader: DataLoader[Batch], criterion: nn.Module, device: torch.device, ctx: DistContext
+    model: nn.Module,
+    loader: DataLoader[Batch],
+    criterion: nn.Module,
+    device: torch.device,
+    ctx: DistContext,
+    recipe: StepRecipe | None = None,
 ) -> EvalResult:
     """Loss and sigmoid probabilities over the whole validation set, gathered from every rank."""
     model.eval()
+    recipe = recipe or StepRecipe.for_device(device)
     indices, logits_parts, target_parts = [], [], []
     bar = tqdm(loader, desc="validate", unit="batch", disable=_quiet(ctx), leave=False)
     for batch in bar:
         images, targets, index = checked(batch)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = model(_to_device(images, device))
+        with recipe.autocast(device):
+            logits = model(recipe.input_batch(images, device))
         logits_parts.append(logits.float().cpu())
         target_parts.append(targets)
         indices.append(index)

@@ -17,6 +17,7 @@ from torch import nn
 
 from models.checkpoint import Checkpoint, load_checkpoint
 from training.loop.config import TrainConfig, TrainConfigError
+from training.loop.recipe import RECIPE_OPTIONS
 from training.loop.rng_state import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ TrainingObjects = tuple[torch.optim.Optimizer, Any, torch.amp.GradScaler]  # opt
 
 def check_resumable(config: TrainConfig, saved: dict[str, Any]) -> None:
     """--resume with other options would silently train something else: refuse, naming the options."""
-    fixed = _RESUME_FIXED + (("epochs",) if config.scheduler == "cosine" else ())  # cosine's length is T_max
+    fixed = _RESUME_FIXED + RECIPE_OPTIONS + (("epochs",) if config.scheduler == "cosine" else ())  # cosine: T_max
     current = config.to_dict()
     changed = [k for k in fixed if k in saved and saved[k] != current[k]]
     if changed:
