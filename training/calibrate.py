@@ -24,8 +24,6 @@ from models.operating_points import (
     apply_temperature,
     specificity_point_name,
 )
-from training.data.label_policies import LabelPolicy
-from training.data.label_tables import TableOptions
 from training.data.sources import aligned_targets
 from training.exit_status import UsageError
 from training.reports.evaluation import print_report
@@ -38,6 +36,7 @@ from training.scoring.labelled_images import (
     describe_data,
     labelled_probabilities,
     load_labelled_table,
+    table_options_of,
 )
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
 from training.scoring.temperature import (
@@ -126,22 +125,10 @@ def _calibration_record(targets: np.ndarray, probs: np.ndarray, temperature: flo
     }
 
 
-def _table_options(options: CalibrateOptions) -> TableOptions:
-    """How the label table is read: ``--format``, ``--views``, the uncertainty and blank policies, its columns."""
-    return TableOptions(
-        format=options.table_format,
-        views=options.views,
-        policy=LabelPolicy(options.uncertain, options.blank),
-        image_column=options.image_column,
-        patient_column=options.patient_column,
-        patient_pattern=options.patient_pattern,
-    )
-
-
 def run_calibrate(options: CalibrateOptions) -> int:
     """Calibrate, print the tables, write OUT (and OUT's reliability diagram with --temperature); returns 0."""
     validate_calibrate_options(options)
-    table, _ = load_labelled_table(options.labels, options.split_list, _table_options(options))
+    table, _ = load_labelled_table(options.labels, options.split_list, table_options_of(options))
     checkpoint = load_checkpoint(options.checkpoint)
     settings = InferenceSettings(resolve_device(options.device), options.batch_size, options.workers)
     check_settings(checkpoint, settings)

@@ -29,7 +29,6 @@ from models.operating_points import (
     specificity_point_name,
 )
 from training.data.image_check import UNREADABLE_LIST
-from training.data.label_policies import LabelPolicy
 from training.data.label_tables import MAX_NAMED, LabelTable, LabelTableError, TableOptions
 from training.data.sources import aligned_targets
 from training.reports.evaluation import fmt, metrics_document, print_report, write_predictions
@@ -44,6 +43,7 @@ from training.scoring.labelled_images import (
     describe_data,
     labelled_probabilities,
     load_labelled_table,
+    table_options_of,
 )
 from training.scoring.metrics import auroc_report, mean_auroc, per_class_average_precision
 from training.scoring.precision import check_precision, probability_fn
@@ -93,14 +93,7 @@ class EvaluateOptions:
     against: str | None = None  # "fp32": also run fp32 and report the precision's fidelity against it
 
     def table_options(self) -> TableOptions:
-        return TableOptions(
-            format=self.table_format,
-            views=self.views,
-            policy=LabelPolicy(self.uncertain, self.blank),
-            image_column=self.image_column,
-            patient_column=self.patient_column,
-            patient_pattern=self.patient_pattern,
-        )
+        return table_options_of(self)
 
 
 def validate_options(options: EvaluateOptions) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from training.data.image_check import (
     read_unreadable_list,
     write_unreadable_list,
 )
+from training.data.label_policies import LabelPolicy
 from training.data.label_tables import (
     LabelTable,
     LabelTableError,
@@ -42,6 +44,30 @@ def check_labelled_inputs(labels: Path, split_list: Path | None, images: Path | 
         raise LabelTableError(f"split list not found: {split_list}")
     if images is not None and not Path(images).is_dir():
         raise LabelTableError(f"image folder not found: {images}")
+
+
+class TableFlags(Protocol):
+    """The label-table options evaluate and calibrate share with train (``--format``, ``--views``, ...)."""
+
+    table_format: str | None
+    views: str
+    uncertain: str
+    blank: str | None
+    image_column: str | None
+    patient_column: str | None
+    patient_pattern: str | None
+
+
+def table_options_of(flags: TableFlags) -> TableOptions:
+    """How a command's flags read the label table (``LabelPolicy`` raises ``PolicyError`` for unknown values)."""
+    return TableOptions(
+        format=flags.table_format,
+        views=flags.views,
+        policy=LabelPolicy(flags.uncertain, flags.blank),
+        image_column=flags.image_column,
+        patient_column=flags.patient_column,
+        patient_pattern=flags.patient_pattern,
+    )
 
 
 def load_labelled_table(
