@@ -9,7 +9,10 @@ the settings and the loaded model:
   points when it has any;
 - the upload's ``file`` part has ``minLength: 1`` (an empty file is refused);
 - each operation lists every status it can answer (``STATUSES``), with the error body;
-- the ``servers`` entry and the ``curl`` example are the address the document was requested from.
+- the ``servers`` entry and the ``curl`` example are the address the document was requested from;
+- a schema written inline with pydantic's own ``$defs`` (a route's ``responses=``) has them moved to
+  ``components/schemas``: ``#/$defs/X`` is not a reference OpenAPI 3.1 tools resolve from an operation (ReDoc
+  refuses the whole document), and every ``$ref`` in the result points inside it.
 """
 
 from __future__ import annotations
@@ -77,7 +80,31 @@ def exact_openapi(
     for name, schema in schemas.items():
         if name.startswith("Body_") and "file" in schema.get("properties", {}):
             schema["properties"]["file"].update({"type": "string", "format": "binary", "minLength": 1})
+    _hoist_local_defs(document, schemas)
     return document
+
+
+def _hoist_local_defs(node: Any, schemas: dict[str, Any]) -> None:
+    """Move every nested ``$defs`` entry into ``schemas`` (``components/schemas``) and point ``#/$defs/X`` at
+    ``#/components/schemas/X``, in place.
+
+    Raises ``ValueError`` when a moved definition would replace a different schema of the same name (two pydantic
+    models with one name): the document would then describe one of them wrongly."""
+    if isinstance(node, list):
+        for item in node:
+            _hoist_local_defs(item, schemas)
+        return
+    if not isinstance(node, dict):
+        return
+    for name, definition in node.pop("$defs", {}).items():
+        _hoist_local_defs(definition, schemas)
+        if schemas.setdefault(name, definition) != definition:
+            raise ValueError(f"two different schemas are both named {name!r}")
+    reference = node.get("$ref")
+    if isinstance(reference, str) and reference.startswith("#/$defs/"):
+        node["$ref"] = "#/components/schemas/" + reference.removeprefix("#/$defs/")
+    for value in list(node.values()):
+        _hoist_local_defs(value, schemas)
 
 
 def _constrain(parameter: dict[str, Any], labels: tuple[str, ...], points: tuple[str, ...]) -> None:

@@ -162,7 +162,7 @@ def test_redoc_renders_from_the_service_alone(chrome: Any, server: Server) -> No
     operation = seen.wait_until(
         lambda c: by_css(c, '[id="tag/model/operation/predict_image_predict_post"]'), "the /predict operation"
     )
-    assert "Predict the model's label probabilities" in operation.text
+    assert "Predict the probability of each of the model's labels" in operation.text
     seen.wait_until(lambda c: seen.outside() and seen.errors, "ReDoc's logo request and its refusal")
     assert seen.outside() == [Request(REDOCLY_LOGO, "csp")]  # refused by the browser: it never left
     assert {"/redoc", "/docs/assets/redoc.standalone.js", "/openapi.json"} <= seen.paths()

@@ -130,7 +130,10 @@ def test_the_readme_quick_start_works_on_data_outside_the_repository(tmp_path: P
     checkpoint = dict(word.split("=", 1) for word in serve[2:])["CHECKPOINT"]
     assert (repo / checkpoint).resolve() == calibrated.resolve()
     if shutil.which("make"):
-        dry = run(f"make -n {shlex.join(serve[1:])} PORT=8123", repo, env).stdout.strip().splitlines()[-1]
+        # Run under `make test`, the outer make's MAKELEVEL/MAKEFLAGS would make this one print its directory.
+        quiet = {k: v for k, v in env.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
+        dry = run(f"make --no-print-directory -n {shlex.join(serve[1:])} PORT=8123", repo, quiet).stdout
+        dry = dry.strip().splitlines()[-1]
         assert dry.split() == [".venv/bin/chexnet", "serve", "--port", "8123", "--checkpoint", checkpoint]
     port, log = free_port(), (tmp_path / "serve.log").open("w")
     # Eager torch: the OpenVINO export would add its one-off compile time here; tests/app/backends covers that path.
