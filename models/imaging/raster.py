@@ -1,4 +1,10 @@
-"""PNG and JPEG bytes -> :class:`~models.imaging.decoded.DecodedImage`, through Pillow.
+"""PNG and JPEG bytes -> :class:`~models.imaging.decoded.DecodedImage`, through Pillow and libjpeg-turbo.
+
+A grayscale or YCbCr JPEG is decoded once: the strict libjpeg-turbo pass that refuses corrupt data
+(``simplejpeg``, accurate integer IDCT and fancy upsampling, as Pillow's libjpeg-turbo decodes) gives the pixels,
+which are bit for bit Pillow's (checked on every test corpus: ``tests/models/imaging/test_raster.py``; timed by
+``python -m benchmarks.decoders``). Pillow still reads the header, the frames and the EXIF orientation. CMYK and
+YCCK JPEGs, and every PNG, are decoded by Pillow.
 
 Thread safety: files are decoded concurrently in threads, so nothing here touches process-wide state.
 ``Image.MAX_IMAGE_PIXELS`` is only read, never set, and ``warnings.catch_warnings`` is not used (on Python 3.11
@@ -37,7 +43,14 @@ from models.imaging.jpeg_header import JPEG_LS_SOF, read_jpeg_frame
 from models.imaging.png_chunks import PNG_SIGNATURE, png_header_stream, png_without_unused_chunks
 from models.preprocessing import image_to_gray
 
-__all__ = ["check_jpeg_data", "check_jpeg_process", "decode_raster", "png_significant_bits", "read_raster_header"]
+__all__ = [
+    "check_jpeg_data",
+    "check_jpeg_process",
+    "decode_raster",
+    "png_significant_bits",
+    "read_raster_header",
+    "strict_jpeg_pixels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +61,18 @@ _JPEG_HEAD_BYTES: Final = 256 * 1024  # room for APP segments (EXIF, ICC, previe
 _COLOUR_SAMPLES: Final = {0: 1, 2: 3, 4: 1, 6: 3}
 _SIXTEEN_BIT_GRAY: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _GRAY_MODES: Final = frozenset({"L", "1", "LA", "F", *_SIXTEEN_BIT_GRAY})
+# The JPEG colour spaces whose pixels the strict pass keeps (simplejpeg's header names -> its output colour space).
+_KEPT_JPEG_PIXELS: Final = {"Gray": "GRAY", "YCbCr": "RGB"}
+# EXIF 2.32 Orientation (tag 0x0112) -> the transposition that makes the picture upright (1 is upright).
+_UPRIGHT: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def png_significant_bits(data: bytes) -> tuple[int, int] | None:
@@ -108,6 +133,30 @@ def check_jpeg_data(data: bytes, limits: DecodeLimits) -> None:
         raise InvalidImageError("The JPEG data is corrupt or truncated.") from exc
 
 
+def strict_jpeg_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray | None:
+    """Decode the JPEG strictly (as :func:`check_jpeg_data`) and return its pixels when Pillow would give the same.
+
+    Returns uint8 ``(H, W)`` for a grayscale JPEG, ``(H, W, 3)`` RGB for a YCbCr one (as stored: EXIF orientation
+    not applied), or ``None`` after checking a CMYK or YCCK JPEG, which Pillow decodes. Raises
+    :class:`InvalidImageError` (corrupt or truncated data) or :class:`UnsupportedCompressionError` (12/16-bit,
+    JPEG-LS); the size is checked against ``limits`` before any pixel is decoded.
+    """
+    check_jpeg_process(data)
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+        _check_size(width, height, limits)
+        kept = _KEPT_JPEG_PIXELS.get(colorspace)
+        pixels = simplejpeg.decode_jpeg(data, colorspace=kept or "CMYK", strict=True, fastdct=False, fastupsample=False)
+    except (InputError, MemoryError):  # out of memory is the server's trouble, not a bad file
+        raise
+    except ValueError as exc:
+        logger.debug("jpeg data failed the strict check (%s)", type(exc).__name__)
+        raise InvalidImageError("The JPEG data is corrupt or truncated.") from exc
+    if kept is None:
+        return None
+    return pixels[..., 0] if kept == "GRAY" else pixels
+
+
 @contextmanager
 def _typed_errors(fmt: str, limits: DecodeLimits) -> Iterator[None]:
     """Pillow's exceptions as InputErrors: a bomb as ``decompression_bomb``, anything else ``invalid_image``."""
@@ -157,10 +206,11 @@ def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
 
 def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
     steps: list[str] = []
+    pixels = None
     if fmt == "png":
         data = png_without_unused_chunks(data)  # metadata never decides decoding: see models.imaging.png_chunks
     else:
-        check_jpeg_data(data, limits)
+        pixels = strict_jpeg_pixels(data, limits)  # the primary picture of an MPO: it comes first in the file
     # formats=[...] keeps Pillow from trying any other plugin on the bytes; open() parses only the header.
     with Image.open(BytesIO(data), formats=_PILLOW_FORMATS[fmt]) as image:
         _check_frames(image)
@@ -168,11 +218,19 @@ def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             image.seek(0)  # the primary picture; later frames are previews or other views
             steps.append("mpo_primary_image")
         _check_size(*image.size, limits)
-        image.load()  # truncated data raises OSError here (LOAD_TRUNCATED_IMAGES is left False)
-        if image.getexif().get(_EXIF_ORIENTATION, 1) in range(2, 9):  # 1 is upright; other values mean nothing
+        if pixels is None:
+            image.load()  # truncated data raises OSError here (LOAD_TRUNCATED_IMAGES is left False)
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)  # a JPEG's EXIF is read with its header
+        if orientation in _UPRIGHT:  # 1 is upright; other values mean nothing
             steps.append("exif_orientation")
-        gray = np.asarray(image_to_gray(image), dtype=np.float32)
-        if image.mode not in _GRAY_MODES:
+        if pixels is None:
+            gray = np.asarray(image_to_gray(image), dtype=np.float32)
+            colour = image.mode not in _GRAY_MODES
+        else:
+            stored = Image.fromarray(pixels)
+            gray = image_to_gray(stored.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else stored)
+            colour = pixels.ndim == 3
+        if colour:
             steps.append("luma")
         bits = png_significant_bits(data) if fmt == "png" else None
         if bits is not None:

@@ -218,3 +218,68 @@ def test_dark_conforming_data_is_not_taken_for_unscaled() -> None:
     even = np.random.default_rng(9).integers(0, 64, (64, 64)) * 2  # 8-bit sBIT 7, left-shifted, all < 128
     data = png_16(even, 0, b"\x07", depth=8)
     np.testing.assert_array_equal(decode_image(data, LIMITS).gray, (even / 255.0).astype(np.float32))
+
+
+def _pillow_only_gray(data: bytes) -> np.ndarray:
+    """What Pillow alone makes of a JPEG (decode, EXIF orientation, luma): the reference the one-pass decode keeps."""
+    from models.preprocessing import image_to_gray
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return np.asarray(image_to_gray(image), dtype=np.float32)
+
+
+def _jpeg_corpus() -> dict[str, bytes]:
+    """JPEGs as archives and phones write them: gray and colour, every chroma subsampling Pillow writes, progressive,
+    restart markers, odd sizes, low and high quality, every EXIF orientation."""
+    rng = np.random.default_rng(11)
+    smooth = np.cumsum(rng.normal(0, 4, (157, 203)), axis=1).clip(-120, 120) + 128
+    gray = smooth.astype(np.uint8)
+    colour = np.stack([gray, np.roll(gray, 9, axis=0), 255 - gray], axis=-1)
+    corpus: dict[str, bytes] = {}
+    for quality in (40, 95):
+        corpus[f"gray q{quality}"] = encode(Image.fromarray(gray, "L"), "JPEG", quality=quality)
+        corpus[f"gray progressive q{quality}"] = encode(Image.fromarray(gray, "L"), "JPEG", quality=quality,
+                                                        progressive=True)  # fmt: skip
+        for subsampling in (0, 1, 2):  # 4:4:4, 4:2:2, 4:2:0
+            corpus[f"rgb {subsampling} q{quality}"] = encode(Image.fromarray(colour, "RGB"), "JPEG",
+                                                             quality=quality, subsampling=subsampling)  # fmt: skip
+    corpus["rgb progressive 4:2:0"] = encode(Image.fromarray(colour, "RGB"), "JPEG", progressive=True, subsampling=2)
+    noise = rng.integers(0, 256, (67, 131, 3), dtype=np.uint8)  # odd sides: partial MCUs and chroma edges
+    corpus["odd size noise 4:2:0"] = encode(Image.fromarray(noise, "RGB"), "JPEG", subsampling=2)
+    corpus["odd size noise 4:2:2"] = encode(Image.fromarray(noise, "RGB"), "JPEG", subsampling=1)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        corpus[f"rgb exif {orientation}"] = encode(Image.fromarray(colour, "RGB"), "JPEG", exif=exif.tobytes())
+        corpus[f"gray exif {orientation}"] = encode(Image.fromarray(gray, "L"), "JPEG", exif=exif.tobytes())
+    corpus["restart markers"] = encode(Image.fromarray(colour, "RGB"), "JPEG", restart_marker_blocks=3)
+    return corpus
+
+
+@pytest.mark.parametrize("name", sorted(_jpeg_corpus()))
+def test_the_one_pass_jpeg_decode_gives_pillows_pixels_bit_for_bit(name: str) -> None:
+    """Gray and YCbCr JPEGs are decoded once, by the strict libjpeg-turbo pass; the result must be Pillow's."""
+    data = _jpeg_corpus()[name]
+    decoded = decode_image(data, LIMITS)
+    reference = _pillow_only_gray(data)
+    assert decoded.gray.dtype == np.float32
+    assert decoded.gray.shape == reference.shape
+    assert np.array_equal(decoded.gray, reference)
+    oriented = "exif" in name and not name.endswith(" 1")
+    assert ("exif_orientation" in decoded.steps) == oriented
+    assert ("luma" in decoded.steps) == (not name.startswith("gray"))
+
+
+def test_the_primary_picture_of_an_mpo_is_decoded_once_and_equals_pillows() -> None:
+    first = Image.fromarray(np.random.default_rng(12).integers(0, 256, (80, 120, 3), dtype=np.uint8), "RGB")
+    preview = Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8), "RGB")
+    data = encode(first, "MPO", save_all=True, append_images=[preview])
+    decoded = decode_image(data, LIMITS)
+    assert decoded.steps == ("mpo_primary_image", "luma")
+    with Image.open(io.BytesIO(data)) as image:
+        image.seek(0)
+        image.load()
+        from models.preprocessing import image_to_gray
+
+        assert np.array_equal(decoded.gray, np.asarray(image_to_gray(image), dtype=np.float32))
