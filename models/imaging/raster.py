@@ -154,7 +154,8 @@ def strict_jpeg_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray | None:
         raise InvalidImageError("The JPEG data is corrupt or truncated.") from exc
     if kept is None:
         return None
-    return pixels[..., 0] if kept == "GRAY" else pixels
+    kept_pixels: np.ndarray = pixels[..., 0] if kept == "GRAY" else pixels
+    return kept_pixels
 
 
 @contextmanager
