@@ -102,6 +102,39 @@ def _stage_table(stages: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def _int8_line(int8: dict[str, Any] | None) -> str:
+    if int8 is None:
+        return "- int8 and bf16: not served (openvino or nncf is not installed here)"
+    return (
+        f"- int8 model: `chexnet quantize` of the same checkpoint, calibrated on {int8['calibration_images']} images "
+        f"of `{int8['from']}` (random weights: the figures are speed, not fidelity; fidelity is "
+        "`python -m benchmarks.precision_fidelity`)"
+    )
+
+
+def _precision_table(results: dict[str, Any]) -> list[str]:
+    names = list(results["precisions"][0]["servers"])
+    served = results["meta"]["variants_served_with"]
+    header = " | ".join(f"{name} ({served[name]['backend']} {served[name]['precision']}) req/s" for name in names)
+    ratios = " | ".join(f"{name} / seed" for name in names)
+    lines = [
+        f"| route | clients | seed req/s | {header} | {ratios} | {' | '.join(f'{n} / ours' for n in names[1:])} |",
+        "|---|---:|---:|" + "---:|" * (3 * len(names) - 1),
+    ]
+    for row in results["precisions"]:
+        cells = row["servers"]
+        lines.append(
+            f"| {row['route']} | {row['clients']} | {_f(row['seed_req_per_s'], 2)} | "
+            + " | ".join(_f(cells[n]["req_per_s"], 2) for n in names)
+            + " | "
+            + " | ".join(f"**{_f(cells[n]['over_seed'], 2)}**" for n in names)
+            + " | "
+            + " | ".join(_f(cells[n]["over_ours"], 2) for n in names[1:])
+            + " |"
+        )
+    return lines
+
+
 def render_markdown(results: dict[str, Any], json_name: str) -> str:
     meta, model = results["meta"], results["model_forward"]
     machine, peak = meta["machine"], model["peak_estimate"]
@@ -123,7 +156,20 @@ def render_markdown(results: dict[str, Any], json_name: str) -> str:
         f"{meta['config']['rounds']} round(s), alternating which server goes first; each cell is the level's best "
         "round. The closed-loop client runs on the same CPUs.",
         f"- Parity: largest difference of the 14 probabilities, ours vs seed, on the sample: "
-        f"{results['parity']['max_abs_prob_diff_ours_vs_seed']:.4f}",
+        f"{results['parity']['max_abs_prob_diff_ours_vs_seed']:.4f}; "
+        + "; ".join(
+            f"{key.removeprefix('max_abs_prob_diff_').replace('_vs_', ' vs ')}: {value:.4f}"
+            for key, value in results["parity"].items()
+            if key != "max_abs_prob_diff_ours_vs_seed"
+        ),
+        _int8_line(meta["int8_model"]),
+        "",
+        "## Precisions side by side (req/s, higher is better)",
+        "",
+        "Ours at each CPU precision in the same interleaved rounds; the first column of ratios is against the "
+        "seed-style server, the last against ours at fp32.",
+        "",
+        *_precision_table(results),
         "",
         "## Load (closed loop, req/s higher is better, latency lower is better)",
         "",

@@ -5,7 +5,10 @@
 Writes a 224 px random-weight checkpoint, then starts ``chexnet serve`` and ``benchmarks.seed_server`` on free
 127.0.0.1 ports one after the other, and measures /predict at 1, 4 and 16 closed-loop clients and /gradcam at 2
 on one server at a time, interleaved (see ``benchmarks.serving``): req/s, p50, p99, errors, server CPU per
-request, ratio ours/seed; resident memory idle and under load. Then, with both stopped, in this process,
+request, ratio ours/seed; resident memory idle and under load. Ours is served three times side by side, at each CPU
+precision: fp32 (the default), ``CHEXNET_PRECISION=bf16`` and ``int8`` (a model made by ``chexnet quantize`` from
+the same checkpoint, calibrated on ``CALIBRATION_IMAGES`` of the NIH sample in ../shared/data when present, else
+on the test fixtures). Then, with both stopped, in this process,
 model-only forward img/s against the CPU's fp32 matmul rate, and the stages of one request. Writes
 ``bench-<date>.json`` and ``latest.md`` into ``--out``. ``--quick`` uses tiny counts (a smoke test, < 60 s).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import logging
 import shlex
@@ -25,10 +29,11 @@ from typing import Any
 
 import torch
 
+import chexnet_cli
 from benchmarks import inprocess
 from benchmarks.loadgen import SAMPLE_IMAGE, LoadSpec
 from benchmarks.report import machine_info, render_markdown, versions
-from benchmarks.serving import bench_servers, compare_levels
+from benchmarks.serving import bench_servers, compare_levels, precision_levels
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.labels import PATHOLOGIES
 from models.network import build_network
@@ -37,6 +42,8 @@ from models.preprocessing import PreprocessSpec
 logger = logging.getLogger("benchmarks")
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 224
+NIH_SAMPLE = REPO.parent / "shared" / "data" / "nih-sample" / "images"
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class BenchConfig:
     calls: int = 20  # per in-process measurement, bounded also by call_seconds
     call_seconds: float = 2.0
     repetitions: int = 2
+    calibration_images: int = 100  # for the int8 model; NNCF's default subset is 300
 
 
 FULL = BenchConfig(mode="full")
@@ -70,6 +78,7 @@ QUICK = BenchConfig(
     call_seconds=1.0,
     repetitions=1,
     rounds=1,
+    calibration_images=4,
 )
 
 
@@ -87,6 +96,25 @@ def write_checkpoint(path: Path) -> Path:
         ),
         path,
     )
+
+
+def write_int8_model(checkpoint: Path, out: Path, config: BenchConfig) -> dict[str, Any]:
+    """``chexnet quantize`` of ``checkpoint`` into ``out``, calibrated without labels (random weights: no AUROC to
+    keep); returns what the benchmark records about it."""
+    images = NIH_SAMPLE if NIH_SAMPLE.is_dir() else FIXTURES
+    argv = ["quantize", "--checkpoint", str(checkpoint), "--images", str(images), "--out", str(out)]
+    status = chexnet_cli.main([*argv, "--max-images", str(config.calibration_images), "--log-level", "WARNING"])
+    if status != 0:
+        raise RuntimeError(f"chexnet quantize exited {status}")
+    return {"calibration_images": config.calibration_images, "from": images.relative_to(REPO.parent).as_posix()}
+
+
+def precision_variants(int8_model: Path) -> dict[str, dict[str, str]]:
+    """Ours at bf16 and int8, served beside ours at fp32 (the default)."""
+    return {
+        "ours-bf16": {"CHEXNET_PRECISION": "bf16"},
+        "ours-int8": {"CHEXNET_PRECISION": "int8", "CHEXNET_INT8_MODEL": str(int8_model)},
+    }
 
 
 def load_levels(config: BenchConfig) -> list[LoadSpec]:
@@ -135,7 +163,15 @@ def run(config: BenchConfig, out_dir: Path, image: Path = SAMPLE_IMAGE) -> Path:
     data = image.read_bytes()
     with tempfile.TemporaryDirectory(prefix="chexnet-bench-") as tmp:
         checkpoint = write_checkpoint(Path(tmp) / "bench-224.pt")
-        served = bench_servers(checkpoint, load_levels(config), config.rounds, data, Path(tmp))
+        int8: dict[str, Any] | None = None
+        variants: dict[str, dict[str, str]] = {}
+        if all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf")):
+            logger.info("int8 model: chexnet quantize")
+            int8 = write_int8_model(checkpoint, Path(tmp) / "bench-224-int8", config)
+            variants = precision_variants(Path(tmp) / "bench-224-int8")
+        else:
+            logger.warning("openvino or nncf is not installed here: only fp32 is served (pip install -e '.[train]')")
+        served = bench_servers(checkpoint, load_levels(config), config.rounds, data, Path(tmp), variants)
         logger.info("model-only forward")
         model = bench_model(checkpoint, config)
         logger.info("stages of one request")
@@ -152,8 +188,11 @@ def run(config: BenchConfig, out_dir: Path, image: Path = SAMPLE_IMAGE) -> Path:
             "image": {"file": image.name, "bytes": len(data), "size": list(inprocess.image_size(image))},
             "checkpoint": {"image_size": IMAGE_SIZE, "weights": "random, torch.manual_seed(0)"},
             "ours_served_with": served["ours_model"],
+            "variants_served_with": served["served"],
+            "int8_model": int8,
         },
         "load": compare_levels(served["servers"]),
+        "precisions": precision_levels(served["servers"]),
         "servers": served["servers"],
         "parity": served["parity"],
         "model_forward": model,

@@ -4,6 +4,10 @@ Both servers are started (one after the other) and stay up; only one is under lo
 runs every level on both, alternating which goes first; a level's reported figures are its best round (highest
 req/s), all rounds are kept in the JSON. Per level we also record the server's CPU ms per request and the share
 of the CPUs that other processes used meanwhile (a contention indicator, from /proc).
+
+Besides ``ours`` (the default settings) and ``seed``, any number of variants of ours can be served side by side in
+the same rounds (``variants``: name -> extra ``CHEXNET_*`` environment, e.g. ``ours-int8`` with
+``CHEXNET_PRECISION=int8``): :func:`precision_levels` tabulates them against the seed and against ``ours``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from benchmarks.loadgen import LoadSpec, run_load
 from benchmarks.processes import CpuWindow, RunningServer, StatusSampler, proc_status, running_server
 
 logger = logging.getLogger("benchmarks")
-SERVERS = ("ours", "seed")
 RATIO_KEYS = ("req_per_s", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
 
 
@@ -44,13 +47,14 @@ async def _run_level(server: RunningServer, spec: LoadSpec, image: bytes, round_
 async def _measure(
     servers: dict[str, RunningServer], levels: list[LoadSpec], rounds: int, image: bytes
 ) -> dict[str, Any]:
+    names = tuple(servers)
     samplers = {kind: StatusSampler(server.process.pid) for kind, server in servers.items()}
     for sampler in samplers.values():
         sampler.start()
     runs: dict[str, list[list[dict[str, Any]]]] = {kind: [[] for _ in levels] for kind in servers}
     try:
         for round_index in range(rounds):
-            order = SERVERS if round_index % 2 == 0 else SERVERS[::-1]
+            order = names if round_index % 2 == 0 else names[::-1]
             for level_index, spec in enumerate(levels):
                 for kind in order:
                     runs[kind][level_index].append(await _run_level(servers[kind], spec, image, round_index))
@@ -67,40 +71,63 @@ def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return best
 
 
-def bench_servers(checkpoint: Path, levels: list[LoadSpec], rounds: int, image: bytes, log_dir: Path) -> dict[str, Any]:
-    """Start both servers, read idle memory and one answer each, run the interleaved rounds; always stop both."""
+def bench_servers(
+    checkpoint: Path,
+    levels: list[LoadSpec],
+    rounds: int,
+    image: bytes,
+    log_dir: Path,
+    variants: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Start every server (ours, its ``variants``, the seed), read idle memory and one answer each, run the
+    interleaved rounds; always stop them all."""
+    extra = {"ours": {}, **(variants or {}), "seed": {}}
     servers: dict[str, RunningServer] = {}
     idle: dict[str, dict[str, float]] = {}
     answers: dict[str, dict[str, float]] = {}
     with ExitStack() as stack:
-        for kind in SERVERS:
-            logger.info("server %s: starting", kind)
-            servers[kind] = stack.enter_context(running_server(kind, checkpoint, log_dir / f"{kind}-server.log"))
+        for name, env in extra.items():
+            logger.info("server %s: starting", name)
+            kind = "seed" if name == "seed" else "ours"
+            log = log_dir / f"{name}-server.log"
+            started = stack.enter_context(running_server(kind, checkpoint, log, extra_env=env))
+            servers[name] = replace(started, name=name)
             time.sleep(1.0)  # let start-up allocations settle before reading the idle figure
-            idle[kind] = proc_status(servers[kind].process.pid)
-        for kind, server in servers.items():
+            idle[name] = proc_status(servers[name].process.pid)
+        for name, server in servers.items():
             files = {"file": ("sample-xray.png", image, "image/png")}
             answer = httpx.post(f"{server.url}/predict", files=files, timeout=120, trust_env=False)
             answer.raise_for_status()
-            answers[kind] = answer.json()["probabilities"]
-        card = httpx.get(f"{servers['ours'].url}/model", timeout=30, trust_env=False).json()
-        measured = asyncio.run(_measure(servers, levels, rounds, image))
-        final = {kind: proc_status(server.process.pid) for kind, server in servers.items()}
-    summary = {
-        kind: {
-            "startup_s": servers[kind].startup_s,
-            "idle_rss_mib": idle[kind]["rss_mib"],
-            "idle_threads": idle[kind]["threads"],
-            "load_max_rss_mib": measured["memory"][kind]["max_rss_mib"],
-            "load_max_threads": measured["memory"][kind]["max_threads"],
-            "peak_rss_mib": final[kind]["hwm_mib"],
-            "levels": [_best(rounds_) for rounds_ in measured["runs"][kind]],
+            answers[name] = answer.json()["probabilities"]
+        cards = {
+            name: httpx.get(f"{server.url}/model", timeout=30, trust_env=False).json()
+            for name, server in servers.items()
+            if name != "seed"
         }
-        for kind in SERVERS
+        measured = asyncio.run(_measure(servers, levels, rounds, image))
+        final = {name: proc_status(server.process.pid) for name, server in servers.items()}
+    summary = {
+        name: {
+            "startup_s": servers[name].startup_s,
+            "idle_rss_mib": idle[name]["rss_mib"],
+            "idle_threads": idle[name]["threads"],
+            "load_max_rss_mib": measured["memory"][name]["max_rss_mib"],
+            "load_max_threads": measured["memory"][name]["max_threads"],
+            "peak_rss_mib": final[name]["hwm_mib"],
+            "levels": [_best(rounds_) for rounds_ in measured["runs"][name]],
+        }
+        for name in servers
     }
-    parity = max(abs(answers["ours"][name] - answers["seed"][name]) for name in answers["ours"])
-    served = {key: card[key] for key in ("backend", "precision", "device")}  # what actually ran, fallbacks included
-    return {"servers": summary, "parity": {"max_abs_prob_diff_ours_vs_seed": parity}, "ours_model": served}
+    parity = {"max_abs_prob_diff_ours_vs_seed": _largest_difference(answers["ours"], answers["seed"])}
+    for name in variants or {}:
+        parity[f"max_abs_prob_diff_{name}_vs_ours"] = _largest_difference(answers[name], answers["ours"])
+    # what actually ran, fallbacks included
+    served = {name: {key: card[key] for key in ("backend", "precision", "device")} for name, card in cards.items()}
+    return {"servers": summary, "parity": parity, "ours_model": served["ours"], "served": served}
+
+
+def _largest_difference(a: dict[str, float], b: dict[str, float]) -> float:
+    return max(abs(a[name] - b[name]) for name in a)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -118,6 +145,32 @@ def compare_levels(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                 "ours": ours,
                 "seed": seed,
                 "ratio_ours_over_seed": {k: _ratio(ours[k], seed[k]) for k in RATIO_KEYS},
+            }
+        )
+    return rows
+
+
+def precision_levels(servers: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per load level: req/s and p50 of every server but the seed, each over the seed's and over ours'
+    (the default settings) req/s."""
+    rows = []
+    for index, seed in enumerate(servers["seed"]["levels"]):
+        ours = servers["ours"]["levels"][index]
+        rows.append(
+            {
+                "route": seed["path"],
+                "clients": seed["clients"],
+                "seed_req_per_s": seed["req_per_s"],
+                "servers": {
+                    name: {
+                        "req_per_s": server["levels"][index]["req_per_s"],
+                        "p50_ms": server["levels"][index]["p50_ms"],
+                        "over_seed": _ratio(server["levels"][index]["req_per_s"], seed["req_per_s"]),
+                        "over_ours": _ratio(server["levels"][index]["req_per_s"], ours["req_per_s"]),
+                    }
+                    for name, server in servers.items()
+                    if name != "seed"
+                },
             }
         )
     return rows

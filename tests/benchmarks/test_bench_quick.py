@@ -54,7 +54,7 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     # as make bench-quick runs it: with libgomp's spin-waiting, the seed's forward on a main thread crawls when
     # other work shares the CPUs (benchmarks/README.md), and the run outlives the timeout
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=420, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     [path] = tmp_path.glob("bench-*.json")
     results = json.loads(path.read_text())
@@ -78,7 +78,26 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
             assert row[side]["req_per_s"] > 0 and row[side]["p99_ms"] >= row[side]["p50_ms"] > 0
             assert row[side]["server_cpu_ms_per_request"] > 0 and len(row[side]["rounds_req_per_s"]) == 1
 
-    for name in ("ours", "seed"):
+    served = meta["variants_served_with"]
+    assert {name: (row["backend"], row["precision"]) for name, row in served.items()} == {
+        "ours": (meta["ours_served_with"]["backend"], "fp32"),
+        "ours-bf16": ("openvino", "bf16"),
+        "ours-int8": ("openvino", "int8"),
+    }
+    assert meta["int8_model"]["calibration_images"] == 4
+    precisions = results["precisions"]
+    assert [(row["route"], row["clients"]) for row in precisions] == levels
+    for row, load in zip(precisions, results["load"], strict=True):
+        assert list(row["servers"]) == ["ours", "ours-bf16", "ours-int8"]
+        assert row["servers"]["ours"]["req_per_s"] == load["ours"]["req_per_s"]
+        assert row["seed_req_per_s"] == load["seed"]["req_per_s"]
+        for cell in row["servers"].values():
+            assert cell["over_seed"] == pytest.approx(cell["req_per_s"] / row["seed_req_per_s"])
+            assert cell["over_ours"] == pytest.approx(cell["req_per_s"] / load["ours"]["req_per_s"])
+    for name in ("ours-bf16", "ours-int8"):
+        assert 0 <= results["parity"][f"max_abs_prob_diff_{name}_vs_ours"] < 0.1
+
+    for name in ("ours", "ours-bf16", "ours-int8", "seed"):
         server = results["servers"][name]
         assert set(server) >= SERVER_KEYS
         assert server["idle_rss_mib"] > 0 and server["load_max_rss_mib"] > 0 and server["load_max_threads"] >= 1
@@ -95,6 +114,6 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
         assert all(ms > 0 for ms in results["stages_ms"][name].values())
 
     markdown = (tmp_path / "latest.md").read_text()
-    for heading in ("## Load", "## Memory", "## Model-only forward", "## Stages"):
+    for heading in ("## Precisions side by side", "## Load", "## Memory", "## Model-only forward", "## Stages"):
         assert heading in markdown
     assert path.name in markdown
