@@ -4,7 +4,9 @@ A grayscale or YCbCr JPEG is decoded once: the strict libjpeg-turbo pass that re
 (``simplejpeg``, accurate integer IDCT and fancy upsampling, as Pillow's libjpeg-turbo decodes) gives the pixels,
 which are bit for bit Pillow's (checked on every test corpus: ``tests/models/imaging/test_raster.py``; timed by
 ``python -m benchmarks.decoders``). Pillow still reads the header, the frames and the EXIF orientation. CMYK and
-YCCK JPEGs, and every PNG, are decoded by Pillow.
+YCCK JPEGs are decoded by Pillow. An 8- or 16-bit grayscale PNG (the X-ray case) without transparency or an eXIf
+chunk is inflated by libpng (``imagecodecs``, faster than Pillow's own inflate and equal bit for bit); every other
+PNG by Pillow.
 
 Thread safety: files are decoded concurrently in threads, so nothing here touches process-wide state.
 ``Image.MAX_IMAGE_PIXELS`` is only read, never set, and ``warnings.catch_warnings`` is not used (on Python 3.11
@@ -33,6 +35,7 @@ from contextlib import contextmanager
 from io import BytesIO
 from typing import BinaryIO, Final
 
+import imagecodecs
 import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps
@@ -63,6 +66,9 @@ _SIXTEEN_BIT_GRAY: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 _GRAY_MODES: Final = frozenset({"L", "1", "LA", "F", *_SIXTEEN_BIT_GRAY})
 # The JPEG colour spaces whose pixels the strict pass keeps (simplejpeg's header names -> its output colour space).
 _KEPT_JPEG_PIXELS: Final = {"Gray": "GRAY", "YCbCr": "RGB"}
+# PNG 1.2 §11.2.2 IHDR: colour type 0 (greyscale) at these bit depths is what libpng decodes here.
+_LIBPNG_DEPTHS: Final = frozenset({8, 16})
+_PILLOW_ONLY_PNG_CHUNKS: Final = (b"tRNS", b"eXIf", b"acTL")  # transparency, orientation, animation
 # EXIF 2.32 Orientation (tag 0x0112) -> the transposition that makes the picture upright (1 is upright).
 _UPRIGHT: Final = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -158,6 +164,21 @@ def strict_jpeg_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray | None:
     return kept_pixels
 
 
+def _libpng_gray_pixels(data: bytes) -> np.ndarray | None:
+    """uint8 or uint16 ``(H, W)`` samples of an 8/16-bit greyscale PNG, or ``None`` for any other PNG (Pillow's).
+
+    ``data`` has been through :func:`png_without_unused_chunks`. A chunk name found anywhere in the bytes (even by
+    chance inside the image data) only sends the file to Pillow: never a wrong pixel. Raises what libpng raises
+    for corrupt data (turned into ``invalid_image`` by the caller)."""
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        return None
+    depth, colour_type = data[24], data[25]
+    if colour_type != 0 or depth not in _LIBPNG_DEPTHS or any(name in data for name in _PILLOW_ONLY_PNG_CHUNKS):
+        return None
+    pixels: np.ndarray = imagecodecs.png_decode(data)
+    return pixels if pixels.ndim == 2 else None
+
+
 @contextmanager
 def _typed_errors(fmt: str, limits: DecodeLimits) -> Iterator[None]:
     """Pillow's exceptions as InputErrors: a bomb as ``decompression_bomb``, anything else ``invalid_image``."""
@@ -219,9 +240,14 @@ def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             image.seek(0)  # the primary picture; later frames are previews or other views
             steps.append("mpo_primary_image")
         _check_size(*image.size, limits)
+        if fmt == "png":
+            pixels = _libpng_gray_pixels(data)  # after the size check: nothing is inflated past the limits
         if pixels is None:
             image.load()  # truncated data raises OSError here (LOAD_TRUNCATED_IMAGES is left False)
-        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)  # a JPEG's EXIF is read with its header
+        # A libpng PNG has no eXIf chunk (and Pillow's getexif would decode a PNG's pixels to look for one); a
+        # JPEG's EXIF is read with its header.
+        libpng = fmt == "png" and pixels is not None
+        orientation = 1 if libpng else image.getexif().get(_EXIF_ORIENTATION, 1)
         if orientation in _UPRIGHT:  # 1 is upright; other values mean nothing
             steps.append("exif_orientation")
         if pixels is None:
@@ -235,7 +261,8 @@ def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             steps.append("luma")
         bits = png_significant_bits(data) if fmt == "png" else None
         if bits is not None:
-            gray = _honour_significant_bits(image, gray, *bits, steps)
+            samples = image if pixels is None else Image.fromarray(pixels)  # a libpng PNG has no orientation
+            gray = _honour_significant_bits(samples, gray, *bits, steps)
     if gray.ndim != 2:
         raise InvalidImageError()
     check_dimensions(gray.shape[1], gray.shape[0], limits)  # the oriented image (same verdict, by invariance)

@@ -283,3 +283,63 @@ def test_the_primary_picture_of_an_mpo_is_decoded_once_and_equals_pillows() -> N
         from models.preprocessing import image_to_gray
 
         assert np.array_equal(decoded.gray, np.asarray(image_to_gray(image), dtype=np.float32))
+
+
+def _png_corpus() -> dict[str, bytes]:
+    """Greyscale PNGs as detectors and archives write them (libpng's path), and the kinds that stay with Pillow."""
+    rng = np.random.default_rng(13)
+    eight = rng.integers(0, 256, (71, 97), dtype=np.uint8)
+    sixteen = rng.integers(0, 65536, (71, 97), dtype=np.uint16)
+    corpus = {
+        "gray 8": encode(Image.fromarray(eight, "L")),
+        "gray 8 interlaced": encode(Image.fromarray(eight, "L"), optimize=False, interlace=1),
+        "gray 16": encode(Image.fromarray(sixteen)),
+        "gray 16 sbit 12 unscaled": png_16(sixteen >> 4, 0, b"\x0c"),
+        "gray 16 sbit 12 scaled": png_16((sixteen >> 4) << 4, 0, b"\x0c"),
+        "gray 8 sbit 6": png_16(eight >> 2, 0, b"\x06", depth=8),
+        "gray 8 with text": encode(Image.fromarray(eight, "L"), pnginfo=_text_info()),
+        "gray 8 with transparency": encode(Image.fromarray(eight, "L"), transparency=7),
+        "gray 4": encode(Image.fromarray(eight >> 4 << 4, "L").convert("P").convert("L"), bits=4),
+        "rgb": encode(Image.fromarray(np.stack([eight, eight[::-1], 255 - eight], -1), "RGB")),
+        "palette": encode(Image.fromarray(eight, "L").convert("P")),
+        "gray alpha": encode(Image.fromarray(np.stack([eight, eight], -1), "LA")),
+    }
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    corpus["gray 8 exif 6"] = encode(Image.fromarray(eight, "L"), exif=exif.tobytes())
+    return corpus
+
+
+def _text_info() -> object:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "a dropped ancillary chunk")
+    return info
+
+
+@pytest.mark.parametrize("name", sorted(_png_corpus()))
+def test_libpngs_greyscale_pngs_equal_pillows_bit_for_bit(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference is the decoder with libpng switched off: Pillow decodes every PNG, as before."""
+    from models.imaging import raster
+
+    data = _png_corpus()[name]
+    fast = decode_image(data, LIMITS)
+    monkeypatch.setattr(raster, "_libpng_gray_pixels", lambda _data: None)
+    reference = decode_image(data, LIMITS)
+    assert fast.gray.dtype == reference.gray.dtype == np.float32
+    assert fast.gray.shape == reference.gray.shape
+    assert np.array_equal(fast.gray, reference.gray)
+    assert fast.steps == reference.steps
+
+
+def test_libpng_takes_exactly_the_8_and_16_bit_greyscale_pngs() -> None:
+    from models.imaging.png_chunks import png_without_unused_chunks
+    from models.imaging.raster import _libpng_gray_pixels
+
+    corpus = _png_corpus()
+    taken = {name for name, data in corpus.items() if _libpng_gray_pixels(png_without_unused_chunks(data)) is not None}
+    assert taken == {
+        "gray 8", "gray 8 interlaced", "gray 16", "gray 16 sbit 12 unscaled", "gray 16 sbit 12 scaled",
+        "gray 8 sbit 6", "gray 8 with text",
+    }  # fmt: skip
