@@ -352,7 +352,7 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
         nargs="*",
         type=Path,
         metavar="PATH",
-        help="image files or folders; or 'merge' followed by shard tables (chexnet predict merge --out OUT SHARD...)",
+        help="image files or folders; or merge OUT SHARD... (join shard tables into OUT)",
     )
     p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
     p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")

@@ -191,11 +191,14 @@ def run_predict(options: PredictOptions) -> int:
 
 
 def _run_merge(options: PredictOptions) -> int:
-    """``chexnet predict merge --out OUT SHARD...``: the shard tables joined into one."""
+    """``chexnet predict merge OUT SHARD...``: the shard tables joined into one."""
     from training.batch_scoring.merge import merge_tables
 
-    if options.out is None:
-        raise UsageError("predict merge: --out names the merged table (.csv, or .parquet for a Parquet folder)")
-    rows = merge_tables(options.out, options.paths[1:])
-    print(f"wrote {rows} rows from {len(options.paths) - 1} shards to {visible_name(options.out)}", file=sys.stderr)
+    if len(options.paths) < 3 or options.out is not None:
+        raise UsageError(
+            "predict merge OUT SHARD...: OUT (.csv, or .parquet for a Parquet folder) and the shard tables"
+        )
+    out, shards = options.paths[1], options.paths[2:]
+    rows = merge_tables(out, shards)
+    print(f"wrote {rows} rows from {len(shards)} shards to {visible_name(out)}", file=sys.stderr)
     return EXIT_DONE
