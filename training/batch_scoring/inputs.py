@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from training.data.file_names import visible_name
-from training.data.image_files import FoundImages, collect_images
+from training.data.image_files import FoundImages, NoImagesFoundError, collect_images
 from training.exit_status import UsageError
 
 SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -129,7 +129,10 @@ def found_inputs(paths: Iterable[Path], recursive: bool, root: Path | None) -> t
     inputs: list[ScoringInput] = []
     found = FoundImages()
     for path in paths:
-        one = collect_images([path], recursive) if path.is_dir() else FoundImages(paths=[path])
+        try:
+            one = collect_images([path], recursive) if path.is_dir() else FoundImages(paths=[path])
+        except NoImagesFoundError:
+            continue  # one empty folder among several is not an error; none found at all is (below)
         base = root if root is not None else (path if path.is_dir() else None)
         inputs.extend(ScoringInput(key_of(p, base), p) for p in one.paths)
         found.paths.extend(one.paths)
@@ -137,6 +140,10 @@ def found_inputs(paths: Iterable[Path], recursive: bool, root: Path | None) -> t
         found.without_pixels += one.without_pixels
         found.subfolders += one.subfolders
         found.unlistable.extend(one.unlistable)
+    if not inputs and not found.unlistable:
+        raise NoImagesFoundError(
+            "no PNG, JPEG or DICOM images found in the given paths (--recursive searches subfolders)"
+        )
     _refuse_duplicates(inputs, None)
     return inputs, found
 
