@@ -17,7 +17,7 @@ HOST ?=
 CHECKPOINT ?=
 
 .PHONY: install install-serve serve test lint format clean demo-model fuzz schemathesis bench bench-quick attack bench-training-input screenshots \
-	readme-examples container-test rolling-test bench-training
+	readme-examples container-test rolling-test bench-training bench-batch-scoring
 
 define make_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -111,6 +111,10 @@ bench-training-input: $(STAMP)
 # synthetic images (about 3-5 minutes on 2 CPU cores); writes benchmarks/results/training-recipe-<date>.json.
 bench-training: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.training_recipe
+
+# Batch scoring files/s: 1 process, 2 shards, Ray on 2 local nodes; decode vs model (docs/scale-scoring.md)
+bench-batch-scoring: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m benchmarks.batch_scoring
 
 # The hostile load test with its figures: 32 clients mixing good, bad, huge and slow uploads against the demo
 # model under small limits; prints statuses per kind, latencies, and peak memory against the documented bound.

@@ -47,6 +47,12 @@ bench_rc=0
 timeout -k 15 300 "$PYTHON" -m benchmarks.gpu_bench "${quick[@]}" --out "$OUT" \
   --tests-log "$tests_log" --tests-exit-code "$tests_rc" || bench_rc=$?
 
+# Batch scoring on the GPU (docs/scale-scoring.md): files/s for 1 process and 2 shards, decode vs model split;
+# Ray only where chexnet[ray] is installed. Recorded, never fatal.
+scoring_files=256; [[ ${#quick[@]} -gt 0 ]] && scoring_files=16
+timeout -k 15 120 "$PYTHON" -m benchmarks.batch_scoring --device cuda --files "$scoring_files" --out "$OUT" \
+  || echo "gpu_check: batch scoring benchmark failed (not counted)"
+
 echo "gpu_check: cuda tests exit $tests_rc, benchmark exit $bench_rc; results in $OUT"
 if [[ $tests_rc -ne 0 || $bench_rc -ne 0 ]]; then
   exit 1

@@ -347,7 +347,13 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
         "column per label. Unreadable files are named on stderr with the reason; the others are predicted, and "
         "the exit status is 1."
     )
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="image files or folders; or merge OUT SHARD... (join shard tables into OUT)",
+    )
     p.add_argument("-r", "--recursive", action="store_true", help="search folders' subfolders too")
     p.add_argument("--checkpoint", type=Path, help="a chexnet checkpoint (default: the bundled demo model)")
     p.add_argument("--out", type=Path, help="CSV file to write (default: stdout)")
@@ -360,7 +366,32 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
         help="also write one finding_LABEL column per label: 1 when the probability (after the checkpoint's "
         "temperature) is at or above the threshold of the checkpoint's operating point NAME (youden, spec90, ...)",
     )
+    _add_batch_options(p)
     p.set_defaults(run=_run_predict)
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
+    """Batch scoring past one machine (docs/scale-scoring.md): any of these writes a resumable results table."""
+    batch = p.add_argument_group("batch scoring (docs/scale-scoring.md): a resumable table with an error column")
+    batch.add_argument(
+        "--list",
+        dest="list_file",
+        type=Path,
+        metavar="FILE",
+        help="the inputs: a text file (one path a line) or a Parquet file with a 'path' column, instead of PATHs",
+    )
+    batch.add_argument(
+        "--root", type=Path, help="relative paths in --list are read under ROOT (default: the list file's folder)"
+    )
+    batch.add_argument("--shard", metavar="K/N", help="score shard K of N (1 <= K <= N), chosen by a hash of the path")
+    batch.add_argument(
+        "--resume", action="store_true", help="continue --out: skip the inputs already in it, append the others"
+    )
+    batch.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="ray: a Ray cluster (pip install 'chexnet[ray]')"
+    )
+    batch.add_argument("--address", metavar="ADDR", help="with --engine ray: the cluster (default: a local one)")
+    batch.add_argument("--actors", type=int, default=1, help="with --engine ray: model actors (one GPU each if any)")
 
 
 def _run_predict(args: argparse.Namespace) -> int:

@@ -72,6 +72,9 @@ def exit_rules() -> tuple[ExitRule, ...]:
     """The table, in the order it is matched. Imported when a command fails, so that parsing stays light."""
     from models.errors import ModelContractError
     from models.labels import LabelSetError
+    from training.batch_scoring.inputs import InputListError
+    from training.batch_scoring.merge import ShardMergeError
+    from training.batch_scoring.results_table import ResultsTableError
     from training.data.dataset import UnreadableImageError
     from training.data.image_check import UnreadableImagesError
     from training.data.image_files import NoImagesFoundError
@@ -99,6 +102,9 @@ def exit_rules() -> tuple[ExitRule, ...]:
         ExitRule(LabelSetError, EXIT_FAILED, exception_text),
         ExitRule(ModelContractError, EXIT_FAILED, exception_text),
         ExitRule(NonFiniteLossError, EXIT_FAILED, exception_text),
+        ExitRule(ShardMergeError, EXIT_FAILED, exception_text),  # predict merge: a missing, doubled or unfinished shard
+        ExitRule(ResultsTableError, EXIT_FAILED, exception_text),  # predict --resume / merge: a table without record
+        ExitRule(InputListError, EXIT_FAILED, exception_text),  # predict --list
         ExitRule(OSError, EXIT_FAILED, os_error_reason),
         ExitRule(ValueError, EXIT_FAILED, exception_text),  # an option or input refused with a message for the user
     )

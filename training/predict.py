@@ -45,6 +45,18 @@ class PredictOptions:
     workers: int = 0
     device: str = "auto"
     operating_point: str | None = None
+    list_file: Path | None = None
+    root: Path | None = None
+    shard: str | None = None
+    resume: bool = False
+    engine: str = "local"
+    address: str | None = None
+    actors: int = 1
+
+    def batch_mode(self) -> bool:
+        """Whether this run writes a resumable results table (see :mod:`training.batch_scoring`)."""
+        parquet = self.out is not None and self.out.suffix.lower() == ".parquet"
+        return bool(self.list_file or self.shard or self.resume or parquet or self.engine != "local")
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,18 @@ def _report_search(found: FoundImages) -> None:
 
 
 def run_predict(options: PredictOptions) -> int:
-    """Predict, write the CSV (to ``--out`` atomically, or stdout); returns 1 when some file could not be read."""
+    """Predict, write the CSV (to ``--out`` atomically, or stdout); returns 1 when some file could not be read.
+
+    With ``--list``, ``--shard``, ``--resume``, a ``.parquet`` ``--out`` or ``--engine ray`` it writes a resumable
+    results table instead (:func:`training.batch_scoring.batch_predict.run_batch_predict`)."""
+    if options.paths and options.paths[0] == Path("merge"):
+        return _run_merge(options)
+    if options.batch_mode():
+        from training.batch_scoring.batch_predict import run_batch_predict
+
+        return run_batch_predict(options)
+    if not options.paths:
+        raise UsageError("name the image files or folders to predict (or --list FILE)")
     if options.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {options.batch_size}")
     if options.workers < 0:
@@ -165,3 +188,17 @@ def run_predict(options: PredictOptions) -> int:
             file=sys.stderr,
         )
     return EXIT_FAILED if predictions.failures or found.unlistable else EXIT_DONE
+
+
+def _run_merge(options: PredictOptions) -> int:
+    """``chexnet predict merge OUT SHARD...``: the shard tables joined into one."""
+    from training.batch_scoring.merge import merge_tables
+
+    if len(options.paths) < 3 or options.out is not None:
+        raise UsageError(
+            "predict merge OUT SHARD...: OUT (.csv, or .parquet for a Parquet folder) and the shard tables"
+        )
+    out, shards = options.paths[1], options.paths[2:]
+    rows = merge_tables(out, shards)
+    print(f"wrote {rows} rows from {len(shards)} shards to {visible_name(out)}", file=sys.stderr)
+    return EXIT_DONE

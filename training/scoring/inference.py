@@ -28,6 +28,10 @@ from training.data.dataset import DecodeFailure, UnreadableImageError, collate_r
 logger = logging.getLogger(__name__)
 
 
+# (input positions (B,), probabilities (B, K), failures) of one batch, as soon as it is done
+BatchDone = Callable[[np.ndarray, np.ndarray, list[DecodeFailure]], None]
+
+
 class InferenceOptionsError(ValueError):
     """Inference settings that cannot work with this checkpoint (a usage error, found before any file is read)."""
 
@@ -95,11 +99,15 @@ def infer_probabilities(
     settings: InferenceSettings,
     stop_at_failure: bool = False,
     description: str = "predict",
+    on_batch: BatchDone | None = None,
 ) -> Inference:
     """Run ``checkpoint``'s model over ``paths`` in batches; see :class:`Inference` for what comes back.
 
     With ``stop_at_failure`` the first unreadable file raises :class:`UnreadableImageError` (path and reason)
-    instead of being collected. Raises :class:`InferenceOptionsError` for unusable settings, before any file is read.
+    instead of being collected. ``on_batch``, when given, is called after each batch with the input positions
+    (B,) of its readable files, their probabilities (B, K) and its failures, so that a caller can write each
+    batch as it comes (``chexnet predict --resume``). Raises :class:`InferenceOptionsError` for unusable settings,
+    before any file is read.
     """
     check_settings(checkpoint, settings)
     device = settings.device
@@ -130,10 +138,11 @@ def infer_probabilities(
                 raise UnreadableImageError(failed[0])
             failures.extend(failed)
             progress.update(len(failed))
-            if inputs is None:
-                continue
-            probs[indices.numpy()] = _batch_probabilities(model, inputs.to(device, non_blocking=True), settings)
-            progress.update(len(indices))
+            if inputs is not None:
+                probs[indices.numpy()] = _batch_probabilities(model, inputs.to(device, non_blocking=True), settings)
+                progress.update(len(indices))
+            if on_batch is not None:
+                on_batch(indices.numpy(), probs[indices.numpy()], failed)
     failed_at = {failure.index for failure in failures}
     keep = np.fromiter((i for i in range(len(paths)) if i not in failed_at), dtype=np.int64)
     return Inference(keep, probs[keep], sorted(failures, key=lambda f: f.index))
