@@ -372,6 +372,14 @@ def _register_predict(p: argparse.ArgumentParser) -> None:
 
 def _add_batch_options(p: argparse.ArgumentParser) -> None:
     """Batch scoring past one machine (docs/scale-scoring.md): any of these writes a resumable results table."""
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "fp16", "int8"],
+        default="fp32",
+        help="run the checkpoint as the service does at this precision: bf16/int8 through OpenVINO on the CPU, "
+        "bf16/fp16 autocast on CUDA (measure what it changes first: chexnet evaluate --against fp32)",
+    )
+    p.add_argument("--int8-model", type=Path, help="with --precision int8: the folder chexnet quantize wrote")
     batch = p.add_argument_group("batch scoring (docs/scale-scoring.md): a resumable table with an error column")
     batch.add_argument(
         "--list",

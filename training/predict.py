@@ -29,6 +29,7 @@ from training.data.file_names import csv_file_name, visible_name
 from training.data.image_files import FoundImages, collect_images
 from training.exit_status import EXIT_DONE, EXIT_FAILED, UsageError
 from training.scoring.inference import InferenceSettings, check_settings, infer_probabilities
+from training.scoring.precision import check_precision, probability_fn
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class PredictOptions:
     engine: str = "local"
     address: str | None = None
     actors: int = 1
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | int8: as chexnet evaluate --precision
+    int8_model: Path | None = None  # with precision int8: the folder chexnet quantize wrote
 
     def batch_mode(self) -> bool:
         """Whether this run writes a resumable results table (see :mod:`training.batch_scoring`)."""
@@ -76,6 +79,19 @@ def predict_files(
     """Probabilities for every readable file of ``images``, through the checkpoint's own preprocessing."""
     checkpoint = load_checkpoint(checkpoint_path)
     return _predict(checkpoint, images, InferenceSettings(device, batch_size, workers))
+
+
+def inference_settings(options: PredictOptions, checkpoint: Checkpoint) -> InferenceSettings:
+    """How ``--device``, ``--batch-size``, ``--workers`` and ``--precision`` run ``checkpoint``.
+
+    fp32 is eager PyTorch; bf16 and int8 on the CPU run through OpenVINO as the service runs them
+    (:mod:`training.scoring.precision`). Raises :class:`~training.scoring.precision.PrecisionError` for a
+    precision the device cannot run, and ``QuantizedModelError`` for an int8 folder of another checkpoint."""
+    device = resolve_device(options.device)
+    forward = None
+    if options.precision != "fp32":
+        forward = probability_fn(checkpoint, options.precision, device, options.int8_model)
+    return InferenceSettings(device, options.batch_size, options.workers, forward=forward)
 
 
 def _predict(checkpoint: Checkpoint, images: Sequence[Path], settings: InferenceSettings) -> Predictions:
@@ -164,8 +180,9 @@ def run_predict(options: PredictOptions) -> int:
     if options.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {options.workers}")
     _check_out(options.out)
-    settings = InferenceSettings(resolve_device(options.device), options.batch_size, options.workers)
+    check_precision(options.precision, resolve_device(options.device), options.int8_model)
     checkpoint = load_checkpoint(options.checkpoint or DEMO_CHECKPOINT)
+    settings = inference_settings(options, checkpoint)
     check_settings(checkpoint, settings)
     points = _checked_point(checkpoint, options.operating_point)
     found = collect_images(options.paths, options.recursive)

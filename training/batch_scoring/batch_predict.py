@@ -27,8 +27,9 @@ from training.batch_scoring.results_table import TableRecord, is_parquet
 from training.batch_scoring.scoring_job import findings_function, open_table, rows_to_score, score_locally
 from training.data.file_names import visible_name
 from training.exit_status import EXIT_DONE, EXIT_FAILED, UsageError
-from training.predict import PredictOptions, _checked_point, _report_search
-from training.scoring.inference import InferenceSettings, check_settings
+from training.predict import PredictOptions, _checked_point, _report_search, inference_settings
+from training.scoring.inference import check_settings
+from training.scoring.precision import check_precision
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def _check_options(options: PredictOptions) -> None:
         raise UsageError(
             f"--out {visible_name(options.out)}: the folder {visible_name(options.out.parent)} does not exist"
         )
+    if options.engine == "ray" and options.precision != "fp32":
+        raise UsageError("--engine ray runs the model at fp32 (torch in its actors): leave out --precision")
     if options.engine == "ray" and not is_parquet(options.out):
         raise UsageError("--engine ray writes Parquet: name --out OUT.parquet")
     if is_parquet(options.out) or (options.list_file is not None and options.list_file.suffix.lower() == ".parquet"):
@@ -71,9 +74,10 @@ def run_batch_predict(options: PredictOptions) -> int:
     _check_options(options)
     assert options.out is not None
     shard = parse_shard(options.shard) if options.shard else WHOLE
-    settings = InferenceSettings(resolve_device(options.device), options.batch_size, options.workers)
+    check_precision(options.precision, resolve_device(options.device), options.int8_model)
     checkpoint_path = Path(options.checkpoint or DEMO_CHECKPOINT)
     checkpoint = load_checkpoint(checkpoint_path)
+    settings = inference_settings(options, checkpoint)
     check_settings(checkpoint, settings)
     points = _checked_point(checkpoint, options.operating_point)
     inputs = shard_inputs(_inputs(options), shard)
@@ -85,6 +89,7 @@ def run_batch_predict(options: PredictOptions) -> int:
         shard=str(shard),
         inputs=len(inputs),
         engine=options.engine,
+        precision=options.precision,
     )
     table = open_table(options.out, record, options.resume)
     todo = rows_to_score(inputs, table.done)

@@ -38,7 +38,8 @@ class ResultsTableError(ValueError):
 @dataclass(frozen=True)
 class TableRecord:
     """What made a results table: ``model_sha256``, ``labels`` (K), ``preprocessing`` (the checkpoint's spec as a
-    dict), ``operating_point`` (or None), ``shard`` ("K/N"), ``inputs`` (files the shard holds) and ``engine``."""
+    dict), ``operating_point`` (or None), ``shard`` ("K/N"), ``inputs`` (files the shard holds), ``engine`` and the
+    inference ``precision`` (fp32, bf16, fp16 or int8: ``chexnet predict --precision``)."""
 
     model_sha256: str
     labels: tuple[str, ...]
@@ -48,6 +49,7 @@ class TableRecord:
     inputs: int
     engine: str = "local"
     format: str = FORMAT
+    precision: str = "fp32"
 
     def columns(self) -> list[str]:
         findings = [FINDING_PREFIX + label for label in self.labels] if self.operating_point else []
@@ -60,6 +62,7 @@ class TableRecord:
             "labels": self.labels == other.labels,
             "preprocessing": self.preprocessing == other.preprocessing,
             "operating point": self.operating_point == other.operating_point,
+            "precision": self.precision == other.precision,
             "table format": self.format == other.format,
         }
         return [name for name, same in checks.items() if not same]
