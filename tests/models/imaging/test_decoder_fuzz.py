@@ -133,13 +133,16 @@ def pixel_descriptions(draw: st.DrawFn) -> bytes:
     """Any pixel description PS3.3 allows, or nearly: High Bit, signedness, padding, rescale, window, drawn."""
     allocated = draw(st.sampled_from([8, 16]))
     stored = draw(st.integers(1, allocated))
-    high_bit = draw(st.integers(stored - 2, allocated))  # one below and one above the allowed range, too
+    high_bit = draw(st.integers(max(stored - 2, 0), allocated))  # one below and one above the allowed range, too
     cells = np.asarray(draw(st.lists(st.integers(0, 2**allocated - 1), min_size=24 * 32, max_size=24 * 32)))
     attributes: dict[str, object] = {}
+    signed = draw(st.booleans())
+    # Pixel Padding Value and Range Limit are US or SS as Pixel Representation says: each drawn in its VR's range
+    low, high = (-(2 ** (allocated - 1)), 2 ** (allocated - 1) - 1) if signed else (0, 2**allocated - 1)
     if draw(st.booleans()):
-        attributes["PixelPaddingValue"] = draw(st.integers(0, 2**allocated - 1))
+        attributes["PixelPaddingValue"] = draw(st.integers(low, high))
         if draw(st.booleans()):
-            attributes["PixelPaddingRangeLimit"] = draw(st.integers(0, 2**allocated - 1))
+            attributes["PixelPaddingRangeLimit"] = draw(st.integers(low, high))
     if draw(st.booleans()):
         attributes["RescaleSlope"] = draw(st.sampled_from(["0", "1", "-1", "2.5", "1e-9"]))
         attributes["RescaleIntercept"] = draw(st.sampled_from(["0", "-1024", "1e6"]))
@@ -151,7 +154,7 @@ def pixel_descriptions(draw: st.DrawFn) -> bytes:
         bits_allocated=allocated,
         bits_stored=stored,
         high_bit=high_bit,
-        signed=draw(st.booleans()),
+        signed=signed,
         **attributes,
     )
 
