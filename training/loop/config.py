@@ -57,6 +57,8 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     resume: bool = False
+    # --resume auto over a run killed between best.pt and last.pt of its first epoch: start it again over best.pt
+    replace_first_epoch: bool = False
     skip_unreadable: bool = False
     image_cache: Path | None = None
     specificity: float = DEFAULT_SPECIFICITY  # for best.pt's second operating point (specNN)
@@ -184,7 +186,7 @@ class TrainConfig:
         if blocker is not None:
             raise TrainConfigError(f"--out {self.out}: {blocker} is a file, not a folder")
         held = existing_run_markers(self.out)
-        if held and not (self.resume or self.overwrite):
+        if held and not (self.resume or self.overwrite or (self.replace_first_epoch and held == ["best.pt"])):
             raise TrainConfigError(
                 f"--out {self.out} already holds a run ({', '.join(held)}): continue it with --resume, replace it "
                 "with --overwrite, or choose another --out"
