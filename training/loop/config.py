@@ -77,6 +77,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
+        self._check_resume_point()  # first: a resume without last.pt lacks the data options too
         self._check_sources()
         for name, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1)):
             if value < low:
@@ -167,15 +168,18 @@ class TrainConfig:
         if len(sources) > 1 and self.train_list is not None:
             raise TrainConfigError("--train-list/--val-list name one table's images: use them without --data")
 
-    def _check_run_folder(self) -> None:
-        """--resume needs a run in --out; a new run needs a folder without one, unless --overwrite replaces it."""
+    def _check_resume_point(self) -> None:
+        """--resume needs a run in --out to continue."""
         if self.resume and self.overwrite:
             raise TrainConfigError("--resume continues the run in --out and --overwrite replaces it: give one")
         if self.resume and not (self.out / "last.pt").is_file():
             raise TrainConfigError(
                 f"--resume needs {self.out / 'last.pt'}, which does not exist (no epoch has finished there: "
-                "run the command again without --resume)"
+                "run the command again without --resume, or with --resume auto)"
             )
+
+    def _check_run_folder(self) -> None:
+        """A new run needs a folder without one, unless --overwrite replaces it (--resume: _check_resume_point)."""
         if self.image_cache is not None:
             _check_writable_folder("--image-cache", self.image_cache)
         try:

@@ -156,3 +156,13 @@ def test_processes_that_see_different_runs_stop(tmp_path: Path, monkeypatch: pyt
 def three_epochs_done() -> object:
     """A stand-in for a last.pt with 3 epochs done (only its training state is read)."""
     return SimpleNamespace(training_state={"next_epoch": 3})
+
+
+def test_resume_of_a_folder_without_a_run_says_so_before_asking_for_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "--out", str(tmp_path), "--resume"]) == 2
+    assert capsys.readouterr().err == (
+        f"chexnet train: --resume needs {tmp_path / 'last.pt'}, which does not exist (no epoch has finished there: "
+        "run the command again without --resume, or with --resume auto)\n"
+    )
