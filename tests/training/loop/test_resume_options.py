@@ -3,19 +3,21 @@ state a killed run can leave its folder in."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
+from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from chexnet_cli import main
+from chexnet_cli import build_parser, main
 from models.checkpoint import load_checkpoint
 from tests.training.synthetic import make_square_dataset
-from training.loop.config import TrainConfigError
+from training.loop.config import TrainConfig, TrainConfigError
 from training.loop.distributed import DistContext
 from training.loop.resume_options import train_config_from_options
 from training.train import _check_one_run_folder
@@ -166,3 +168,20 @@ def test_resume_of_a_folder_without_a_run_says_so_before_asking_for_data(
         f"chexnet train: --resume needs {tmp_path / 'last.pt'}, which does not exist (no epoch has finished there: "
         "run the command again without --resume, or with --resume auto)\n"
     )
+
+
+def test_train_help_shows_the_defaults_a_run_gets() -> None:
+    """Options not given are left out of the parsed arguments (so --resume can tell them from given ones), and a
+    new run takes TrainConfig's defaults: the help must show those."""
+    parser = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.name != "out"}  # --out: no default
+    shown = 0
+    for action in parser._actions:
+        if not action.option_strings or action.dest not in defaults:
+            continue
+        assert action.default == argparse.SUPPRESS, action.dest
+        default = defaults[action.dest]
+        if default is not None and default is not False and default != ():
+            assert (action.help or "").endswith(f"(default: {default})"), action.dest
+            shown += 1
+    assert shown == 19
