@@ -60,7 +60,7 @@ def launcher(nodes: str, processes: int, port: int, host: bool, extra: list[str]
     return [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", nodes, "--nproc-per-node", str(processes),
         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "chexnet-test",
-        "--rdzv-conf", f"is_host={int(host)},last_call_timeout=3,join_timeout=60", "--local-addr", "127.0.0.1",
+        "--rdzv-conf", f"is_host={int(host)},last_call_timeout=5,join_timeout=60", "--local-addr", "127.0.0.1",
         *extra, *worker,
     ]  # fmt: skip
 
