@@ -95,7 +95,16 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="data loader worker processes")
     p.add_argument("--seed", type=int, default=0, help="seeds the split, the initial weights and the augmentation")
     run = p.add_mutually_exclusive_group()
-    run.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.pt")
+    run.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        type=_resume_mode,
+        metavar="auto",
+        help="continue the run in OUT from OUT/last.pt with the options it recorded (given again, they must agree; "
+        "--epochs, --workers, --device, --image-cache, --tensorboard may change); --resume auto: continue when "
+        "OUT/last.pt exists, else start the run (the same command for every torchrun restart; docs/scale-training.md)",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace the run in OUT (its files are deleted first)")
     p.add_argument(
         "--name",
@@ -130,6 +139,24 @@ def _register_train(p: argparse.ArgumentParser) -> None:
     _add_specificity(p, "best.pt's operating points: youden and specNN, chosen on the validation split")
     _add_recipe_options(p)
     p.set_defaults(run=_run_train)
+    _only_given_options(p)
+
+
+def _resume_mode(text: str) -> str:
+    if text != "auto":
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (--resume alone, or --resume auto)")
+    return text
+
+
+def _only_given_options(p: argparse.ArgumentParser) -> None:
+    """Leave options not given out of the parsed arguments, so that --resume can tell an option given again from a
+    default (the run's recorded options fill them); --help still names each default."""
+    for action in p._actions:
+        if not action.option_strings or action.dest in ("help", "run"):
+            continue
+        if action.default is not None and action.default is not False and "(default" not in (action.help or ""):
+            action.help = f"{action.help} (default: {action.default})"
+        action.default = argparse.SUPPRESS
 
 
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
@@ -214,13 +241,11 @@ def _add_specificity(p: argparse.ArgumentParser, what: str) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from training.data.dataset import UnreadableImageError
     from training.exit_status import run_command
-    from training.loop.config import TrainConfig
+    from training.loop.resume_options import train_config_from_options
     from training.train import run_training
 
     def train() -> int:
-        options = _options(args)
-        options["data"] = tuple(options["data"] or ())
-        best = run_training(TrainConfig(**options))
+        best = run_training(train_config_from_options(_options(args)))
         print(f"best checkpoint: {best}")
         return 0
 

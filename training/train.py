@@ -23,7 +23,13 @@ from training.data.dataset import EpochSampler, XrayDataset, collate_or_failure
 from training.data.image_cache import ResizedImageCache
 from training.data.run_data import RunData, load_run_data, write_split_lists
 from training.loop.config import TrainConfig, TrainConfigError
-from training.loop.distributed import DistContext, broadcast_model_state, init_distributed, shutdown_distributed
+from training.loop.distributed import (
+    DistContext,
+    broadcast_model_state,
+    gather_objects,
+    init_distributed,
+    shutdown_distributed,
+)
 from training.loop.ema import WeightAverage
 from training.loop.epochs import EvalResult, train_one_epoch, validate
 from training.loop.head_transfer import refit_head
@@ -141,6 +147,7 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
     # Before any data is read: a bad last.pt, or missing ImageNet weights, fail first. A resumed run builds a bare
     # network that last.pt overwrites, so its starting weights (ImageNet, --weights PATH) need not exist any more.
     resume_point = read_resume_point(config) if config.resume else None
+    _check_one_run_folder(config, resume_point, ctx)
     if resume_point is not None and epochs_done(resume_point) >= config.epochs:
         _finish_finished_run(config, resume_point, ctx)
     if config.overwrite and ctx.is_main:
@@ -219,6 +226,18 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
         if board is not None:
             board.close()
     return config.out / "best.pt"
+
+
+def _check_one_run_folder(config: TrainConfig, resume_point: Checkpoint | None, ctx: DistContext) -> None:
+    """Every process must continue the same run: under torchrun on several nodes, --out must be one folder they
+    all share (a node that sees no last.pt would start afresh while the others resume)."""
+    seen = gather_objects(ctx, None if resume_point is None else epochs_done(resume_point))
+    if len(set(seen)) > 1:
+        found = ", ".join(f"rank {rank}: {'no last.pt' if n is None else f'{n} epochs'}" for rank, n in enumerate(seen))
+        raise TrainConfigError(
+            f"--out {config.out} holds different runs for different processes ({found}): under torchrun on several "
+            "nodes --out must be a folder every node shares"
+        )
 
 
 def _starting_network(weights: str, labels: tuple[str, ...]) -> tuple[CheXNet, dict[str, Any] | None]:

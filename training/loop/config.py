@@ -57,6 +57,8 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     resume: bool = False
+    # --resume auto over a run killed between best.pt and last.pt of its first epoch: start it again over best.pt
+    replace_first_epoch: bool = False
     skip_unreadable: bool = False
     image_cache: Path | None = None
     specificity: float = DEFAULT_SPECIFICITY  # for best.pt's second operating point (specNN)
@@ -75,6 +77,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``TrainConfigError`` for the first problem found; touches only paths, never the data."""
+        self._check_resume_point()  # first: a resume without last.pt lacks the data options too
         self._check_sources()
         for name, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1)):
             if value < low:
@@ -165,15 +168,18 @@ class TrainConfig:
         if len(sources) > 1 and self.train_list is not None:
             raise TrainConfigError("--train-list/--val-list name one table's images: use them without --data")
 
-    def _check_run_folder(self) -> None:
-        """--resume needs a run in --out; a new run needs a folder without one, unless --overwrite replaces it."""
+    def _check_resume_point(self) -> None:
+        """--resume needs a run in --out to continue."""
         if self.resume and self.overwrite:
             raise TrainConfigError("--resume continues the run in --out and --overwrite replaces it: give one")
         if self.resume and not (self.out / "last.pt").is_file():
             raise TrainConfigError(
                 f"--resume needs {self.out / 'last.pt'}, which does not exist (no epoch has finished there: "
-                "run the command again without --resume)"
+                "run the command again without --resume, or with --resume auto)"
             )
+
+    def _check_run_folder(self) -> None:
+        """A new run needs a folder without one, unless --overwrite replaces it (--resume: _check_resume_point)."""
         if self.image_cache is not None:
             _check_writable_folder("--image-cache", self.image_cache)
         try:
@@ -184,7 +190,7 @@ class TrainConfig:
         if blocker is not None:
             raise TrainConfigError(f"--out {self.out}: {blocker} is a file, not a folder")
         held = existing_run_markers(self.out)
-        if held and not (self.resume or self.overwrite):
+        if held and not (self.resume or self.overwrite or (self.replace_first_epoch and held == ["best.pt"])):
             raise TrainConfigError(
                 f"--out {self.out} already holds a run ({', '.join(held)}): continue it with --resume, replace it "
                 "with --overwrite, or choose another --out"
