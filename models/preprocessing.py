@@ -119,23 +119,37 @@ def center_crop_geometry(spec: PreprocessSpec, height: int, width: int) -> CropG
     return CropGeometry(height, width, (rh, rw), top, left, spec.image_size)
 
 
+def samples_to_gray(samples: np.ndarray) -> np.ndarray:
+    """Decoded samples -> (H, W) float32 in [0, 1]: uint8 (H, W) / 255, uint16 (H, W) / 65535, uint8 RGB (H, W, 3)
+    reduced to luma (ITU-R BT.601 weights, as Pillow's ``convert("L")`` names them). Raises ``ValueError`` for any
+    other dtype or shape. The one formula :func:`image_to_gray` and the decoder's libpng/libjpeg-turbo paths share."""
+    if samples.dtype == np.uint16 and samples.ndim == 2:
+        return (samples.astype(np.float64) / 65535.0).astype(np.float32)
+    if samples.dtype == np.uint8 and samples.ndim == 2:
+        scaled: np.ndarray = samples.astype(np.float32) / np.float32(255.0)
+        return scaled
+    if samples.dtype == np.uint8 and samples.ndim == 3 and samples.shape[2] == 3:
+        gray: np.ndarray = samples.astype(np.float32) @ _LUMA / np.float32(255.0)  # a 40 MP upload: under 0.5 GB
+        return gray
+    raise ValueError(f"samples_to_gray takes uint8/uint16 (H, W) or uint8 (H, W, 3), not {samples.dtype} "
+                     f"{samples.shape}")  # fmt: skip
+
+
 def image_to_gray(image: Image.Image) -> np.ndarray:
     """Any decoded PIL image -> (H, W) float32 in [0, 1]; 16-bit scaled by 65535, colour reduced to luma."""
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:
-        return (np.asarray(image, dtype=np.uint16).astype(np.float64) / 65535.0).astype(np.float32)
+        return samples_to_gray(np.asarray(image, dtype=np.uint16))
     if mode == "I":  # 16-bit PNGs on some Pillow versions; values are 0..65535
         return (np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 65535.0).astype(np.float32)
     if mode == "F":
         return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     if mode in ("L", "1"):
-        return np.asarray(image.convert("L"), dtype=np.float32) / np.float32(255.0)
+        return samples_to_gray(np.asarray(image.convert("L"), dtype=np.uint8))
     if mode == "LA":
-        return np.asarray(image.getchannel("L"), dtype=np.float32) / np.float32(255.0)
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)  # RGBA: alpha dropped; P/CMYK/YCbCr: to RGB first
-    gray: np.ndarray = rgb @ _LUMA / np.float32(255.0)  # float32: a 40 MP upload stays under 0.5 GB here
-    return gray
+        return samples_to_gray(np.asarray(image.getchannel("L"), dtype=np.uint8))
+    return samples_to_gray(np.asarray(image.convert("RGB"), dtype=np.uint8))  # RGBA: alpha dropped; P/CMYK: RGB
 
 
 def _resize(spec: PreprocessSpec, gray: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -44,7 +44,7 @@ from models.imaging.decoded import DecodedImage, DecodeLimits, check_dimensions,
 from models.imaging.errors import InputError, InvalidImageError, MultiFrameError, UnsupportedCompressionError
 from models.imaging.jpeg_header import JPEG_LS_SOF, read_jpeg_frame
 from models.imaging.png_chunks import PNG_SIGNATURE, png_header_stream, png_without_unused_chunks
-from models.preprocessing import image_to_gray
+from models.preprocessing import image_to_gray, samples_to_gray
 
 __all__ = [
     "check_jpeg_data",
@@ -254,8 +254,10 @@ def _decode(data: bytes, fmt: str, limits: DecodeLimits) -> DecodedImage:
             gray = np.asarray(image_to_gray(image), dtype=np.float32)
             colour = image.mode not in _GRAY_MODES
         else:
-            stored = Image.fromarray(pixels)
-            gray = image_to_gray(stored.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else stored)
+            upright = pixels
+            if orientation in _UPRIGHT:
+                upright = np.asarray(Image.fromarray(pixels).transpose(_UPRIGHT[orientation]))
+            gray = samples_to_gray(upright)
             colour = pixels.ndim == 3
         if colour:
             steps.append("luma")
