@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -117,8 +118,9 @@ def main() -> None:
     try:
         images = work / "images"
         paths = make_pngs(images, args.files, args.side)
+        command = shlex.join(["python", "-m", "benchmarks.batch_scoring", *sys.argv[1:]])  # no machine paths
         result: dict[str, object] = {"files": args.files, "side": args.side, "device": args.device,
-                                     "cpus": os.cpu_count(), "command": " ".join(sys.argv)}  # fmt: skip
+                                     "cpus": os.cpu_count(), "command": command}  # fmt: skip
         result.update(split_times(paths[: min(32, len(paths))], args.device, 16))
         one = timed([chexnet("--resume", "--device", args.device, "--out", str(work / "one.csv"), str(images))], env)
         result["one_process_files_per_s"] = args.files / one
