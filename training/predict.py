@@ -142,6 +142,13 @@ def _check_out(out: Path | None) -> None:
         raise UsageError(f"--out {visible_name(out)}: the folder {visible_name(out.parent)} does not exist")
     if out is not None and out.is_dir():
         raise UsageError(f"--out {visible_name(out)} is a folder; name the CSV file to write")
+    from training.batch_scoring.results_table import record_path
+
+    if out is not None and record_path(out).exists():
+        raise UsageError(
+            f"--out {visible_name(out)} is a batch results table (its record {record_path(out).name} lies beside it): "
+            "continue it with --resume, or name another file"
+        )
 
 
 def _report_search(found: FoundImages) -> None:

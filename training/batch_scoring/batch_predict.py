@@ -23,7 +23,7 @@ from training.batch_scoring.inputs import (
     shard_inputs,
 )
 from training.batch_scoring.parquet_parts import require_pyarrow
-from training.batch_scoring.results_table import TableRecord, is_parquet
+from training.batch_scoring.results_table import TableRecord, inputs_digest, is_parquet
 from training.batch_scoring.scoring_job import findings_function, open_table, rows_to_score, score_locally
 from training.data.file_names import visible_name
 from training.exit_status import EXIT_DONE, EXIT_FAILED, UsageError
@@ -80,7 +80,8 @@ def run_batch_predict(options: PredictOptions) -> int:
     settings = inference_settings(options, checkpoint)
     check_settings(checkpoint, settings)
     points = _checked_point(checkpoint, options.operating_point)
-    inputs = shard_inputs(_inputs(options), shard)
+    every_input = _inputs(options)
+    inputs = shard_inputs(every_input, shard)
     record = TableRecord(
         model_sha256=checkpoint.sha256 or "",
         labels=checkpoint.labels,
@@ -90,6 +91,8 @@ def run_batch_predict(options: PredictOptions) -> int:
         inputs=len(inputs),
         engine=options.engine,
         precision=options.precision,
+        all_inputs=len(every_input),
+        inputs_sha256=inputs_digest([item.key for item in every_input]),
     )
     table = open_table(options.out, record, options.resume)
     todo = rows_to_score(inputs, table.done)

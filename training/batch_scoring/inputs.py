@@ -97,8 +97,15 @@ def _text_paths(list_file: Path) -> list[str]:
         text = list_file.read_text("utf-8", errors="surrogateescape")
     except OSError as exc:
         raise InputListError(f"cannot read the list {visible_name(list_file)}: {exc.strerror or 'I/O error'}") from None
-    lines = (line.strip() for line in text.splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    text = text.removeprefix("\ufeff")  # a byte-order mark: lists saved by spreadsheet and Windows tools have one
+    names = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.strip()
+        if "\0" in name:
+            raise InputListError(f"the list {visible_name(list_file)}: line {number} holds a NUL byte: not a path")
+        if name and not name.startswith("#"):
+            names.append(name)
+    return names
 
 
 def _parquet_paths(list_file: Path) -> list[str]:
@@ -111,7 +118,15 @@ def _parquet_paths(list_file: Path) -> list[str]:
         raise InputListError(
             f"cannot read the list {visible_name(list_file)}: it needs a 'path' column ({type(exc).__name__})"
         ) from None
-    return [str(value) for value in table.column("path").to_pylist() if value]
+    names = []
+    for number, value in enumerate(table.column("path").to_pylist(), start=1):
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise InputListError(
+                f"the list {visible_name(list_file)}: row {number} of its 'path' column is not a path (empty, null, "
+                "binary or holding a NUL byte)"
+            )
+        names.append(value)
+    return names
 
 
 def _refuse_duplicates(inputs: Sequence[ScoringInput], source: Path | None) -> None:

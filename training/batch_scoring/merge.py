@@ -45,15 +45,22 @@ def read_table(out: Path) -> tuple[TableRecord, list[ScoreRow]]:
 def _check_shards(tables: Sequence[tuple[Path, TableRecord, list[ScoreRow]]]) -> None:
     first_path, first, _ = tables[0]
     by_index: dict[int, Path] = {}
-    counts = set()
+    counts = {parse_shard(record.shard).count for _, record, _ in tables}
+    if len(counts) > 1:
+        split = ", ".join(f"{visible_name(path)} is shard {record.shard}" for path, record, _ in tables)
+        raise ShardMergeError(f"the tables are shards of different splits: {split}")
     for path, record, rows in tables:
         differences = first.model_differences(record)
+        if (record.all_inputs, record.inputs_sha256) != (first.all_inputs, first.inputs_sha256):
+            differences.append(
+                f"input list ({record.all_inputs} inputs in all, against {first.all_inputs}: a list changed between "
+                "the shards' jobs; resume every shard with the same list)"
+            )
         if differences:
             raise ShardMergeError(
                 f"{visible_name(path)} and {visible_name(first_path)} differ in {', '.join(differences)}"
             )
         shard = parse_shard(record.shard)
-        counts.add(shard.count)
         if shard.index in by_index:
             raise ShardMergeError(
                 f"shard {shard} is given twice: {visible_name(by_index[shard.index])} and {visible_name(path)}"
@@ -64,8 +71,6 @@ def _check_shards(tables: Sequence[tuple[Path, TableRecord, list[ScoreRow]]]) ->
                 f"{visible_name(path)} (shard {shard}) holds {len(rows)} of its {record.inputs} inputs: "
                 "run its job again with --resume"
             )
-    if len(counts) > 1:
-        raise ShardMergeError(f"the tables are shards of different splits (N = {', '.join(map(str, sorted(counts)))})")
     count = counts.pop()
     missing = [str(k) for k in range(1, count + 1) if k not in by_index]
     if missing:
@@ -78,6 +83,11 @@ def merge_tables(out: Path, shards: Sequence[Path]) -> int:
         raise UsageError("predict merge: name the shard tables to merge")
     if out.exists():
         raise UsageError(f"--out {visible_name(out)} exists; name a new table")
+    for path in shards:
+        if not path.exists():
+            raise UsageError(f"predict merge: {visible_name(path)}: no such table")
+        if path.resolve() == out.resolve():
+            raise UsageError(f"predict merge: OUT {visible_name(out)} is also named as a shard")
     tables = [(path, *read_table(path)) for path in shards]
     _check_shards(tables)
     merged: dict[str, ScoreRow] = {}
@@ -90,7 +100,10 @@ def merge_tables(out: Path, shards: Sequence[Path]) -> int:
                 )
             merged[row.key], owner[row.key] = row, path
     rows = [merged[key] for key in sorted(merged)]
-    record = replace(tables[0][1], shard="1/1", inputs=len(rows), engine="merge")
+    first = tables[0][1]
+    if first.all_inputs and len(rows) != first.all_inputs:
+        raise ShardMergeError(f"the shards hold {len(rows)} rows, but their job had {first.all_inputs} inputs")
+    record = replace(first, shard="1/1", inputs=len(rows), engine="merge")
     if is_parquet(out):
         write_single_part(out, rows, record)
     else:

@@ -8,12 +8,14 @@ and how many inputs it holds. A resume or a merge compares these before it reads
 
 The CSV journal is appended one batch at a time, each batch one ``write`` followed by ``fsync``, so that a crash
 loses at most the batch in flight; a torn last record (a kill in the middle of a write) is found and cut when the
-job is resumed (:func:`read_csv_rows`).
+job is resumed (:func:`read_csv_rows`). Anything else that is not a row (a damaged header, a line changed in the
+middle) is refused, never cut.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -39,7 +41,8 @@ class ResultsTableError(ValueError):
 class TableRecord:
     """What made a results table: ``model_sha256``, ``labels`` (K), ``preprocessing`` (the checkpoint's spec as a
     dict), ``operating_point`` (or None), ``shard`` ("K/N"), ``inputs`` (files the shard holds), ``engine`` and the
-    inference ``precision`` (fp32, bf16, fp16 or int8: ``chexnet predict --precision``)."""
+    inference ``precision`` (fp32, bf16, fp16 or int8: ``chexnet predict --precision``); ``all_inputs`` and
+    ``inputs_sha256`` describe the whole job's input list, so that a merge can refuse shards of different lists."""
 
     model_sha256: str
     labels: tuple[str, ...]
@@ -50,6 +53,8 @@ class TableRecord:
     engine: str = "local"
     format: str = FORMAT
     precision: str = "fp32"
+    all_inputs: int = 0  # inputs of the whole job, before sharding
+    inputs_sha256: str = ""  # of the whole job's input keys (inputs_digest): shards of one job agree on it
 
     def columns(self) -> list[str]:
         findings = [FINDING_PREFIX + label for label in self.labels] if self.operating_point else []
@@ -91,6 +96,15 @@ class ScoreRow:
 def is_parquet(out: Path) -> bool:
     """Whether ``out`` names a Parquet table (a folder of part files: its name ends in ``.parquet``)."""
     return out.suffix.lower() == ".parquet"
+
+
+def inputs_digest(keys: Sequence[str]) -> str:
+    """SHA-256 (hex) of the sorted input keys, one per line, UTF-8 (surrogate escapes kept): the job's list, in any
+    order."""
+    digest = hashlib.sha256()
+    for key in sorted(keys):
+        digest.update(key.encode("utf-8", "surrogateescape") + b"\n")
+    return digest.hexdigest()
 
 
 def record_path(out: Path) -> Path:
@@ -153,8 +167,12 @@ def _lines_with_offsets(data: bytes) -> Iterator[tuple[str, int]]:
 
 
 def read_csv_rows(path: Path, record: TableRecord) -> tuple[list[ScoreRow], int]:
-    """The whole records of a CSV journal and the byte length they fill; what follows (a torn last record) is not
-    a row. ResultsTableError when the header is not ``record``'s columns."""
+    """The whole records of a CSV journal and the byte length they fill.
+
+    Only a torn *last* record is passed over (a kill during a batch's one ``write``: the bytes run to the end of the
+    file without forming a whole record); it is not a row. Raises :class:`ResultsTableError` when the header is not
+    ``record``'s columns, or when any earlier line is not a row of this table (the file was changed by something
+    else): nothing is cut then, and the message names the line."""
     data = path.read_bytes()
     fed: list[int] = [0]
 
@@ -168,19 +186,36 @@ def read_csv_rows(path: Path, record: TableRecord) -> tuple[list[ScoreRow], int]
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
-        return [], 0
+        header = []
     if header != columns or not data[: fed[0]].endswith(b"\n"):
-        raise ResultsTableError(f"{visible_name(path)}: its columns are not those of its record; write a new table")
-    rows, whole = [], fed[0]
-    try:
-        for fields in reader:
-            if len(fields) != len(columns) or not data[: fed[0]].endswith(b"\n"):
-                break
+        raise ResultsTableError(
+            f"{visible_name(path)}: its first line is not the header of its record's columns; it was not written "
+            "(or was changed since) by chexnet predict: write the job to a new --out"
+        )
+    rows: list[ScoreRow] = []
+    whole, number = fed[0], 1
+    while True:
+        number += 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return rows, whole
+        except csv.Error:
+            fields = None
+        at_end = fed[0] == len(data)
+        try:
+            if fields is None or len(fields) != len(columns) or not data[: fed[0]].endswith(b"\n"):
+                raise ValueError("not a whole row")
             rows.append(_score_row(fields, record))
             whole = fed[0]
-    except (csv.Error, ValueError):
-        pass
-    return rows, whole
+        except ValueError:
+            if at_end:  # the torn last record of a killed write
+                return rows, whole
+            raise ResultsTableError(
+                f"{visible_name(path)}: record {number} is not a row of this table, and rows follow it: the file was "
+                "changed by something other than chexnet predict; nothing was cut. Repair or remove that record, or "
+                "write the job to a new --out"
+            ) from None
 
 
 def _score_row(fields: list[str], record: TableRecord) -> ScoreRow:
@@ -209,8 +244,6 @@ class CsvJournal:
     def resume(path: Path, record: TableRecord) -> tuple[CsvJournal, list[ScoreRow]]:
         """The table's whole rows, and a journal that appends after them (a torn last record is cut first)."""
         rows, whole = read_csv_rows(path, record)
-        if whole == 0:
-            return CsvJournal.start(path, record), []
         if whole < path.stat().st_size:
             os.truncate(path, whole)
         write_record(path, record)

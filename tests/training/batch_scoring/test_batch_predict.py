@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -219,3 +220,75 @@ def test_a_killed_job_resumed_holds_every_row_once(
     table = read_table(out)
     assert len(out.read_bytes().splitlines()) == len(keys) + 1 and sorted(table) == sorted(keys)
     assert table == read_table(reference)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda lines: [b'"' + lines[0], *lines[1:]], "its first line is not the header"),
+        (lambda lines: [*lines[:3], b"garbage\n", *lines[3:]], "record 4 is not a row of this table"),
+        (lambda lines: [lines[0], lines[1][:20] + b"\n", *lines[2:]], "record 2 is not a row of this table"),
+        (lambda lines: [], "its first line is not the header"),
+    ],
+    ids=["damaged header", "a line in the middle", "a cut line in the middle", "emptied"],
+)
+def test_resume_refuses_damage_it_cannot_tell_from_a_torn_tail_and_cuts_nothing(
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+    images: tuple[Path, list[str]],
+    capsys: pytest.CaptureFixture[str],
+    damage: Any,
+    message: str,
+) -> None:
+    folder, _ = images
+    out = tmp_path / "run.csv"
+    assert predict(tiny_checkpoint, "-r", "--resume", "--out", str(out), str(folder)) == 1
+    damaged = b"".join(damage(out.read_bytes().splitlines(keepends=True)))
+    out.write_bytes(damaged)
+    capsys.readouterr()
+    assert predict(tiny_checkpoint, "-r", "--resume", "--out", str(out), str(folder)) == 1  # a file it cannot use
+    assert message in capsys.readouterr().err
+    assert out.read_bytes() == damaged  # nothing cut, nothing started over
+
+
+def test_plain_predict_does_not_overwrite_a_batch_table(
+    tmp_path: Path, tiny_checkpoint: Path, images: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, keys = images
+    out = tmp_path / "run.csv"
+    assert predict(tiny_checkpoint, "-r", "--resume", "--out", str(out), str(folder)) == 1
+    before = out.read_bytes()
+    assert predict(tiny_checkpoint, "--out", str(out), str(folder / keys[2])) == 2
+    assert "is a batch results table" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_merge_refuses_shards_of_different_input_lists(
+    tmp_path: Path, tiny_checkpoint: Path, images: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, keys = images
+    long_list, short_list = tmp_path / "long.txt", tmp_path / "short.txt"
+    long_list.write_text("\n".join(keys))
+    short_list.write_text("\n".join(keys[:5]))
+    shards = [tmp_path / f"s{k}.csv" for k in (1, 2)]
+    for k, (listed, out) in enumerate(zip((long_list, short_list), shards, strict=True), 1):
+        predict(tiny_checkpoint, "--list", str(listed), "--root", str(folder), "--shard", f"{k}/2", "--out", str(out))
+    capsys.readouterr()
+    assert main(["predict", "merge", str(tmp_path / "m.csv"), *map(str, shards)]) == 1
+    assert "differ in input list" in capsys.readouterr().err
+    assert main(["predict", "merge", str(tmp_path / "m.csv"), str(shards[0]), str(tmp_path / "nowhere.csv")]) == 2
+    assert "nowhere.csv: no such table" in capsys.readouterr().err
+
+
+def test_a_list_with_a_byte_order_mark_and_crlf_is_read_and_a_nul_is_named(
+    tmp_path: Path, tiny_checkpoint: Path, images: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, keys = images
+    listed = tmp_path / "excel.txt"
+    listed.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(key.encode() for key in keys[:3]) + b"\r\n")
+    out = tmp_path / "out.csv"
+    assert predict(tiny_checkpoint, "--list", str(listed), "--root", str(folder), "--out", str(out)) == 0
+    assert list(read_table(out)) == keys[:3]
+    listed.write_bytes(b"img003.png\nimg\x00004.png\n")
+    assert predict(tiny_checkpoint, "--list", str(listed), "--root", str(folder), "--out", str(tmp_path / "x.csv")) == 1
+    assert "line 2 holds a NUL byte" in capsys.readouterr().err
