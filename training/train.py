@@ -187,6 +187,8 @@ def _train(config: TrainConfig, device: torch.device, ctx: DistContext) -> Path:
         if ctx.is_main:
             remove_interrupted_writes(config.out)
             write_history_files(config.out, progress.history)  # a kill may have come between last.pt and these
+    elif config.replace_first_epoch and ctx.is_main:
+        remove_interrupted_writes(config.out)  # --resume auto over a first epoch cut short: its leftovers too
     net: nn.Module = DistributedDataParallel(model) if ctx.enabled else model
     train_paths, train_targets, _ = data.part("train")
     val_paths, val_targets, val_owner = data.part("val")

@@ -173,6 +173,12 @@ class TrainConfig:
         if self.resume and self.overwrite:
             raise TrainConfigError("--resume continues the run in --out and --overwrite replaces it: give one")
         if self.resume and not (self.out / "last.pt").is_file():
+            if existing_run_markers(self.out) == ["best.pt"]:  # killed between best.pt and last.pt of epoch 1
+                raise TrainConfigError(
+                    f"--resume needs {self.out / 'last.pt'}, which does not exist: the run stopped during its first "
+                    "epoch, after best.pt. Run the same command with --resume auto: it starts the run again over "
+                    "best.pt when best.pt's options are the command's"
+                )
             raise TrainConfigError(
                 f"--resume needs {self.out / 'last.pt'}, which does not exist (no epoch has finished there: "
                 "run the command again without --resume, or with --resume auto)"
@@ -191,8 +197,9 @@ class TrainConfig:
             raise TrainConfigError(f"--out {self.out}: {blocker} is a file, not a folder")
         held = existing_run_markers(self.out)
         if held and not (self.resume or self.overwrite or (self.replace_first_epoch and held == ["best.pt"])):
+            how = "--resume auto (it starts again over a first epoch cut short)" if held == ["best.pt"] else "--resume"
             raise TrainConfigError(
-                f"--out {self.out} already holds a run ({', '.join(held)}): continue it with --resume, replace it "
+                f"--out {self.out} already holds a run ({', '.join(held)}): continue it with {how}, replace it "
                 "with --overwrite, or choose another --out"
             )
 

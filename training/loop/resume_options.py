@@ -3,7 +3,8 @@
 A run records every option in its checkpoints (``TrainConfig.to_dict()`` in ``config``), so continuing it needs
 only the folder: ``chexnet train --out RUN --resume``. Options given again must agree with the recorded ones,
 except those in ``RESUME_MAY_CHANGE`` (more ``--epochs``, another device or loader worker count), which replace
-them; anything else is refused with the conflicting options named.
+them, and data paths that name the recorded files by another path or say where data that moved lies now (the
+recorded path no longer exists from here); anything else is refused with the conflicting options named.
 
 ``--resume auto`` is what an elastic launcher needs (``torchrun --max-restarts`` reruns the same arguments): it
 continues from ``OUT/last.pt`` when there is one and otherwise starts the run, never deleting anything. The one
@@ -76,6 +77,8 @@ def conflicting_options(given: dict[str, Any], recorded: dict[str, Any]) -> list
         if name in _NOT_OPTIONS or name in RESUME_MAY_CHANGE:
             continue
         saved = recorded.get(name, defaults.get(name))
+        if name in _PATH_OPTIONS and _same_or_moved(value, saved):
+            continue
         if _comparable(name, value) != _comparable(name, saved):
             conflicts.append(f"{flag_of(name)} {_shown(value)} (the run has {_shown(saved)})")
     return conflicts
@@ -92,8 +95,9 @@ def _resumed_config(given: dict[str, Any], out: Path) -> TrainConfig:
             f"--resume: the run in {out} was started with other options; conflicting: {', '.join(conflicts)}. "
             "Leave them out to continue with the run's own, or start a new run in another --out"
         )
-    changed = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
-    _check_recorded_paths(recorded, last)
+    # what may change, and paths given again: the same files by another name, or where data that moved lies now
+    changed = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE or (k in _PATH_OPTIONS and v is not None)}
+    _check_recorded_paths({**recorded, **changed}, last)  # where the data is read from now
     return TrainConfig(**{**recorded, **changed, "out": out, "resume": True, "overwrite": False})
 
 
@@ -117,6 +121,16 @@ def _check_recorded_paths(recorded: dict[str, Any], last: Path) -> None:
                 f"{flag_of(name)} {path}, as recorded in {last}, does not exist from here: run the command in the "
                 "folder the run was started in"
             )
+
+
+def _same_or_moved(given: Any, recorded: Any) -> bool:
+    """Whether a path given again names the recorded one's file (``/data/x`` for a recorded ``x``, a link), or
+    replaces a recorded path that no longer exists from here (the data moved: the given one must exist)."""
+    if given is None or recorded is None or not Path(given).exists():
+        return False
+    if not Path(recorded).exists():
+        return True
+    return os.path.samefile(given, recorded)
 
 
 def _comparable(name: str, value: Any) -> Any:

@@ -98,6 +98,17 @@ def test_resume_says_when_a_recorded_path_is_not_found_from_here(
         f"--images images, as recorded in {out / 'last.pt'}, does not exist from here: run the command in the "
         "folder the run was started in"
     )
+    # the data moved (or is named from elsewhere): where it lies now replaces a recorded path not found from here
+    moved = train_config_from_options(
+        {"out": out, "resume": True, "epochs": 3, "images": start / "images", "labels": start / "labels.csv"}
+    )
+    assert (moved.images, moved.labels, moved.epochs) == (start / "images", start / "labels.csv", 3)
+    # but another existing folder never replaces one that exists: that would be other data
+    monkeypatch.chdir(start)
+    copy = tmp_path / "copy"
+    shutil.copytree(start / "images", copy)
+    with pytest.raises(TrainConfigError, match=r"conflicting: --images .*copy \(the run has images\)"):
+        train_config_from_options({"out": out, "resume": True, "images": copy})
 
 
 def test_resume_auto_starts_continues_and_finishes_with_one_command(squares: tuple[Path, Path], tmp_path: Path) -> None:
@@ -127,6 +138,20 @@ def test_resume_auto_restarts_a_first_epoch_killed_between_best_and_last(
     assert epochs_of(killed) == [1]
     assert_same_weights(finished / "last.pt", killed / "last.pt")
     assert_same_weights(finished / "best.pt", killed / "best.pt")
+
+    cut = tmp_path / "cut"  # what --resume and a plain rerun say about it: both point at --resume auto
+    cut.mkdir()
+    shutil.copy(finished / "best.pt", cut / "best.pt")
+    (cut / ".last.pt.k1ll3d.tmp").write_bytes(b"half of a last.pt")
+    capsys.readouterr()
+    assert main(["train", "--out", str(cut), "--resume"]) == 2
+    assert "the run stopped during its first epoch, after best.pt. Run the same command with --resume auto" in (
+        capsys.readouterr().err
+    )
+    assert main(train_args(squares, cut, "--epochs", "1")) == 2
+    assert "continue it with --resume auto (it starts again over a first epoch cut short)" in capsys.readouterr().err
+    assert main(train_args(squares, cut, "--epochs", "1", "--resume", "auto")) == 0
+    assert not (cut / ".last.pt.k1ll3d.tmp").exists()
 
     other = tmp_path / "other"  # a best.pt of another run (other options) is never replaced
     other.mkdir()
