@@ -77,7 +77,9 @@ def _checked(stream: BinaryIO, chunk: _Chunk) -> bytes:
 
 
 def png_without_unused_chunks(data: bytes) -> bytes:
-    """The PNG rebuilt from its kept chunks (CRCs checked); ``data`` itself when nothing is dropped."""
+    """The PNG rebuilt from its kept chunks, their CRCs checked whether or not anything is dropped (so the image
+    data's checksum is checked whichever library inflates it); ``data`` itself when nothing is dropped.
+    Raises :class:`InvalidImageError`."""
     stream = BytesIO(data)
     kept, dropped = [PNG_SIGNATURE], False
     for chunk in list(_walk(stream)):

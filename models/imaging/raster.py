@@ -4,9 +4,9 @@ A grayscale or YCbCr JPEG is decoded once: the strict libjpeg-turbo pass that re
 (``simplejpeg``, accurate integer IDCT and fancy upsampling, as Pillow's libjpeg-turbo decodes) gives the pixels,
 which are bit for bit Pillow's (checked on every test corpus: ``tests/models/imaging/test_raster.py``; timed by
 ``python -m benchmarks.decoders``). Pillow still reads the header, the frames and the EXIF orientation. CMYK and
-YCCK JPEGs are decoded by Pillow. An 8- or 16-bit grayscale PNG (the X-ray case) without transparency or an eXIf
-chunk is inflated by libpng (``imagecodecs``, faster than Pillow's own inflate and equal bit for bit); every other
-PNG by Pillow.
+YCCK JPEGs are decoded by Pillow. An 8- or 16-bit non-interlaced greyscale PNG (the X-ray case) without
+transparency or an eXIf chunk is inflated by libpng (``imagecodecs``, faster than Pillow's own inflate and equal bit
+for bit); every other PNG by Pillow.
 
 Thread safety: files are decoded concurrently in threads, so nothing here touches process-wide state.
 ``Image.MAX_IMAGE_PIXELS`` is only read, never set, and ``warnings.catch_warnings`` is not used (on Python 3.11
@@ -165,15 +165,18 @@ def strict_jpeg_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray | None:
 
 
 def _libpng_gray_pixels(data: bytes) -> np.ndarray | None:
-    """uint8 or uint16 ``(H, W)`` samples of an 8/16-bit greyscale PNG, or ``None`` for any other PNG (Pillow's).
+    """uint8 or uint16 ``(H, W)`` samples of an 8/16-bit non-interlaced greyscale PNG, or ``None`` for any other PNG
+    (Pillow's).
 
     ``data`` has been through :func:`png_without_unused_chunks`. A chunk name found anywhere in the bytes (even by
     chance inside the image data) only sends the file to Pillow: never a wrong pixel. Raises what libpng raises
     for corrupt data (turned into ``invalid_image`` by the caller)."""
     if len(data) < 33 or data[12:16] != b"IHDR":
         return None
-    depth, colour_type = data[24], data[25]
-    if colour_type != 0 or depth not in _LIBPNG_DEPTHS or any(name in data for name in _PILLOW_ONLY_PNG_CHUNKS):
+    depth, colour_type, interlaced = data[24], data[25], data[28]
+    if colour_type != 0 or depth not in _LIBPNG_DEPTHS or interlaced:  # Adam7: imagecodecs warns on every file
+        return None
+    if any(name in data for name in _PILLOW_ONLY_PNG_CHUNKS):
         return None
     pixels: np.ndarray = imagecodecs.png_decode(data)
     return pixels if pixels.ndim == 2 else None

@@ -292,7 +292,8 @@ def _png_corpus() -> dict[str, bytes]:
     sixteen = rng.integers(0, 65536, (71, 97), dtype=np.uint16)
     corpus = {
         "gray 8": encode(Image.fromarray(eight, "L")),
-        "gray 8 interlaced": encode(Image.fromarray(eight, "L"), optimize=False, interlace=1),
+        "gray 8 interlaced": png_adam7(eight),
+        "gray 16 interlaced": png_adam7(sixteen),
         "gray 16": encode(Image.fromarray(sixteen)),
         "gray 16 sbit 12 unscaled": png_16(sixteen >> 4, 0, b"\x0c"),
         "gray 16 sbit 12 scaled": png_16((sixteen >> 4) << 4, 0, b"\x0c"),
@@ -308,6 +309,20 @@ def _png_corpus() -> dict[str, bytes]:
     exif[0x0112] = 6
     corpus["gray 8 exif 6"] = encode(Image.fromarray(eight, "L"), exif=exif.tobytes())
     return corpus
+
+
+def png_adam7(samples: np.ndarray) -> bytes:
+    """A greyscale PNG with Adam7 interlacing (PNG 1.2 §8.2), written by hand: Pillow writes none."""
+    height, width = samples.shape
+    depth = 16 if samples.dtype == np.uint16 else 8
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        sub = samples[y0::dy, x0::dx].astype(">u2" if depth == 16 else np.uint8)
+        if sub.size:
+            raw += b"".join(b"\0" + row.tobytes() for row in sub)
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 1))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def _text_info() -> object:
@@ -340,6 +355,21 @@ def test_libpng_takes_exactly_the_8_and_16_bit_greyscale_pngs() -> None:
     corpus = _png_corpus()
     taken = {name for name, data in corpus.items() if _libpng_gray_pixels(png_without_unused_chunks(data)) is not None}
     assert taken == {
-        "gray 8", "gray 8 interlaced", "gray 16", "gray 16 sbit 12 unscaled", "gray 16 sbit 12 scaled",
-        "gray 8 sbit 6", "gray 8 with text",
+        "gray 8", "gray 16", "gray 16 sbit 12 unscaled", "gray 16 sbit 12 scaled", "gray 8 sbit 6", "gray 8 with text",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["gray 8", "rgb", "palette"])
+def test_a_bad_image_data_checksum_is_refused_whichever_library_inflates(name: str) -> None:
+    """PNG 1.2 §5.3: a critical chunk's CRC error is an error; libpng (greyscale) and Pillow (the rest) agree."""
+    from tests.models.imaging.builders import with_bad_crc
+
+    with pytest.raises(InvalidImageError) as info:
+        decode_image(with_bad_crc(_png_corpus()[name], b"IDAT"), LIMITS)
+    assert info.value.code == "invalid_image"
+
+
+def test_an_interlaced_greyscale_png_decodes_to_its_samples() -> None:
+    samples = np.random.default_rng(14).integers(0, 65536, (67, 70), dtype=np.uint16)
+    decoded = decode_image(png_adam7(samples), LIMITS)
+    assert np.array_equal(decoded.gray, (samples.astype(np.float64) / 65535).astype(np.float32))
