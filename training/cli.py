@@ -528,7 +528,7 @@ def _run_localize(args: argparse.Namespace) -> int:
 
 
 def _register_quantize(p: argparse.ArgumentParser) -> None:
-    from training.quantize import DEFAULT_MAX_AUROC_DROP, DEFAULT_MAX_IMAGES
+    from training.quantize_policy import DEFAULT_MAX_AUROC_DROP, DEFAULT_MAX_IMAGES
 
     p.description = (
         "Quantize a checkpoint to int8 for the CPU (NNCF post-training quantization into an OpenVINO model), "

@@ -31,13 +31,12 @@ from models.preprocessing import eval_tensor
 from training.data.dataset import load_gray
 from training.data.sources import aligned_targets
 from training.exit_status import UsageError
+from training.quantize_policy import DEFAULT_MAX_AUROC_DROP, DEFAULT_MAX_IMAGES
 from training.reports.fidelity import format_fidelity
 from training.scoring.fidelity import Fidelity, measure_fidelity
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_IMAGES: Final = 300  # NNCF's default calibration subset size
-DEFAULT_MAX_AUROC_DROP: Final = 0.005
 IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 EXIT_REFUSED: Final = 3  # quantized, measured, and refused: it loses more AUROC than --max-auroc-drop allows
 
