@@ -8,6 +8,7 @@ the settings and the loaded model:
   accepted at run time: the document names the canonical spellings); ``operating_point`` an enum of the model's
   points when it has any;
 - the upload's ``file`` part has ``minLength: 1`` (an empty file is refused);
+- the examples of ``/predict``'s probabilities and ``/model``'s labels name the served model's labels;
 - each operation lists every status it can answer (``STATUSES``), with the error body;
 - the ``servers`` entry and the ``curl`` example are the address the document was requested from;
 - a schema written inline with pydantic's own ``$defs`` (a route's ``responses=``) has them moved to
@@ -81,7 +82,20 @@ def exact_openapi(
         if name.startswith("Body_") and "file" in schema.get("properties", {}):
             schema["properties"]["file"].update({"type": "string", "format": "binary", "minLength": 1})
     _hoist_local_defs(document, schemas)
+    _label_examples(schemas, labels)
     return document
+
+
+def _label_examples(schemas: dict[str, Any], labels: tuple[str, ...]) -> None:
+    """Examples naming the served model's labels (a 5-label model's document shows its 5), in place."""
+    probabilities = {label: round(0.4 / (i + 1), 3) for i, label in enumerate(labels)}  # made-up, decreasing
+    for schema, field, example in (
+        ("PredictResponse", "probabilities", probabilities),
+        ("ModelCard", "labels", list(labels)),
+    ):
+        prop = schemas.get(schema, {}).get("properties", {}).get(field)
+        if prop is not None:
+            prop["examples"] = [example]
 
 
 def _hoist_local_defs(node: Any, schemas: dict[str, Any]) -> None:

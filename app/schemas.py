@@ -6,11 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.labels import PATHOLOGIES
-
 # OpenAPI examples only: the bundled model's labels (NIH's 14). Every answer's keys are the served model's labels.
-_EXAMPLE_VALUES = [0.12, 0.03, 0.41, 0.22, 0.05, 0.04, 0.02, 0.01, 0.07, 0.02, 0.01, 0.01, 0.03, 0.0]
-_EXAMPLE_PROBS = dict(zip(PATHOLOGIES, _EXAMPLE_VALUES, strict=True))
 
 
 class ModelRef(BaseModel):
@@ -56,8 +52,7 @@ class PredictResponse(BaseModel):
         description="sigmoid probability per label of the served model, in its order (GET /model lists the "
         "labels; the bundled model's are the 14 ChestX-ray14 pathologies); the model's raw output, as "
         "`chexnet predict` writes it",
-        examples=[_EXAMPLE_PROBS],
-    )
+    )  # examples: the served model's labels (app.openapi)
     findings: dict[str, Finding] | None = Field(
         description="per label, the decision at the operating point; null when the model has no operating "
         "points (see `note`)"
@@ -78,7 +73,7 @@ class BoxRuleRef(BaseModel):
 
 
 class GradcamJson(BaseModel):
-    pathology: str = Field(examples=["Effusion"])
+    pathology: str = Field(description="the label the map is for: one of the model's")
     probability: float
     heatmap: list[list[float]] = Field(description="(h, w) Grad-CAM at feature-map resolution, in [0, 1]")
     flat: bool = Field(description="the map has no spatial variation (its heatmap is all zeros): nothing to show")
@@ -106,8 +101,7 @@ class ModelCard(BaseModel):
     precision: str = Field(description="fp32, or bf16 or fp16 when asked for")
     labels: list[str] = Field(
         description="the model's outputs, in order: the keys of /predict's probabilities and findings",
-        examples=[list(PATHOLOGIES)],
-    )
+    )  # examples: the served model's labels (app.openapi)
     preprocessing: dict[str, Any]
     training: dict[str, Any] = Field(description="training data, command and configuration")
     metrics: dict[str, Any] = Field(description="validation metrics recorded in the checkpoint")

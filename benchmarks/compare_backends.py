@@ -25,7 +25,7 @@ import torch
 
 from app.backends.openvino_backend import LogitsAndFeatures, shared_core
 from models.imaging.decoder import DecodeLimits, decode_image
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec, eval_tensor
 
@@ -80,10 +80,10 @@ def main() -> None:
         int(os.environ.get("DECODE_TORCH_THREADS", "1")),
     )
     torch.manual_seed(0)
-    model = build_network("none", len(PATHOLOGIES)).eval()
-    reference = build_network("none", len(PATHOLOGIES)).eval()
+    model = build_network("none", len(NIH_LABELS)).eval()
+    reference = build_network("none", len(NIH_LABELS)).eval()
     reference.load_state_dict(model.state_dict())
-    cl_model = build_network("none", len(PATHOLOGIES)).eval().to(memory_format=torch.channels_last)
+    cl_model = build_network("none", len(NIH_LABELS)).eval().to(memory_format=torch.channels_last)
     cl_model.load_state_dict(model.state_dict())
     folder = Path(tempfile.mkdtemp())
     makers: dict[str, Callable[[], Run]] = {

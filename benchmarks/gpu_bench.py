@@ -38,7 +38,7 @@ from benchmarks.loadgen import SAMPLE_IMAGE
 from benchmarks.report import machine_info, versions
 from models.bundled import DEMO_CHECKPOINT
 from models.checkpoint import load_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.preprocessing import PreprocessSpec
 
@@ -200,7 +200,7 @@ def run(config: GpuBenchConfig, out_dir: Path, tests: dict[str, Any] | None = No
     path = out_dir / f"gpu-{meta['created_utc'].replace(':', '').replace('+0000', 'Z')}.json"
     sections, precisions = Sections(path, meta), precisions_for(device)
     torch.manual_seed(0)
-    random_model = build_network("none", len(PATHOLOGIES)).eval()
+    random_model = build_network("none", len(NIH_LABELS)).eval()
     demo = load_checkpoint(DEMO_CHECKPOINT)
     spec = PreprocessSpec.for_image_size(config.image_size)
     sections.measure(

@@ -27,7 +27,7 @@ from app.inference.threads import available_cores
 from benchmarks.loadgen import SAMPLE_IMAGE, LoadRecord, LoadSpec, percentile, record_load
 from benchmarks.processes import chexnet_command, process_cpu_s, running_server
 from models.checkpoint import Checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.preprocessing import PreprocessSpec
 from tests.training.synthetic import make_square_dataset
@@ -46,8 +46,8 @@ def write_checkpoint(path: Path, image_size: int) -> Path:
     provenance = {"data": {"images": "none (random weights)"}, "command": "benchmarks/gpu_bench.py"}
     return save_checkpoint(
         Checkpoint(
-            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
-            labels=PATHOLOGIES,
+            state_dict=build_network("none", len(NIH_LABELS)).state_dict(),
+            labels=NIH_LABELS,
             spec=spec,
             provenance=provenance,
         ),

@@ -35,7 +35,7 @@ from benchmarks.loadgen import SAMPLE_IMAGE, LoadSpec
 from benchmarks.report import machine_info, render_markdown, versions
 from benchmarks.serving import bench_servers, compare_levels, precision_levels
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.preprocessing import PreprocessSpec
 
@@ -89,8 +89,8 @@ def write_checkpoint(path: Path) -> Path:
     provenance = {"data": {"images": "none (random weights)"}, "command": "benchmarks/run_bench.py"}
     return save_checkpoint(
         Checkpoint(
-            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
-            labels=PATHOLOGIES,
+            state_dict=build_network("none", len(NIH_LABELS)).state_dict(),
+            labels=NIH_LABELS,
             spec=spec,
             provenance=provenance,
         ),

@@ -27,7 +27,7 @@ from PIL import Image
 from torchvision import transforms
 
 from models.checkpoint import load_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import CheXNet
 
 ALPHA = 0.4
@@ -130,13 +130,13 @@ def create_seed_app(model: CheXNet, image_size: int) -> FastAPI:
     async def predict_image(file: UploadFile = File(...)) -> dict[str, dict[str, float]]:  # noqa: B008
         tensor = preprocess(load_pil(await file.read()))
         probs = predict_probs(model, tensor)
-        return {"probabilities": {name: float(p) for name, p in zip(PATHOLOGIES, probs, strict=True)}}
+        return {"probabilities": {name: float(p) for name, p in zip(NIH_LABELS, probs, strict=True)}}
 
     @app.post("/gradcam")
     async def explain_image(file: UploadFile = File(...)) -> Response:  # noqa: B008
         original = load_pil(await file.read())
         cam, probs, index = gradcam(model, preprocess(original))
-        headers = {"X-Pathology": PATHOLOGIES[index], "X-Probability": f"{float(probs[index]):.6f}"}
+        headers = {"X-Pathology": NIH_LABELS[index], "X-Probability": f"{float(probs[index]):.6f}"}
         return Response(encode_png(overlay_rgb(original, cam)), media_type="image/png", headers=headers)
 
     return app

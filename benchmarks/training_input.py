@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader
 from benchmarks.processes import process_cpu_s, system_busy_s
 from benchmarks.report import machine_info, versions
 from models.imaging.decoder import decode_image, read_image_bytes
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.preprocessing import PreprocessSpec, resized_gray, train_tensor
 from training.data.dataset import EpochSampler, XrayDataset, checked, collate_or_failure
@@ -210,7 +210,7 @@ def bench_folder(folder: Path, spec: PreprocessSpec, settings: Settings, root: P
 def train_step_rate(settings: Settings) -> dict[str, Any]:
     """DenseNet-121 forward + backward (BCE on logits) on random tensors, no loader: the best of the steps."""
     torch.manual_seed(0)
-    model = build_network("none", len(PATHOLOGIES)).train()
+    model = build_network("none", len(NIH_LABELS)).train()
     criterion = nn.BCEWithLogitsLoss()
     images = torch.randn(settings.model_batch, 3, settings.image_size, settings.image_size)
     targets = torch.randint(0, 2, (settings.model_batch, 14)).float()

@@ -27,7 +27,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import CheXNet
 from models.preprocessing import PreprocessSpec
 from training.data.dataset import EpochSampler, XrayDataset, collate_or_failure
@@ -67,7 +67,7 @@ def images_per_second(config: TrainConfig, paths: list[Path], steps: int) -> flo
     torch.manual_seed(0)
     device = torch.device("cpu")
     spec = PreprocessSpec.for_image_size(config.image_size)
-    model: nn.Module = CheXNet(len(PATHOLOGIES))  # the seed recipe's 14 NIH labels
+    model: nn.Module = CheXNet(len(NIH_LABELS))  # the seed recipe's 14 NIH labels
     recipe = StepRecipe.for_device(device, config.precision, config.channels_last)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -76,7 +76,7 @@ def images_per_second(config: TrainConfig, paths: list[Path], steps: int) -> flo
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     rate = 0.0
     for count in (BATCH, BATCH * steps):
-        dataset = XrayDataset(paths[:count], np.zeros((count, len(PATHOLOGIES))), spec, True, 0, augment=config.augment)
+        dataset = XrayDataset(paths[:count], np.zeros((count, len(NIH_LABELS))), spec, True, 0, augment=config.augment)
         loader = DataLoader(dataset, BATCH, sampler=EpochSampler(count, True), collate_fn=collate_or_failure)
         stats = train_one_epoch(model, loader, nn.BCEWithLogitsLoss(), optimizer, scaler, device, 0, DistContext(),
                                 recipe)  # fmt: skip

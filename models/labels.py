@@ -2,7 +2,7 @@
 name typed by a person is matched to a model's labels, and the synonym table that aligns datasets by name.
 
 A model's labels are a ``tuple[str, ...]`` carried by its checkpoint; every consumer reads them from there.
-``PATHOLOGIES`` is NIH's set: the default for NIH tables and the bundled model, never "the" labels.
+``NIH_LABELS`` is NIH's set: the default for NIH tables and the bundled model, never "the" labels.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-PATHOLOGIES: Final[tuple[str, ...]] = (
+NIH_LABELS: Final[tuple[str, ...]] = (
     "Atelectasis",
     "Cardiomegaly",
     "Effusion",
@@ -59,7 +59,7 @@ CHEXPERT_COMPETITION: Final[tuple[str, ...]] = (
 )
 
 KNOWN_LABEL_SETS: Final[Mapping[str, tuple[str, ...]]] = {
-    "nih": PATHOLOGIES,
+    "nih": NIH_LABELS,
     "chexpert": CHEXPERT_LABELS,
     "mimic": CHEXPERT_LABELS,
 }
@@ -153,17 +153,17 @@ def align_labels(source: Sequence[str], target: Sequence[str]) -> dict[int, int]
     return {t: by_key[label_key(name)] for t, name in enumerate(target) if label_key(name) in by_key}
 
 
-def match_label(name: str, known: Sequence[str] = PATHOLOGIES) -> str | None:
+def match_label(name: str, known: Sequence[str] = NIH_LABELS) -> str | None:
     """The entry of ``known`` that ``name`` spells, ignoring case and treating spaces and underscores alike.
 
     ``"mass"`` -> ``"Mass"``; ``"Pleural Thickening"`` and ``"pleural_thickening"`` -> ``"Pleural_Thickening"``;
-    an unknown name -> None. NIH's own spelling is the one in ``PATHOLOGIES``.
+    an unknown name -> None. NIH's own spelling is the one in ``NIH_LABELS``.
     """
     folded = _folded(name)
     return next((label for label in known if _folded(label) == folded), None)
 
 
-def suggest_label(name: str, known: Sequence[str] = PATHOLOGIES) -> str | None:
+def suggest_label(name: str, known: Sequence[str] = NIH_LABELS) -> str | None:
     """The entry of ``known`` that ``name`` most likely meant: its loose match, else the closest spelling by
     ``difflib.get_close_matches`` (ratio at least ``SUGGESTION_CUTOFF``), else None."""
     matched = match_label(name, known)

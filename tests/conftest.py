@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.checkpoint import Checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.preprocessing import PreprocessSpec
 
@@ -34,13 +34,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight DenseNet-121 checkpoint with a 32 px spec (seeded, so results are repeatable)."""
     torch.manual_seed(1234)
-    model = build_network("none", len(PATHOLOGIES))
+    model = build_network("none", len(NIH_LABELS))
     path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
     save_checkpoint(
         Checkpoint(
             state_dict=model.state_dict(),
             spec=TINY_SPEC,
-            labels=PATHOLOGIES,
+            labels=NIH_LABELS,
             metrics={"val_mean_auroc": 0.5},
             provenance={"data": {"images": "synthetic"}, "command": "tests/conftest.py"},
         ),

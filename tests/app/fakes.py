@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.inference.predictor import Inference, ModelInfo
 from app.main import create_app
 from app.settings import Settings
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints
 from models.preprocessing import PreprocessSpec
 
@@ -23,12 +23,12 @@ FIXED_PROBS = np.array([0.01 * (i + 1) for i in range(14)], dtype=np.float32)  #
 SPEC = PreprocessSpec(image_size=64, resize=72)
 # youden: 0.075 for every class but Effusion, whose threshold is exactly its probability (>= counts as above);
 # spec90: 0.125. So at youden, classes 3 (Effusion) and 8-14 are above; at spec90, Pleural_Thickening and Hernia.
-YOUDEN_THRESHOLDS = {name: 0.075 for name in PATHOLOGIES} | {"Effusion": float(FIXED_PROBS[2])}
+YOUDEN_THRESHOLDS = {name: 0.075 for name in NIH_LABELS} | {"Effusion": float(FIXED_PROBS[2])}
 
 
 def fake_operating_points(temperature: float | None = None) -> OperatingPoints:
     youden = {name: ClassThreshold(t, 0.8, 0.7, 0.2, 0.95) for name, t in YOUDEN_THRESHOLDS.items()}
-    spec90 = {name: ClassThreshold(0.125) for name in PATHOLOGIES}
+    spec90 = {name: ClassThreshold(0.125) for name in NIH_LABELS}
     return OperatingPoints(
         points={"youden": OperatingPoint("maximises J", youden), "spec90": OperatingPoint("specificity 0.9", spec90)},
         default="youden",
@@ -48,7 +48,7 @@ class FakePredictor:
         operating_points: OperatingPoints | None = None,
     ) -> None:
         self.info = ModelInfo(
-            name="fake", version="0.0.0", sha256="ab" * 32, device="cpu", spec=SPEC, labels=PATHOLOGIES,
+            name="fake", version="0.0.0", sha256="ab" * 32, device="cpu", spec=SPEC, labels=NIH_LABELS,
             metrics={"val_mean_auroc": 0.5}, provenance={"command": "fake"}, config={"epochs": 1},
             operating_points=operating_points,
         )  # fmt: skip
@@ -79,7 +79,7 @@ class FakePredictor:
             brightness = torch.nn.functional.avg_pool2d(tensor[:1][None], 8)[0, 0]  # (8, 8) over the crop
             low, high = brightness.min(), brightness.max()
             cam = ((brightness - low) / (high - low)).numpy() if high > low else np.zeros((8, 8), np.float32)
-            cams = np.stack([cam] * len(PATHOLOGIES)).astype(np.float32)
+            cams = np.stack([cam] * len(NIH_LABELS)).astype(np.float32)
         return Inference(probs=FIXED_PROBS.copy(), cams=cams)
 
 

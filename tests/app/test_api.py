@@ -12,7 +12,7 @@ from PIL import Image
 
 from app.errors import OverloadedError
 from app.settings import DISCLAIMER
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from tests.app.fakes import FIXED_PROBS, FakePredictor, client_for
 from tests.conftest import FIXTURES
 
@@ -45,7 +45,7 @@ def test_predict_returns_the_engines_probabilities_in_order() -> None:
     assert response.status_code == 200
     assert response.headers["x-disclaimer"].startswith("Research use only")
     body = response.json()
-    assert list(body["probabilities"]) == list(PATHOLOGIES)
+    assert list(body["probabilities"]) == list(NIH_LABELS)
     assert list(body["probabilities"].values()) == [float(p) for p in FIXED_PROBS]
     assert body["model"] == {"name": "fake", "version": "0.0.0", "sha256": "ab" * 32}
     assert body["input"] == {"format": "png", "width": 64, "height": 64, "steps": []}
@@ -175,7 +175,7 @@ def test_docs_carry_the_disclaimer_and_examples() -> None:
     assert {"/predict", "/gradcam", "/model", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
     assert spec["paths"]["/predict"]["post"]["summary"] == "Predict Image"
     example = spec["components"]["schemas"]["PredictResponse"]["properties"]["probabilities"]["examples"][0]
-    assert set(example) == set(PATHOLOGIES)
+    assert set(example) == set(NIH_LABELS)
 
 
 def test_api_key_guards_model_routes_only() -> None:
@@ -208,7 +208,7 @@ def test_api_key_is_checked_before_the_body_is_read() -> None:
 def test_model_card() -> None:
     with client_for(FakePredictor()) as client:
         card = client.get("/model").json()
-    assert card["labels"] == list(PATHOLOGIES)
+    assert card["labels"] == list(NIH_LABELS)
     assert card["sha256"] == "ab" * 32
     assert card["device"] == "cpu"
     assert card["preprocessing"]["image_size"] == 64
@@ -251,7 +251,7 @@ def test_gradcam_json_and_all_and_unknown() -> None:
         heatmap = np.array(body["heatmap"])
         assert heatmap.shape == (8, 8) and heatmap.min() == 0.0 and heatmap.max() == 1.0
         everything = client.post("/gradcam?format=json&pathology=all", files=upload()).json()
-        assert list(everything["heatmaps"]) == list(PATHOLOGIES)
+        assert list(everything["heatmaps"]) == list(NIH_LABELS)
         panels = client.post("/gradcam?pathology=all", files=upload())
         assert panels.headers["x-pathology"] == "all"
         with Image.open(io.BytesIO(panels.content)) as image:
@@ -272,7 +272,7 @@ def test_gradcam_pathology_ignores_case_spaces_and_underscores(query: str, expec
 
 
 def test_unknown_pathology_lists_the_names_and_suggests_one() -> None:
-    names = ", ".join(PATHOLOGIES)
+    names = ", ".join(NIH_LABELS)
     with client_for(FakePredictor()) as client:
         typo = assert_error(client.post("/gradcam?pathology=Pneumonnia", files=upload()), 422, "unknown_pathology")
         other = assert_error(client.post("/gradcam?pathology=Fracture", files=upload()), 422, "unknown_pathology")

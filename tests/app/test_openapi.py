@@ -101,3 +101,16 @@ def test_every_reference_resolves_inside_the_document_and_no_local_defs_remain()
     for ref in refs:
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"], ref
+
+
+def test_the_examples_name_the_served_models_labels_and_no_others() -> None:
+    import json
+
+    from models.labels import NIH_LABELS
+
+    doc = document()
+    schemas = doc["components"]["schemas"]
+    assert list(schemas["PredictResponse"]["properties"]["probabilities"]["examples"][0]) == list(OTHER_LABELS)
+    assert schemas["ModelCard"]["properties"]["labels"]["examples"] == [list(OTHER_LABELS)]
+    text = json.dumps(doc)
+    assert not [label for label in NIH_LABELS if label in text]

@@ -16,7 +16,7 @@ from app.main import create_app
 from app.model_card import model_identity, without_paths
 from app.settings import Settings
 from models.checkpoint import Checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from tests.conftest import TINY_SPEC
 from tests.models.imaging.test_dicom import PATIENT_ID, PATIENT_NAME, make_dicom
@@ -56,9 +56,9 @@ def test_model_identity_prefers_the_setting_then_the_recorded_name() -> None:
 def private_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("alice") / "st-elsewhere-best.pt"
-    spec, state = TINY_SPEC, build_network("none", len(PATHOLOGIES)).state_dict()
+    spec, state = TINY_SPEC, build_network("none", len(NIH_LABELS)).state_dict()
     save_checkpoint(
-        Checkpoint(state_dict=state, spec=spec, labels=PATHOLOGIES, provenance=PROVENANCE, config=CONFIG), path
+        Checkpoint(state_dict=state, spec=spec, labels=NIH_LABELS, provenance=PROVENANCE, config=CONFIG), path
     )
     return path
 

@@ -18,7 +18,7 @@ import pytest
 
 from app.settings import DISCLAIMER
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints
 from tests.conftest import FIXTURES
 from tests.e2e.browser import Request, console_errors, find_browser, headless_chromium, is_local, page_requests
@@ -268,7 +268,7 @@ def test_the_key_field_is_what_unlocks_the_model_routes(chrome: Any, server: Ser
 def checkpoint_with_points(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with one operating point: thresholds spread over [0.2, 0.8], one class unreliable."""
     checkpoint = load_checkpoint(tiny_checkpoint)
-    thresholds = {name: ClassThreshold(0.2 + 0.6 * i / 13) for i, name in enumerate(PATHOLOGIES)}
+    thresholds = {name: ClassThreshold(0.2 + 0.6 * i / 13) for i, name in enumerate(NIH_LABELS)}
     checkpoint.operating_points = OperatingPoints(
         points={"youden": OperatingPoint("maximises Youden's J", thresholds)},
         default="youden",

@@ -12,7 +12,7 @@ import pytest
 
 from chexnet_cli import main
 from models.checkpoint import load_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.operating_points import apply_temperature
 from tests.server_process import running_server
 from tests.training.synthetic import make_square_dataset
@@ -35,7 +35,7 @@ def test_train_then_serve_then_predict(tmp_path: Path) -> None:
     predict = ["predict", "--checkpoint", str(best), "--out", str(tmp_path / "p.csv"), "--device", "cpu", str(sample)]
     assert main(predict) == 0
     row = next(iter(csv.DictReader((tmp_path / "p.csv").open())))
-    expected = np.array([float(row[name]) for name in PATHOLOGIES])
+    expected = np.array([float(row[name]) for name in NIH_LABELS])
 
     with running_server(best, CHEXNET_DEVICE="cpu") as server:
         response = httpx.post(f"{server.url}/predict", files={"file": ("s.png", sample.read_bytes())}, timeout=30)
@@ -54,7 +54,7 @@ def test_train_then_serve_then_predict(tmp_path: Path) -> None:
     points = load_checkpoint(best).operating_points
     assert points is not None and card["operating_points"]["points"] == points.to_dict()["points"]
     assert body["operating_point"]["name"] == "youden" and body["operating_point"]["available"] == ["youden", "spec95"]
-    for k, name in enumerate(PATHOLOGIES):
+    for k, name in enumerate(NIH_LABELS):
         finding = body["findings"][name]
         assert finding["probability"] == body["probabilities"][name]  # no temperature
         assert finding["threshold"] == points.points["youden"].thresholds[name].threshold

@@ -4,21 +4,21 @@ from PIL import Image
 
 from models.bundled import DEMO_CHECKPOINT, SAMPLE_XRAY
 from models.checkpoint import load_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 
 
 def test_demo_checkpoint_loads_strictly_and_says_what_it_is() -> None:
     assert DEMO_CHECKPOINT.stat().st_size <= 30 * 1024 * 1024
     checkpoint = load_checkpoint(DEMO_CHECKPOINT)
     checkpoint.build_model()
-    assert checkpoint.labels == PATHOLOGIES
+    assert checkpoint.labels == NIH_LABELS
     assert checkpoint.training_state is None
     assert "not a diagnostic model" in checkpoint.provenance["note"]
     assert checkpoint.provenance["model_name"] == "chexnet-demo"  # the name /model shows, whatever the file is called
     assert checkpoint.provenance["command"].startswith("chexnet train --images ")
     assert checkpoint.provenance["data"]["n_train"] == 400 and checkpoint.provenance["data"]["n_val"] == 100
     assert 0.5 < checkpoint.metrics["val_mean_auroc"] < 1.0
-    assert set(checkpoint.metrics["val_auroc"]) == set(PATHOLOGIES)
+    assert set(checkpoint.metrics["val_auroc"]) == set(NIH_LABELS)
 
 
 def test_demo_checkpoint_carries_operating_points_from_its_own_validation_split() -> None:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from models.gradcam import cam_on_image, gradcam_maps, normalise_maps
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import CheXNet
 from models.preprocessing import PreprocessSpec, center_crop_geometry
 
@@ -26,7 +26,7 @@ def autograd_gradcam(model: CheXNet, x: torch.Tensor, target: int, through_sigmo
 def model_and_input() -> tuple[CheXNet, torch.Tensor]:
     torch.manual_seed(7)
     # float64 on both sides: the comparison measures the maths, not rounding
-    model = CheXNet(len(PATHOLOGIES)).double().eval()
+    model = CheXNet(len(NIH_LABELS)).double().eval()
     with torch.no_grad():  # random heads give tiny maps; widen them so every class has structure
         model.classifier.weight.normal_(0, 0.5)
     return model, torch.randn(1, 3, 128, 128, dtype=torch.float64)

@@ -1,10 +1,10 @@
 import pytest
 
-from models.labels import NO_FINDING, PATHOLOGIES, match_label, suggest_label
+from models.labels import NIH_LABELS, NO_FINDING, match_label, suggest_label
 
 
 def test_fourteen_names_in_seed_order_and_spelling() -> None:
-    assert PATHOLOGIES == (
+    assert NIH_LABELS == (
         "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
         "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
     )  # fmt: skip
@@ -46,5 +46,5 @@ def test_suggest_label_takes_near_misses_only(typed: str, expected: str | None) 
 
 
 def test_suggest_label_searches_the_names_it_is_given() -> None:
-    assert suggest_label("no finding", (*PATHOLOGIES, NO_FINDING)) == NO_FINDING
+    assert suggest_label("no finding", (*NIH_LABELS, NO_FINDING)) == NO_FINDING
     assert suggest_label("no finding") is None

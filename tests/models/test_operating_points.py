@@ -10,7 +10,7 @@ import torch
 
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.errors import CheckpointError
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.operating_points import (
     ClassThreshold,
@@ -25,17 +25,17 @@ from tests.conftest import TINY_SPEC
 def youden() -> OperatingPoint:
     return OperatingPoint(
         "maximises Youden's J",
-        {name: ClassThreshold(0.1 + i / 100, 0.8, 0.7, 0.2, 0.95) for i, name in enumerate(PATHOLOGIES)},
+        {name: ClassThreshold(0.1 + i / 100, 0.8, 0.7, 0.2, 0.95) for i, name in enumerate(NIH_LABELS)},
     )
 
 
 def points() -> OperatingPoints:
-    bare = OperatingPoint("thresholds only", {name: ClassThreshold(0.5) for name in PATHOLOGIES})
+    bare = OperatingPoint("thresholds only", {name: ClassThreshold(0.5) for name in NIH_LABELS})
     return OperatingPoints(
         points={"youden": youden(), "xrv": bare},
         default="youden",
-        source={"data": "synthetic", "images": 20, "positives": dict.fromkeys(PATHOLOGIES, 3)},
-        unreliable=PATHOLOGIES,
+        source={"data": "synthetic", "images": 20, "positives": dict.fromkeys(NIH_LABELS, 3)},
+        unreliable=NIH_LABELS,
         temperature=1.5,
     )
 
@@ -45,8 +45,8 @@ def test_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "with-points.pt"
     save_checkpoint(
         Checkpoint(
-            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
-            labels=PATHOLOGIES,
+            state_dict=build_network("none", len(NIH_LABELS)).state_dict(),
+            labels=NIH_LABELS,
             spec=TINY_SPEC,
             operating_points=points(),
         ),
@@ -76,16 +76,16 @@ def test_invalid_sections_are_refused_by_name(change: dict[str, object], message
 
 
 def test_every_point_covers_the_same_labels_with_a_probability() -> None:
-    partial = {name: ClassThreshold(0.5) for name in PATHOLOGIES[:-1]}
+    partial = {name: ClassThreshold(0.5) for name in NIH_LABELS[:-1]}
     with pytest.raises(ValueError, match="operating point 'spec90' must have one threshold per label, in the same"):
         OperatingPoints(points={"youden": youden(), "spec90": OperatingPoint("", partial)}, default="youden")
-    reordered = {name: ClassThreshold(0.5) for name in reversed(PATHOLOGIES)}
+    reordered = {name: ClassThreshold(0.5) for name in reversed(NIH_LABELS)}
     with pytest.raises(ValueError, match="operating point 'spec90' must have one threshold per label, in the same"):
         OperatingPoints(points={"youden": youden(), "spec90": OperatingPoint("", reordered)}, default="youden")
     duplicate = {"Mass": ClassThreshold(0.5), "mass": ClassThreshold(0.5)}
     with pytest.raises(ValueError, match="labels 1 and 2 are the same name"):
         OperatingPoints(points={"youden": OperatingPoint("", duplicate)}, default="youden")
-    beyond = {name: ClassThreshold(1.5) for name in PATHOLOGIES}
+    beyond = {name: ClassThreshold(1.5) for name in NIH_LABELS}
     with pytest.raises(ValueError, match="values must be numbers in"):
         OperatingPoints(points={"youden": OperatingPoint("", beyond)}, default="youden")
 
@@ -125,7 +125,7 @@ def test_decide_applies_the_temperature_then_probability_at_or_above_threshold()
     raw = np.full(14, 0.1, dtype=np.float32)
     raw[0] = 0.05  # calibrated: 1 / (1 + 19 ** (1 / 1.5)) = 0.1229..., above Atelectasis' 0.10
     decisions = section.decide(raw, "youden")
-    assert list(decisions) == list(PATHOLOGIES)
+    assert list(decisions) == list(NIH_LABELS)
     calibrated = 1 / (1 + 19 ** (1 / 1.5))
     assert decisions["Atelectasis"].probability == pytest.approx(calibrated, rel=1e-6)
     assert decisions["Atelectasis"].above and decisions["Atelectasis"].unreliable

@@ -19,7 +19,7 @@ from torchvision.models import densenet121
 import models.network
 from chexnet_cli import main
 from models.errors import WeightsUnavailableError
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.pretrained import DENSENET121_IMAGENET, PretrainedFile, load_pretrained_state
 
@@ -68,7 +68,7 @@ def test_a_file_with_the_published_hash_loads_into_the_backbone(
 ) -> None:
     weights = published_as(torchvision_style_bytes, torch_home)
     monkeypatch.setattr(models.network, "DENSENET121_IMAGENET", weights)
-    model = build_network("imagenet", len(PATHOLOGIES))
+    model = build_network("imagenet", len(NIH_LABELS))
     saved = load_pretrained_state(weights)
     key = "features.denseblock1.denselayer1.norm1.weight"  # renamed from torchvision's legacy "norm.1"
     assert torch.equal(model.state_dict()[key], saved["features.denseblock1.denselayer1.norm.1.weight"])
@@ -82,7 +82,7 @@ def test_other_content_under_the_published_name_is_refused(torch_home: Path, tor
     path.write_bytes(torchvision_style_bytes)  # a valid DenseNet-121 state dict, but not the published file
     digest = hashlib.sha256(torchvision_style_bytes).hexdigest()
     with pytest.raises(WeightsUnavailableError) as raised:
-        build_network("imagenet", len(PATHOLOGIES))
+        build_network("imagenet", len(NIH_LABELS))
     assert str(raised.value) == (
         f"{path} is not the published densenet121-a639ec97.pth: its SHA-256 begins {digest[:8]}, not a639ec97. "
         "The file is corrupt or was replaced; delete it (it is downloaded again where there is a network), or "
@@ -114,7 +114,7 @@ def test_a_pickle_that_runs_code_is_refused_even_with_a_matching_hash(torch_home
 
 def test_offline_with_nothing_cached_names_the_path_and_weights_none(torch_home: Path) -> None:
     with pytest.raises(WeightsUnavailableError) as raised:
-        build_network("imagenet", len(PATHOLOGIES))
+        build_network("imagenet", len(NIH_LABELS))
     path = torch_home / "hub" / "checkpoints" / "densenet121-a639ec97.pth"
     assert str(raised.value) == (
         f"ImageNet weights are not in the torch hub cache ({path}) and could not be downloaded (URLError). Where "

@@ -20,7 +20,7 @@ import chexnet_cli
 import models
 from chexnet_cli import build_parser, main
 from models.checkpoint import load_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.preprocessing import eval_tensor, image_to_gray
 from tests.training.synthetic import make_square_dataset
 from training.data import image_cache
@@ -129,7 +129,7 @@ def test_predict_writes_probabilities(tmp_path: Path, tiny_checkpoint: Path) -> 
         main(["predict", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--device", "cpu", str(folder)]) == 0
     )
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["Image Index", "path", *PATHOLOGIES]
+    assert rows[0] == ["Image Index", "path", *NIH_LABELS]
     assert [r[0] for r in rows[1:]] == ["a.png", "b.png"]
     assert [r[1] for r in rows[1:]] == [str(folder / "a.png"), str(folder / "b.png")]
     checkpoint = load_checkpoint(tiny_checkpoint)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.preprocessing import PreprocessSpec, eval_tensor, image_to_gray
 from training.data.dataset import UnreadableImageError
@@ -49,7 +49,7 @@ def truth() -> np.ndarray:
     targets = np.zeros((len(LABELS), 14))
     for i, (_, labels, _) in enumerate(LABELS):
         for label in labels.split("|"):
-            targets[i, PATHOLOGIES.index(label)] = 1.0
+            targets[i, NIH_LABELS.index(label)] = 1.0
     return targets
 
 
@@ -69,7 +69,7 @@ def options(tmp_path: Path, **changes: object) -> EvaluateOptions:
 
 def write_predictions(tmp_path: Path, probs: np.ndarray, prefix: str = "", names: list[str] | None = None) -> Path:
     names = names if names is not None else [row[0] for row in LABELS]
-    frame = pd.DataFrame(probs, columns=[prefix + p for p in PATHOLOGIES])
+    frame = pd.DataFrame(probs, columns=[prefix + p for p in NIH_LABELS])
     frame.insert(0, "Image Index", names)
     path = tmp_path / "preds.csv"
     frame.iloc[::-1].to_csv(path, index=False)  # row order differs from the labels on purpose
@@ -85,12 +85,12 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
     assert run_evaluate(options(tmp_path, predictions=preds, bootstrap=50)) == 0
 
     document = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    expected_auroc: dict[str, float | None] = {name: 1.0 for name in PATHOLOGIES}
+    expected_auroc: dict[str, float | None] = {name: 1.0 for name in NIH_LABELS}
     expected_auroc["Hernia"] = None
     expected_auroc["Fibrosis"] = None
     assert document["auroc"] == expected_auroc
     assert document["mean_auroc"] == 1.0
-    assert document["positives"] == {name: int(targets[:, k].sum()) for k, name in enumerate(PATHOLOGIES)}
+    assert document["positives"] == {name: int(targets[:, k].sum()) for k, name in enumerate(NIH_LABELS)}
     assert document["n"] == 6
     assert document["undefined"] == {
         "Fibrosis": "only one label value among the known rows (6 positives of 6)",
@@ -104,13 +104,13 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
         "unreliable", "min_positives", "operating_points", "stored_operating_points", "bootstrap", "tta", "source",
         "labels", "not_scored", "per", "mean_auroc_competition",
     }  # fmt: skip
-    assert document["labels"] == list(PATHOLOGIES) and document["per"] == "image"
+    assert document["labels"] == list(NIH_LABELS) and document["per"] == "image"
     assert document["not_scored"] == {"model_only": [], "table_only": []}
     # the five CheXpert competition labels are all NIH labels too (Pleural Effusion = Effusion by label key)
     assert document["mean_auroc_competition"] == 1.0
     assert document["average_precision"] == expected_auroc  # perfect ranking: PR-AUC 1 where defined
     assert document["mean_average_precision"] == 1.0
-    assert document["unreliable"] == list(PATHOLOGIES)  # 6 images: no class has 10 positives
+    assert document["unreliable"] == list(NIH_LABELS)  # 6 images: no class has 10 positives
     assert document["min_positives"] == 10
     assert document["stored_operating_points"] is None
     points = document["operating_points"]
@@ -131,9 +131,9 @@ def test_perfect_predictions(tmp_path: Path, prefix: str, capsys: pytest.Capture
     assert document["ci95"]["Atelectasis"] == [1.0, 1.0]
 
     written = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert list(written.columns) == ["Image Index", *PATHOLOGIES]
+    assert list(written.columns) == ["Image Index", *NIH_LABELS]
     assert written["Image Index"].tolist() == [row[0] for row in LABELS]
-    np.testing.assert_allclose(written[list(PATHOLOGIES)].to_numpy(), probs, atol=1e-6)
+    np.testing.assert_allclose(written[list(NIH_LABELS)].to_numpy(), probs, atol=1e-6)
     assert (tmp_path / "out" / "roc.png").read_bytes()[:8] == PNG_MAGIC
 
     printed = capsys.readouterr().out
@@ -231,8 +231,8 @@ def tiny_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.manual_seed(0)
     save_checkpoint(
         Checkpoint(
-            state_dict=build_network("none", len(PATHOLOGIES)).state_dict(),
-            labels=PATHOLOGIES,
+            state_dict=build_network("none", len(NIH_LABELS)).state_dict(),
+            labels=NIH_LABELS,
             spec=PreprocessSpec(image_size=32, resize=36),
         ),
         root / "model.pt",
@@ -268,11 +268,11 @@ def test_checkpoint_predictions_match_direct_computation(tiny_setup: tuple[Path,
         )
     got_none = pd.read_csv(out_none / "predictions.csv")
     assert got_none["Image Index"].tolist() == [row[0] for row in LABELS]
-    np.testing.assert_allclose(got_none[list(PATHOLOGIES)].to_numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(got_none[list(NIH_LABELS)].to_numpy(), expected, atol=1e-6)
 
     got_ten = pd.read_csv(out_ten / "predictions.csv")
     assert got_ten.shape == got_none.shape
-    assert np.abs(got_ten[list(PATHOLOGIES)].to_numpy() - expected).max() > 1e-5
+    assert np.abs(got_ten[list(NIH_LABELS)].to_numpy() - expected).max() > 1e-5
 
     document = json.loads((out_ten / "metrics.json").read_text())
     assert document["source"] == "checkpoint"

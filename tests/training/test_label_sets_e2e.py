@@ -14,7 +14,7 @@ from PIL import Image
 
 from chexnet_cli import main
 from models.checkpoint import load_checkpoint
-from models.labels import CHEXPERT_LABELS, PATHOLOGIES
+from models.labels import CHEXPERT_LABELS, NIH_LABELS
 from tests.training.data.formats import chexpert_row, write_chexpert
 from tests.training.synthetic import make_square_dataset
 
@@ -107,7 +107,7 @@ def test_two_datasets_then_fine_tuning_across_label_sets(chexpert: tuple[Path, P
     best = load_checkpoint(run / "best.pt")
     extra = tuple(name for name in CHEXPERT_LABELS if name not in ("Cardiomegaly", "Pleural Effusion", "Edema",
                   "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax"))  # fmt: skip
-    assert best.labels == (*PATHOLOGIES, *extra)  # union by label key: "Pleural Effusion" is NIH's "Effusion"
+    assert best.labels == (*NIH_LABELS, *extra)  # union by label key: "Pleural Effusion" is NIH's "Effusion"
     assert [d["name"] for d in best.provenance["datasets"]] == ["nih", "chexpert"]
     assert (run / "nih" / "val_list.txt").is_file() and (run / "chexpert" / "val_list.txt").is_file()
     row = next(csv.DictReader((run / "metrics.csv").open()))
@@ -117,7 +117,7 @@ def test_two_datasets_then_fine_tuning_across_label_sets(chexpert: tuple[Path, P
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--images", str(nih_images), "--labels",
                  str(nih_labels), "--bootstrap", "0", "--device", "cpu", "--out", str(out)]) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["labels"] == list(PATHOLOGIES) and metrics["not_scored"]["model_only"] == list(extra)
+    assert metrics["labels"] == list(NIH_LABELS) and metrics["not_scored"]["model_only"] == list(extra)
     assert not any(isinstance(v, float) and math.isnan(v) for v in metrics["auroc"].values())
 
     tuned = tmp_path / "tuned"

@@ -16,7 +16,7 @@ from chexnet_cli import main
 from models.cam_boxes import FLAT_SPAN, cam_spans
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.gradcam import gradcam_maps
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 from models.preprocessing import PreprocessSpec, eval_tensor
 from tests.conftest import SHARED_DATA
@@ -33,7 +33,7 @@ def checkpoint64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(7)
     path = tmp_path_factory.mktemp("ck64") / "ck64.pt"
     save_checkpoint(
-        Checkpoint(state_dict=build_network("none", len(PATHOLOGIES)).state_dict(), spec=SPEC64, labels=PATHOLOGIES),
+        Checkpoint(state_dict=build_network("none", len(NIH_LABELS)).state_dict(), spec=SPEC64, labels=NIH_LABELS),
         path,
     )
     return path

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from chexnet_cli import main
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from tests.models.imaging.test_decoder import png_claiming_size
 from tests.models.imaging.test_dicom import make_dicom
 
@@ -65,7 +65,7 @@ def test_bad_files_are_named_and_the_rest_predicted(
     assert "chexnet predict: 2 of 5 files could not be read" in err
     assert "passed over 1 folder entries that are not PNG, JPEG or DICOM files" in err
     header, rows = read_csv(out)
-    assert header == ["Image Index", "path", *PATHOLOGIES]
+    assert header == ["Image Index", "path", *NIH_LABELS]
     assert list(rows) == [str(folder / n) for n in ("IM000001", "a-good.png", "d-scan.dcm")]
     np.testing.assert_allclose(rows[str(folder / "IM000001")], rows[str(folder / "a-good.png")], atol=1e-4)
     np.testing.assert_allclose(rows[str(folder / "d-scan.dcm")], rows[str(folder / "a-good.png")], atol=1e-4)

@@ -18,7 +18,7 @@ from chexnet_cli import main
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.imaging.decoder import decode_image
 from models.imaging.errors import InputError
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints, apply_temperature
 from tests.models.imaging.test_dicom import make_dicom
 from tests.training.test_predict import png_bytes, xray_pixels
@@ -138,7 +138,7 @@ def test_an_operating_point_adds_one_findings_column_per_label(
     ordered = np.sort(apply_temperature(probs, 0.5), axis=0)
     thresholds = (ordered[0] + ordered[1]) / 2
     checkpoint = load_checkpoint(tiny_checkpoint)
-    point = OperatingPoint("test", {n: ClassThreshold(float(t)) for n, t in zip(PATHOLOGIES, thresholds, strict=True)})
+    point = OperatingPoint("test", {n: ClassThreshold(float(t)) for n, t in zip(NIH_LABELS, thresholds, strict=True)})
     checkpoint.operating_points = OperatingPoints({"youden": point}, "youden", temperature=0.5)
     calibrated = save_checkpoint(checkpoint, tmp_path / "calibrated.pt")
 
@@ -146,9 +146,9 @@ def test_an_operating_point_adds_one_findings_column_per_label(
     args = ["predict", "--checkpoint", str(calibrated), "--out", str(out)]
     assert main([*args, "--operating-point", "youden", *map(str, images)]) == 0
     rows = read_rows(out)
-    assert rows[0] == ["Image Index", "path", *PATHOLOGIES, *(f"finding_{name}" for name in PATHOLOGIES)]
-    findings = np.array([[int(v) for v in row[2 + len(PATHOLOGIES) :]] for row in rows[1:]])
-    expected = (apply_temperature(np.array([[float(v) for v in r[2 : 2 + len(PATHOLOGIES)]] for r in rows[1:]]), 0.5)
+    assert rows[0] == ["Image Index", "path", *NIH_LABELS, *(f"finding_{name}" for name in NIH_LABELS)]
+    findings = np.array([[int(v) for v in row[2 + len(NIH_LABELS) :]] for row in rows[1:]])
+    expected = (apply_temperature(np.array([[float(v) for v in r[2 : 2 + len(NIH_LABELS)]] for r in rows[1:]]), 0.5)
                 >= thresholds).astype(int)  # fmt: skip
     assert findings.tolist() == expected.tolist()
     assert set(findings.ravel().tolist()) == {0, 1}

@@ -14,7 +14,7 @@ from torch import nn
 import training.data.run_data
 import training.train
 from models.checkpoint import Checkpoint, load_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from tests.training.synthetic import make_square_dataset
 from training.evaluate import EvaluateOptions, run_evaluate
 from training.loop.config import TrainConfig, TrainConfigError
@@ -73,7 +73,7 @@ def check_operating_points(
         "fraction 0.25) or the table's published split"
     )
     assert points.source["images"] == 20 and points.source["positives"]["Effusion"] == 8
-    assert points.unreliable == PATHOLOGIES  # Effusion has 8 positives here, the others none: all under 10
+    assert points.unreliable == NIH_LABELS  # Effusion has 8 positives here, the others none: all under 10
     assert checkpoint.metrics["val_average_precision"] == record["val_average_precision"]
     assert record["val_mean_average_precision"] == record["val_average_precision"]["Effusion"]  # the one defined
 

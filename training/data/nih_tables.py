@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.labels import NO_FINDING, PATHOLOGIES, suggest_label
+from models.labels import NIH_LABELS, NO_FINDING, suggest_label
 from training.data.label_policies import apply_policy
 from training.data.label_tables import (
     LabelTable,
@@ -36,7 +36,7 @@ NIH_PATIENT = "Patient ID"
 SEED_IMAGE = "image_path"
 SEED_PATIENT_COLUMNS = ("patient_id", "Patient ID")
 _NIH_FILE_NAME = re.compile(r"^(\d{8})_\d{3}\.[A-Za-z0-9]+$")
-_LABEL_INDEX = {name: i for i, name in enumerate(PATHOLOGIES)}
+_LABEL_INDEX = {name: i for i, name in enumerate(NIH_LABELS)}
 PER_IMAGE_WARNING = (
     "%s: no patient source (no patient column, and the file names are not NIH's): every image is its own patient, "
     "so one patient's images CAN END UP ON BOTH SIDES of the split; give a patient column"
@@ -44,7 +44,7 @@ PER_IMAGE_WARNING = (
 
 
 def _suggest(label: str) -> str:
-    close = suggest_label(label, (*PATHOLOGIES, NO_FINDING))
+    close = suggest_label(label, (*NIH_LABELS, NO_FINDING))
     return f" (did you mean {close!r}?)" if close else ""
 
 
@@ -72,7 +72,7 @@ def _patients(
 def parse_nih(frame: pd.DataFrame, path: Path, options: TableOptions) -> LabelTable:
     require_columns(frame, (NIH_IMAGE, NIH_FINDINGS), path, "an NIH Data_Entry_2017 table")
     names = image_names_from(frame, NIH_IMAGE, path)
-    targets = np.zeros((len(names), len(PATHOLOGIES)), dtype=np.float32)
+    targets = np.zeros((len(names), len(NIH_LABELS)), dtype=np.float32)
     problems: list[str] = []
     n_problem_rows = 0
     for row, cell in enumerate(frame[NIH_FINDINGS].tolist()):
@@ -93,19 +93,19 @@ def parse_nih(frame: pd.DataFrame, path: Path, options: TableOptions) -> LabelTa
     if problems:
         raise LabelTableError(
             f"{path}: bad {NIH_FINDINGS!r} (column) in {n_problem_rows} row(s): {name_some(problems)}. "
-            f"Labels are pipe-separated, spelled as NIH does: {', '.join(PATHOLOGIES)}, or {NO_FINDING!r}"
+            f"Labels are pipe-separated, spelled as NIH does: {', '.join(NIH_LABELS)}, or {NO_FINDING!r}"
         )
     column = NIH_PATIENT if NIH_PATIENT in frame.columns else None
     patients, source = _patients(frame, column, names, path)
-    return LabelTable(names, patients, targets, PATHOLOGIES, patient_source=source, kind="nih", policy={})
+    return LabelTable(names, patients, targets, NIH_LABELS, patient_source=source, kind="nih", policy={})
 
 
 def parse_onehot(frame: pd.DataFrame, path: Path, options: TableOptions) -> LabelTable:
     require_columns(
-        frame, (SEED_IMAGE, *PATHOLOGIES), path, f"a one-hot (seed format) table ({SEED_IMAGE!r} + the 14 NIH labels)"
+        frame, (SEED_IMAGE, *NIH_LABELS), path, f"a one-hot (seed format) table ({SEED_IMAGE!r} + the 14 NIH labels)"
     )
     names = image_names_from(frame, SEED_IMAGE, path)
-    codes = label_codes(frame, PATHOLOGIES, path)
+    codes = label_codes(frame, NIH_LABELS, path)
     targets = apply_policy(codes, options.policy, "onehot")
     column = next((c for c in SEED_PATIENT_COLUMNS if c in frame.columns), None)
     patients, source = _patients(frame, column, names, path)
@@ -113,7 +113,7 @@ def parse_onehot(frame: pd.DataFrame, path: Path, options: TableOptions) -> Labe
         names,
         patients,
         targets,
-        PATHOLOGIES,
+        NIH_LABELS,
         patient_source=source,
         kind="onehot",
         policy=options.policy.describe("onehot"),

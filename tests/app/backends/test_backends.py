@@ -25,7 +25,7 @@ from app.runtime.server import StartupError, prepare_service
 from app.settings import Settings
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.gradcam import gradcam_maps, normalise_maps
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import CheXNet, build_network
 from models.preprocessing import PreprocessSpec
 
@@ -39,7 +39,7 @@ def write_checkpoint(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     spec = PreprocessSpec(image_size=SIZE, resize=73)
     return save_checkpoint(
-        Checkpoint(state_dict=build_network("none", len(PATHOLOGIES)).state_dict(), labels=PATHOLOGIES, spec=spec), path
+        Checkpoint(state_dict=build_network("none", len(NIH_LABELS)).state_dict(), labels=NIH_LABELS, spec=spec), path
     )
 
 

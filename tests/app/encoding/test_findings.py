@@ -7,7 +7,7 @@ import math
 import pytest
 
 from app.encoding.findings import NO_OPERATING_POINTS
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from tests.app.fakes import FIXED_PROBS, YOUDEN_THRESHOLDS, FakePredictor, client_for, fake_operating_points
 from tests.app.test_api import assert_error, upload
 
@@ -38,7 +38,7 @@ def test_findings_at_the_default_point() -> None:
         "temperature": None,
         "available": ["youden", "spec90"],
     }
-    assert list(body["findings"]) == list(PATHOLOGIES)
+    assert list(body["findings"]) == list(NIH_LABELS)
     expected = {
         name: {
             "probability": float(FIXED_PROBS[k]),  # no temperature: the same number as `probabilities`
@@ -46,7 +46,7 @@ def test_findings_at_the_default_point() -> None:
             "above": k == 2 or k >= 7,  # Effusion sits exactly on its threshold; 0.08 ... 0.14 are >= 0.075
             "unreliable": name == "Hernia",
         }
-        for k, name in enumerate(PATHOLOGIES)
+        for k, name in enumerate(NIH_LABELS)
     }
     assert body["findings"] == expected
     assert list(body["probabilities"].values()) == [float(p) for p in FIXED_PROBS]

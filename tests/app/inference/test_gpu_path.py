@@ -22,7 +22,7 @@ from app.inference.threads import available_cores, default_decode_workers
 from app.runtime.server import StartupError, prepare_service
 from app.settings import Settings
 from models.checkpoint import load_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import build_network
 
 CUDA = torch.device("cuda")
@@ -60,7 +60,7 @@ def test_bf16_is_allowed_on_the_cpu() -> None:
 
 def test_the_torch_backend_refuses_fp16_on_the_cpu() -> None:
     with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
-        TorchBackend(build_network("none", len(PATHOLOGIES)), torch.device("cpu"), "fp16")
+        TorchBackend(build_network("none", len(NIH_LABELS)), torch.device("cpu"), "fp16")
 
 
 def _images(n: int = 4, size: int = 64) -> torch.Tensor:

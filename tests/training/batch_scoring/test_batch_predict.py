@@ -14,7 +14,7 @@ import pytest
 
 from chexnet_cli import main
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from tests.conftest import REPO
 from tests.training.test_predict import png_bytes, xray_pixels
 from training.batch_scoring.inputs import ScoringInput, Shard, parse_shard, shard_inputs
@@ -40,7 +40,7 @@ def make_images(folder: Path, count: int, broken: int = 1) -> list[str]:
 
 def read_table(path: Path) -> dict[str, list[str]]:
     rows = list(csv.reader(path.open(newline="")))
-    assert rows[0] == ["Image Index", "path", *PATHOLOGIES, "error"]
+    assert rows[0] == ["Image Index", "path", *NIH_LABELS, "error"]
     return {row[1]: row for row in rows[1:]}
 
 
@@ -105,7 +105,7 @@ def test_shards_merged_equal_one_process(
     table = read_table(merged)
     assert sorted(table) == sorted(keys) == list(table)
     assert table == read_table(whole)
-    assert table["broken0.png"][2:] == [""] * len(PATHOLOGIES) + [TRUNCATED]
+    assert table["broken0.png"][2:] == [""] * len(NIH_LABELS) + [TRUNCATED]
     classic = {row[1]: row[2:] for row in list(csv.reader((tmp_path / "classic.csv").open()))[1:]}
     for key in keys[:-1]:
         assert table[key][2:-1] == classic[str(folder / key)]
@@ -139,8 +139,8 @@ def test_a_text_or_parquet_list_is_read_relative_to_its_folder_or_root(
     assert parquet["path"] == keys[:3]
     csv_rows = read_table(out)
     for i, key in enumerate(keys[:3]):
-        for label in PATHOLOGIES:
-            assert abs(parquet[label][i] - float(csv_rows[key][2 + PATHOLOGIES.index(label)])) <= 5e-7
+        for label in NIH_LABELS:
+            assert abs(parquet[label][i] - float(csv_rows[key][2 + NIH_LABELS.index(label)])) <= 5e-7
 
 
 def test_resume_cuts_a_torn_row_and_scores_only_what_is_missing(

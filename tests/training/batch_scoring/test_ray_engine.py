@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chexnet_cli import main
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from tests.conftest import REPO
 from tests.training.batch_scoring.test_batch_predict import TRUNCATED, make_images
 
@@ -63,7 +63,7 @@ def test_two_nodes_with_one_lost_score_every_input_once_as_one_process(tmp_path:
         want = expected[key]
         assert table["error"][i] == want[-1]
         if want[-1]:
-            assert want[-1] == TRUNCATED and all(table[label][i] is None for label in PATHOLOGIES)
+            assert want[-1] == TRUNCATED and all(table[label][i] is None for label in NIH_LABELS)
             continue
-        for j, label in enumerate(PATHOLOGIES):
+        for j, label in enumerate(NIH_LABELS):
             assert abs(table[label][i] - float(want[2 + j])) <= 1e-6

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from training.data.boxes import BoxFileError, BoxRecord, align_box_labels, patient_of, read_boxes
 
 HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
@@ -40,7 +40,7 @@ def test_labels_align_by_key_and_unknown_ones_are_listed() -> None:
         BoxRecord("a.png", "Pneumothorax", 0, 0, 1, 1),
         BoxRecord("b.png", "Fracture", 0, 0, 1, 1),
     ]
-    assert align_box_labels(records, PATHOLOGIES) == (
+    assert align_box_labels(records, NIH_LABELS) == (
         {"Infiltrate": "Infiltration", "Pneumothorax": "Pneumothorax"},
         ["Fracture"],
     )

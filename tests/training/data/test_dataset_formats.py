@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.labels import CHEXPERT_LABELS, PATHOLOGIES
+from models.labels import CHEXPERT_LABELS, NIH_LABELS
 from tests.training.data.formats import chexpert_row, mimic_label_row, write_chexpert, write_mimic
 from training.data.label_policies import LabelPolicy, PolicyError
 from training.data.label_tables import LabelTable, LabelTableError, TableOptions, read_label_table
@@ -174,7 +174,7 @@ def test_generic_table_without_patients_warns_loudly(tmp_path: Path, caplog: pyt
 def test_onehot_accepts_uncertain_and_blank(tmp_path: Path) -> None:
     path = tmp_path / "onehot.csv"
     cells = ["1", "-1", ""] + ["0"] * 11
-    path.write_text(",".join(["image_path", *PATHOLOGIES]) + "\n00000001_000.png," + ",".join(cells) + "\n")
+    path.write_text(",".join(["image_path", *NIH_LABELS]) + "\n00000001_000.png," + ",".join(cells) + "\n")
     table = read_label_table(path)
     np.testing.assert_array_equal(table.targets[0, :4], [1, NAN, NAN, 0])
     zeros = read_label_table(path, TableOptions(policy=LabelPolicy("ones", "zeros")))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from tests.conftest import SHARED_DATA
 from training.data.label_tables import LabelTable, LabelTableError, check_images_exist, read_label_table
 
@@ -27,14 +27,14 @@ def nih_csv(tmp_path: Path, rows: list[tuple[str, str, str]], name: str = "label
 
 def onehot_csv(tmp_path: Path, rows: list[tuple[str, list[int]]], extra_header: str = "") -> Path:
     path = tmp_path / "onehot.csv"
-    lines = [",".join(["image_path", *PATHOLOGIES]) + extra_header]
+    lines = [",".join(["image_path", *NIH_LABELS]) + extra_header]
     lines += [",".join([image, *map(str, values)]) for image, values in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def one_hot(*names: str) -> list[int]:
-    return [int(p in names) for p in PATHOLOGIES]
+    return [int(p in names) for p in NIH_LABELS]
 
 
 def test_nih_format_no_finding_and_multilabel(tmp_path: Path) -> None:
@@ -165,13 +165,13 @@ def test_onehot_format_and_patients(tmp_path: Path) -> None:
 
 def test_onehot_patient_column_is_used(tmp_path: Path) -> None:
     path = tmp_path / "onehot.csv"
-    path.write_text(",".join(["image_path", "patient_id", *PATHOLOGIES]) + "\n" + "x.png,p7," + ",".join("0" * 14))
+    path.write_text(",".join(["image_path", "patient_id", *NIH_LABELS]) + "\n" + "x.png,p7," + ",".join("0" * 14))
     assert read_label_table(path).patient_ids == ("p7",)
 
 
 def test_onehot_values_must_be_1_0_minus_1_or_blank(tmp_path: Path) -> None:
     bad = one_hot("Mass")
-    bad[PATHOLOGIES.index("Edema")] = 2
+    bad[NIH_LABELS.index("Edema")] = 2
     path = onehot_csv(tmp_path, [("a.png", one_hot()), ("b.png", bad)])
     with pytest.raises(LabelTableError, match=r"1, 0, -1 or blank: line 3, column 'Edema': '2'"):
         read_label_table(path)
@@ -204,7 +204,7 @@ def test_real_nih_sample() -> None:
     table = read_label_table(SAMPLE_CSV)
     assert len(table) == 500
     positives = table.targets.sum(axis=0)
-    assert (positives >= 12).all(), dict(zip(PATHOLOGIES, positives, strict=True))
+    assert (positives >= 12).all(), dict(zip(NIH_LABELS, positives, strict=True))
     assert int((table.targets.sum(axis=1) == 0).sum()) == 75  # "No Finding"
     images = SAMPLE_CSV.parent / "images"
     if images.is_dir():
@@ -215,5 +215,5 @@ def test_real_nih_sample() -> None:
 def test_real_full_nih_table() -> None:
     table = read_label_table(FULL_CSV)
     assert len(table) == 112_120
-    assert int(table.targets[:, PATHOLOGIES.index("Hernia")].sum()) > 100
+    assert int(table.targets[:, NIH_LABELS.index("Hernia")].sum()) > 100
     assert len(set(table.patient_ids)) == 30_805

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from training.data.label_tables import LabelTable, LabelTableError
 from training.data.splits import split_by_patient, split_from_lists, split_official, split_three_ways
 
@@ -19,7 +19,7 @@ def make_table(images_per_patient: list[int]) -> LabelTable:
         for k in range(count):
             names.append(f"{patient:08d}_{k:03d}.png")
             patients.append(str(patient))
-    return LabelTable(tuple(names), tuple(patients), np.zeros((len(names), 14), dtype=np.float32), PATHOLOGIES)
+    return LabelTable(tuple(names), tuple(patients), np.zeros((len(names), 14), dtype=np.float32), NIH_LABELS)
 
 
 def test_patient_split_no_leakage_and_sizes() -> None:
@@ -102,7 +102,7 @@ def test_three_way_split_holds_out_test_patients_first() -> None:
 
 def test_official_split_follows_the_published_column() -> None:
     table = make_table([1, 1, 1, 1])
-    table = LabelTable(table.image_names, table.patient_ids, table.targets, PATHOLOGIES,
+    table = LabelTable(table.image_names, table.patient_ids, table.targets, NIH_LABELS,
                        splits=("train", "validate", "test", "train"))  # fmt: skip
     train, val, test = split_official(table)
     assert (train.tolist(), val.tolist(), test.tolist()) == ([0, 3], [1], [2])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import CheXNet
 from tests.training.import_sources import arnoweng_network, arnoweng_state, write_arnoweng_file, xrv_network
 from training.import_weights import ImportRequest, import_checkpoint, strict_chexnet_state
@@ -25,7 +25,7 @@ def source() -> torch.nn.Module:
 
 def _imported(path: Path) -> CheXNet:
     checkpoint = import_checkpoint(ImportRequest("arnoweng", path, path.with_suffix(".out.pt")))
-    model = CheXNet(len(PATHOLOGIES))
+    model = CheXNet(len(NIH_LABELS))
     model.load_state_dict(checkpoint.state_dict, strict=True)
     return model.eval()
 
@@ -56,11 +56,11 @@ def test_the_checkpoint_records_its_source_and_the_seed_preprocessing(source: to
     assert provenance["source"]["file"] == "model.pth.tar"
     assert provenance["source"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert provenance["source"]["format"] == "arnoweng/CheXNet model.pth.tar"
-    assert provenance["source"]["labels"] == {name: name for name in PATHOLOGIES}
+    assert provenance["source"]["labels"] == {name: name for name in NIH_LABELS}
 
 
 def test_arnoweng_class_order_is_ours() -> None:
-    assert ARNOWENG_CLASS_NAMES == PATHOLOGIES
+    assert ARNOWENG_CLASS_NAMES == NIH_LABELS
     assert "Pleural_Thickening" in ARNOWENG_CLASS_NAMES
 
 
@@ -95,9 +95,9 @@ def test_a_key_that_does_not_fit_is_named_never_dropped(
 
 
 def test_only_num_batches_tracked_may_be_absent() -> None:
-    complete = CheXNet(len(PATHOLOGIES)).state_dict()
+    complete = CheXNet(len(NIH_LABELS)).state_dict()
     without = {k: v for k, v in complete.items() if not k.endswith("num_batches_tracked")}
-    filled = strict_chexnet_state(without, len(PATHOLOGIES))
+    filled = strict_chexnet_state(without, len(NIH_LABELS))
     assert filled.keys() == complete.keys()
     assert all(int(v) == 0 for k, v in filled.items() if k.endswith("num_batches_tracked"))
 

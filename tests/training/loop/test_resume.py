@@ -14,7 +14,7 @@ import torch
 import models.network
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.errors import WeightsUnavailableError
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.network import CheXNet
 from tests.training.synthetic import make_square_dataset
 from training.loop.config import TrainConfig, TrainConfigError
@@ -66,7 +66,7 @@ def test_resume_of_an_imagenet_run_works_offline(
     squares: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     torch.manual_seed(7)
-    backbone = {k: v for k, v in CheXNet(len(PATHOLOGIES)).state_dict().items() if not k.startswith("classifier.")}
+    backbone = {k: v for k, v in CheXNet(len(NIH_LABELS)).state_dict().items() if not k.startswith("classifier.")}
     monkeypatch.setattr(models.network, "imagenet_backbone_state", lambda: backbone)
     run_training(config_for(squares, tmp_path / "run", weights="imagenet", epochs=1))
 

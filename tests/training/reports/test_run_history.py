@@ -10,12 +10,12 @@ from typing import Any
 
 from PIL import Image
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from training.reports.run_history import csv_columns, draw_curves, write_history_files
 
 
 def record(epoch: int, mean: float | None, hernia: float | None = None) -> dict[str, Any]:
-    aurocs: dict[str, float | None] = {name: 0.5 + 0.01 * i for i, name in enumerate(PATHOLOGIES)}
+    aurocs: dict[str, float | None] = {name: 0.5 + 0.01 * i for i, name in enumerate(NIH_LABELS)}
     aurocs["Hernia"] = hernia
     return {
         "epoch": epoch, "train_loss": 0.5 / epoch, "val_loss": 0.6 / epoch, "val_mean_auroc": mean,
@@ -30,7 +30,7 @@ def test_csv_has_one_row_an_epoch_with_every_class(tmp_path: Path) -> None:
     rows = list(csv.reader((tmp_path / "metrics.csv").open()))
     assert rows[0] == list(csv_columns(history))
     assert rows[0][:4] == ["epoch", "train_loss", "val_loss", "val_mean_auroc"]
-    assert rows[0][4:18] == [f"val_auroc_{name}" for name in PATHOLOGIES]
+    assert rows[0][4:18] == [f"val_auroc_{name}" for name in NIH_LABELS]
     assert rows[0][18:] == ["lr", "seconds", "train_images_per_s", "val_mean_average_precision"]
     assert rows[1] == [
         "1", "0.5", "0.6", "0.6", *[str(0.5 + 0.01 * i) for i in range(13)], "", "0.001", "3.25", "12.5", "0.25"
@@ -61,7 +61,7 @@ def test_curves_plot_the_history_and_mark_the_first_best_epoch(tmp_path: Path) -
     assert mean[:2] == [0.6, 0.7] and math.isnan(mean[2]) and mean[3] == 0.7  # a gap where it was undefined
     best = auroc["best 0.700 (epoch 2)"]
     assert (list(best.get_xdata()), list(best.get_ydata())) == ([2], [0.7])
-    assert len([line for line in auroc_ax.lines if line.get_color() == "0.75"]) == len(PATHOLOGIES)
+    assert len([line for line in auroc_ax.lines if line.get_color() == "0.75"]) == len(NIH_LABELS)
     write_history_files(tmp_path, history)
     with Image.open(tmp_path / "curves.png") as image:
         assert image.format == "PNG" and image.size == (1200, 450)

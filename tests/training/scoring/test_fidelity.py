@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.operating_points import ClassThreshold, OperatingPoint, OperatingPoints
 from training.scoring.fidelity import known_auroc, measure_fidelity
 
@@ -18,7 +18,7 @@ def test_known_auroc_leaves_unknown_rows_out() -> None:
 
 
 def test_flips_and_differences_are_counted_exactly() -> None:
-    labels = PATHOLOGIES
+    labels = NIH_LABELS
     reference = np.full((3, 14), 0.4)
     other = reference.copy()
     other[0, 0] = 0.6  # crosses 0.5 for Atelectasis
@@ -40,4 +40,4 @@ def test_flips_and_differences_are_counted_exactly() -> None:
 
 def test_shapes_must_fit_the_labels() -> None:
     with pytest.raises(ValueError, match="do not fit 14 labels"):
-        measure_fidelity(PATHOLOGIES, np.zeros((2, 3)), np.zeros((2, 3)), None, None)
+        measure_fidelity(NIH_LABELS, np.zeros((2, 3)), np.zeros((2, 3)), None, None)

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import training.scoring.metrics
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from training.scoring.metrics import (
     _weighted_auroc,
     auroc_report,
@@ -29,9 +29,9 @@ def dataset(n: int = 300, seed: int = 0, signal: float = 1.0) -> tuple[np.ndarra
 def test_per_class_auroc_equals_sklearn() -> None:
     targets, probs, _ = dataset(seed=3)
     probs = np.round(probs, 2)  # with ties
-    result = per_class_auroc(targets, probs, PATHOLOGIES)
-    assert list(result) == list(PATHOLOGIES)
-    for k, name in enumerate(PATHOLOGIES):
+    result = per_class_auroc(targets, probs, NIH_LABELS)
+    assert list(result) == list(NIH_LABELS)
+    for k, name in enumerate(NIH_LABELS):
         assert result[name] == pytest.approx(roc_auc_score(targets[:, k], probs[:, k]), abs=1e-12)
 
 
@@ -39,19 +39,19 @@ def test_per_class_auroc_none_for_one_class_column() -> None:
     targets, probs, _ = dataset()
     targets[:, 3] = 0.0
     targets[:, 5] = 1.0
-    result = per_class_auroc(targets, probs, PATHOLOGIES)
-    assert result[PATHOLOGIES[3]] is None
-    assert result[PATHOLOGIES[5]] is None
+    result = per_class_auroc(targets, probs, NIH_LABELS)
+    assert result[NIH_LABELS[3]] is None
+    assert result[NIH_LABELS[5]] is None
     assert sum(v is None for v in result.values()) == 2
 
 
 def test_per_class_auroc_rejects_bad_input() -> None:
     targets, probs, _ = dataset(n=10)
     with pytest.raises(ValueError, match="must both be"):
-        per_class_auroc(targets[:, :13], probs[:, :13], PATHOLOGIES)
+        per_class_auroc(targets[:, :13], probs[:, :13], NIH_LABELS)
     probs[0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
-        per_class_auroc(targets, probs, PATHOLOGIES)
+        per_class_auroc(targets, probs, NIH_LABELS)
 
 
 def test_mean_ignores_none() -> None:
@@ -73,16 +73,16 @@ def test_weighted_auroc_equals_sklearn_on_resampled_data() -> None:
 
 def test_bootstrap_ci_contains_point_and_is_deterministic() -> None:
     targets, probs, patients = dataset(n=400, seed=1)
-    point = per_class_auroc(targets, probs, PATHOLOGIES)
-    ci = bootstrap_ci(targets, probs, patients, n_boot=300, seed=11, labels=PATHOLOGIES)
-    for name in PATHOLOGIES:
+    point = per_class_auroc(targets, probs, NIH_LABELS)
+    ci = bootstrap_ci(targets, probs, patients, n_boot=300, seed=11, labels=NIH_LABELS)
+    for name in NIH_LABELS:
         interval = ci[name]
         assert interval is not None
         low, high = interval
         assert low < point[name] < high  # type: ignore[operator]
         assert high - low < 0.3
-    assert bootstrap_ci(targets, probs, patients, n_boot=300, seed=11, labels=PATHOLOGIES) == ci
-    assert bootstrap_ci(targets, probs, patients, n_boot=300, seed=12, labels=PATHOLOGIES) != ci
+    assert bootstrap_ci(targets, probs, patients, n_boot=300, seed=11, labels=NIH_LABELS) == ci
+    assert bootstrap_ci(targets, probs, patients, n_boot=300, seed=12, labels=NIH_LABELS) != ci
 
 
 def test_bootstrap_resamples_patients_not_images() -> None:
@@ -92,9 +92,9 @@ def test_bootstrap_resamples_patients_not_images() -> None:
     targets[1::2] = targets[0::2]
     probs[1::2] = probs[0::2]
     patients = [f"p{i // 2}" for i in range(200)]
-    per_patient = bootstrap_ci(targets[0::2], probs[0::2], patients[0::2], n_boot=200, seed=4, labels=PATHOLOGIES)
-    per_image_pairs = bootstrap_ci(targets, probs, patients, n_boot=200, seed=4, labels=PATHOLOGIES)
-    for name in PATHOLOGIES:  # duplicating every image within its patient changes no resample's AUROC
+    per_patient = bootstrap_ci(targets[0::2], probs[0::2], patients[0::2], n_boot=200, seed=4, labels=NIH_LABELS)
+    per_image_pairs = bootstrap_ci(targets, probs, patients, n_boot=200, seed=4, labels=NIH_LABELS)
+    for name in NIH_LABELS:  # duplicating every image within its patient changes no resample's AUROC
         assert per_image_pairs[name] == pytest.approx(per_patient[name])
 
 
@@ -102,9 +102,9 @@ def test_bootstrap_none_when_too_few_valid_resamples() -> None:
     targets, probs, patients = dataset(n=60)
     targets[:, 0] = 0.0
     targets[0, 0] = 1.0  # one positive: most resamples miss it
-    ci = bootstrap_ci(targets, probs, patients, n_boot=12, seed=0, labels=PATHOLOGIES)
-    assert ci[PATHOLOGIES[0]] is None
-    assert bootstrap_ci(targets, probs, patients, n_boot=0, seed=0, labels=PATHOLOGIES) == dict.fromkeys(PATHOLOGIES)
+    ci = bootstrap_ci(targets, probs, patients, n_boot=12, seed=0, labels=NIH_LABELS)
+    assert ci[NIH_LABELS[0]] is None
+    assert bootstrap_ci(targets, probs, patients, n_boot=0, seed=0, labels=NIH_LABELS) == dict.fromkeys(NIH_LABELS)
 
 
 def test_bootstrap_scores_all_resamples_of_a_class_in_one_vectorised_call(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,20 +122,20 @@ def test_bootstrap_scores_all_resamples_of_a_class_in_one_vectorised_call(monkey
 
     monkeypatch.setattr(training.scoring.metrics, "_weighted_auroc", counted)
     monkeypatch.setattr(training.scoring.metrics, "roc_auc_score", per_resample)
-    bootstrap_ci(targets, probs, patients, n_boot=1000, seed=0, labels=PATHOLOGIES)
+    bootstrap_ci(targets, probs, patients, n_boot=1000, seed=0, labels=NIH_LABELS)
     assert scored == [(1000, 500)] * 14  # one call per class, every resample (rows) of every image (columns)
 
     scored.clear()
     monkeypatch.setattr(training.scoring.metrics, "_CHUNK_ELEMENTS", 400 * 500)  # memory bound: 400 resamples at a time
-    bootstrap_ci(targets, probs, patients, n_boot=1000, seed=0, labels=PATHOLOGIES)
+    bootstrap_ci(targets, probs, patients, n_boot=1000, seed=0, labels=NIH_LABELS)
     assert scored == [(400, 500)] * 14 + [(400, 500)] * 14 + [(200, 500)] * 14
 
 
 def test_auroc_report() -> None:
     targets, probs, patients = dataset(n=100)
     targets[:, 13] = 0.0
-    report = auroc_report(targets, probs, patients, n_boot=50, seed=0, labels=PATHOLOGIES)
-    assert [r.name for r in report] == list(PATHOLOGIES)
+    report = auroc_report(targets, probs, patients, n_boot=50, seed=0, labels=NIH_LABELS)
+    assert [r.name for r in report] == list(NIH_LABELS)
     hernia = report[13]
     assert hernia.auroc is None
     assert hernia.ci95 is None
@@ -151,7 +151,7 @@ def test_auroc_report() -> None:
 
 def test_every_metric_uses_each_class_known_rows_only() -> None:
     targets, probs, patients = dataset(n=120)
-    labels = PATHOLOGIES
+    labels = NIH_LABELS
     unknown = targets.copy()
     unknown[::3, 2] = np.nan  # a third of Effusion unknown
     unknown[:, 13] = np.nan  # Hernia: nothing known

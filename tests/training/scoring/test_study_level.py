@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.labels import CHEXPERT_COMPETITION, PATHOLOGIES
+from models.labels import CHEXPERT_COMPETITION, NIH_LABELS
 from training.scoring.study_level import ScoringError, competition_mean, parse_per, per_study, shared_labels
 
 NAN = np.nan
@@ -40,5 +40,5 @@ def test_competition_mean_needs_all_five() -> None:
     aurocs: dict[str, float | None] = {name: 0.5 + 0.1 * i for i, name in enumerate(CHEXPERT_COMPETITION)}
     assert competition_mean({**aurocs, "Fracture": 0.0}) == pytest.approx(0.7)
     assert competition_mean({**aurocs, "Edema": None}) is None
-    nih = {name: 0.8 for name in PATHOLOGIES}  # NIH's Effusion is the competition's Pleural Effusion
+    nih = {name: 0.8 for name in NIH_LABELS}  # NIH's Effusion is the competition's Pleural Effusion
     assert competition_mean(nih) == pytest.approx(0.8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.labels import PATHOLOGIES
+from models.labels import NIH_LABELS
 from models.operating_points import ClassThreshold, apply_temperature
 from training.scoring.thresholds import (
     choose_operating_points,
@@ -94,31 +94,31 @@ def test_choose_operating_points_names_flags_and_describes() -> None:
     targets[:2, 1:13] = 1
     probs = np.clip(rng.random((40, 14)) * 0.6 + 0.3 * targets, 0, 1)
     points = choose_operating_points(
-        targets, probs, 0.95, {"data": "synthetic"}, PATHOLOGIES, temperature=1.5, default="spec95"
+        targets, probs, 0.95, {"data": "synthetic"}, NIH_LABELS, temperature=1.5, default="spec95"
     )
     assert list(points.points) == ["youden", "spec95"]
     assert points.default == "spec95" and points.temperature == 1.5
-    assert points.unreliable == PATHOLOGIES[1:]
-    assert points.source == {"data": "synthetic", "images": 40, "positives": {**dict.fromkeys(PATHOLOGIES, 2),
-                             "Atelectasis": 12, "Hernia": 0}, "known": dict.fromkeys(PATHOLOGIES, 40)}  # fmt: skip
-    for k, name in enumerate(PATHOLOGIES):
+    assert points.unreliable == NIH_LABELS[1:]
+    assert points.source == {"data": "synthetic", "images": 40, "positives": {**dict.fromkeys(NIH_LABELS, 2),
+                             "Atelectasis": 12, "Hernia": 0}, "known": dict.fromkeys(NIH_LABELS, 40)}  # fmt: skip
+    for k, name in enumerate(NIH_LABELS):
         chosen = points.points["spec95"].thresholds[name]
         assert chosen == statistics_at(
             targets[:, k], probs[:, k], specificity_threshold(targets[:, k], probs[:, k], 0.95)
         )
         assert chosen.specificity is not None and chosen.specificity >= 0.95
     with pytest.raises(ValueError, match="specificity must lie strictly between 0 and 1"):
-        choose_operating_points(targets, probs, 1.0, {}, PATHOLOGIES)
+        choose_operating_points(targets, probs, 1.0, {}, NIH_LABELS)
     with pytest.raises(ValueError, match="default operating point 'spec90' is not one of"):
-        choose_operating_points(targets, probs, 0.95, {}, PATHOLOGIES, default="spec90")
+        choose_operating_points(targets, probs, 0.95, {}, NIH_LABELS, default="spec90")
 
 
 def test_stored_points_on_other_data_apply_the_temperature_first() -> None:
     targets = np.zeros((4, 14))
     targets[:2] = 1
     raw = np.tile(np.array([[0.3], [0.2], [0.1], [0.05]]), (1, 14))
-    points = choose_operating_points(targets, apply_temperature(raw, 2.0), 0.9, {}, PATHOLOGIES, temperature=2.0)
-    figures = stored_points_on(targets, raw, points, PATHOLOGIES)
+    points = choose_operating_points(targets, apply_temperature(raw, 2.0), 0.9, {}, NIH_LABELS, temperature=2.0)
+    figures = stored_points_on(targets, raw, points, NIH_LABELS)
     cut = apply_temperature(raw, 2.0)[1, 0]  # the lowest positive, calibrated: both points keep every negative out
     assert figures["youden"]["Atelectasis"] == {"threshold": float(cut), "sensitivity": 1.0, "specificity": 1.0,
                                                 "ppv": 1.0, "npv": 1.0}  # fmt: skip
