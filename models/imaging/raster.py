@@ -125,25 +125,15 @@ def check_jpeg_data(data: bytes, limits: DecodeLimits) -> None:
     scored as an X-ray.  Costs about 2 ms for a 1024 x 1024 image here.  Raises :class:`InvalidImageError`, or
     :class:`UnsupportedCompressionError` for 12- and 16-bit JPEG, which is read only inside DICOM.
     """
-    check_jpeg_process(data)
-    try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        _check_size(width, height, limits)  # before any pixel is decoded
-        simplejpeg.decode_jpeg(
-            data, colorspace="CMYK" if colorspace == "CMYK" else "GRAY", strict=True, fastdct=True, fastupsample=True
-        )
-    except (InputError, MemoryError):  # out of memory is the server's trouble, not a bad file
-        raise
-    except ValueError as exc:
-        logger.debug("jpeg data failed the strict check (%s)", type(exc).__name__)
-        raise InvalidImageError("The JPEG data is corrupt or truncated.") from exc
+    strict_jpeg_pixels(data, limits)  # the pixels are the caller's decoder's to make (DICOM frames)
 
 
 def strict_jpeg_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray | None:
-    """Decode the JPEG strictly (as :func:`check_jpeg_data`) and return its pixels when Pillow would give the same.
+    """Decode the JPEG strictly (see :func:`check_jpeg_data`) and return its pixels when Pillow would give the same.
 
     Returns uint8 ``(H, W)`` for a grayscale JPEG, ``(H, W, 3)`` RGB for a YCbCr one (as stored: EXIF orientation
-    not applied), or ``None`` after checking a CMYK or YCCK JPEG, which Pillow decodes. Raises
+    not applied), or ``None`` after checking any other JPEG (CMYK, YCCK, RGB without the YCbCr transform), which
+    Pillow decodes. Raises
     :class:`InvalidImageError` (corrupt or truncated data) or :class:`UnsupportedCompressionError` (12/16-bit,
     JPEG-LS); the size is checked against ``limits`` before any pixel is decoded.
     """
@@ -152,7 +142,9 @@ def strict_jpeg_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray | None:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         _check_size(width, height, limits)
         kept = _KEPT_JPEG_PIXELS.get(colorspace)
-        pixels = simplejpeg.decode_jpeg(data, colorspace=kept or "CMYK", strict=True, fastdct=False, fastupsample=False)
+        # Pixels Pillow decodes itself are only checked: CMYK/YCCK as CMYK, anything else (Adobe RGB) as grey.
+        checked_as = kept or ("CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY")
+        pixels = simplejpeg.decode_jpeg(data, colorspace=checked_as, strict=True, fastdct=False, fastupsample=False)
     except (InputError, MemoryError):  # out of memory is the server's trouble, not a bad file
         raise
     except ValueError as exc:

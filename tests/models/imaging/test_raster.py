@@ -254,6 +254,9 @@ def _jpeg_corpus() -> dict[str, bytes]:
         corpus[f"rgb exif {orientation}"] = encode(Image.fromarray(colour, "RGB"), "JPEG", exif=exif.tobytes())
         corpus[f"gray exif {orientation}"] = encode(Image.fromarray(gray, "L"), "JPEG", exif=exif.tobytes())
     corpus["restart markers"] = encode(Image.fromarray(colour, "RGB"), "JPEG", restart_marker_blocks=3)
+    import imagecodecs  # an RGB JPEG without the YCbCr transform (Adobe APP14): checked strictly, Pillow decodes
+
+    corpus["rgb no transform"] = imagecodecs.jpeg8_encode(colour, level=90, colorspace="RGB", outcolorspace="RGB")
     return corpus
 
 
@@ -268,7 +271,7 @@ def test_the_one_pass_jpeg_decode_gives_pillows_pixels_bit_for_bit(name: str) ->
     assert np.array_equal(decoded.gray, reference)
     oriented = "exif" in name and not name.endswith(" 1")
     assert ("exif_orientation" in decoded.steps) == oriented
-    assert ("luma" in decoded.steps) == (not name.startswith("gray"))
+    assert ("luma" in decoded.steps) == (not name.startswith("gray"))  # "rgb no transform" included
 
 
 def test_the_primary_picture_of_an_mpo_is_decoded_once_and_equals_pillows() -> None:
